@@ -1,0 +1,350 @@
+//! Configuration in two stages: [`RawConfig`] is what the TOML file says
+//! (unknown keys are an error, so a typo never silently disables a control);
+//! [`Config`] is the validated result with durations, addresses and paths.
+//!
+//! Config says *where* a secret lives, never what it is.
+
+use crate::prices::{PriceRow, PriceTable};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8081";
+pub const DEFAULT_UPSTREAM_URL: &str = "https://api.anthropic.com";
+/// The Messages API's own request size limit.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub upstream: RawUpstream,
+    #[serde(default)]
+    pub master: RawMaster,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub secrets: RawSecrets,
+    #[serde(default)]
+    pub metering: RawMetering,
+    #[serde(default)]
+    pub log: RawLog,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prices: Vec<PriceRow>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub max_body_bytes: Option<u64>,
+    pub shutdown_grace: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub url: Option<String>,
+    pub connect_timeout: Option<String>,
+    /// Time allowed until the upstream's response headers arrive.
+    pub response_timeout: Option<String>,
+    /// Longest silence allowed between two chunks of a response body.
+    pub idle_timeout: Option<String>,
+    pub pool_idle_timeout: Option<String>,
+    pub pool_max_idle_per_host: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaster {
+    pub key_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// SQLite database file (the embedded default).
+    pub sqlite_path: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecrets {
+    pub cache_ttl: Option<String>,
+    pub stale_window: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetering {
+    pub flush_interval: Option<String>,
+    pub batch_size: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `error`, `warn`, `info`, `debug` or `trace`.
+    pub level: Option<String>,
+    /// `text` or `json`.
+    pub format: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config: {0}")]
+    Toml(String),
+    #[error("config: {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory of the config file; relative paths are resolved against it.
+    pub base_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub max_body_bytes: u64,
+    pub shutdown_grace: Duration,
+    pub upstream_url: String,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+    pub master_key_file: PathBuf,
+    pub sqlite_path: PathBuf,
+    pub secrets_cache_ttl: Duration,
+    pub secrets_stale_window: Duration,
+    pub metering_flush_interval: Duration,
+    pub metering_batch_size: usize,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub prices: PriceTable,
+}
+
+pub fn parse_duration(field: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        invalid(
+            field,
+            format!("{text:?} is not a duration ({e}); use e.g. \"20s\", \"15m\", \"90d\""),
+        )
+    })
+}
+
+fn duration(
+    field: &'static str,
+    v: &Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    v.as_deref()
+        .map_or(Ok(default), |t| parse_duration(field, t))
+}
+
+fn addr(field: &'static str, v: &Option<String>, default: &str) -> Result<SocketAddr, ConfigError> {
+    let text = v.as_deref().unwrap_or(default);
+    text.parse().map_err(|_| {
+        invalid(
+            field,
+            format!("{text:?} is not an address like 127.0.0.1:8080"),
+        )
+    })
+}
+
+fn path(base: &Path, v: &Option<String>, default: &str) -> PathBuf {
+    let p = Path::new(v.as_deref().unwrap_or(default));
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+impl RawConfig {
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Toml(e.to_string()))
+    }
+
+    pub fn validate(&self, base_dir: &Path) -> Result<Config, ConfigError> {
+        let upstream_url = self
+            .upstream
+            .url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_UPSTREAM_URL.to_string())
+            .trim_end_matches('/')
+            .to_string();
+        if !(upstream_url.starts_with("http://") || upstream_url.starts_with("https://")) {
+            return Err(invalid(
+                "upstream.url",
+                "must start with http:// or https://",
+            ));
+        }
+        let secrets_cache_ttl = duration(
+            "secrets.cache_ttl",
+            &self.secrets.cache_ttl,
+            Duration::from_secs(20),
+        )?;
+        if !(Duration::from_secs(5)..=Duration::from_secs(300)).contains(&secrets_cache_ttl) {
+            return Err(invalid("secrets.cache_ttl", "must be between 5s and 300s"));
+        }
+        let level = self.log.level.clone().unwrap_or_else(|| "info".into());
+        if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
+            return Err(invalid(
+                "log.level",
+                format!("{level:?}: use error, warn, info, debug or trace"),
+            ));
+        }
+        let log_format = match self.log.format.as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(invalid(
+                    "log.format",
+                    format!("{other:?}: use text or json"),
+                ))
+            }
+        };
+        let max_body_bytes = self.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes == 0 {
+            return Err(invalid("server.max_body_bytes", "must be positive"));
+        }
+        let metering_batch_size = self.metering.batch_size.unwrap_or(1000);
+        if metering_batch_size == 0 {
+            return Err(invalid("metering.batch_size", "must be positive"));
+        }
+        let prices = PriceTable::builtin()
+            .and_then(|t| t.with_overrides(self.prices.clone()))
+            .map_err(|e| invalid("prices", e.to_string()))?;
+        Ok(Config {
+            base_dir: base_dir.to_path_buf(),
+            listen: addr("server.listen", &self.server.listen, DEFAULT_LISTEN)?,
+            admin_listen: addr(
+                "server.admin_listen",
+                &self.server.admin_listen,
+                DEFAULT_ADMIN_LISTEN,
+            )?,
+            max_body_bytes,
+            shutdown_grace: duration(
+                "server.shutdown_grace",
+                &self.server.shutdown_grace,
+                Duration::from_secs(30),
+            )?,
+            upstream_url,
+            connect_timeout: duration(
+                "upstream.connect_timeout",
+                &self.upstream.connect_timeout,
+                Duration::from_secs(10),
+            )?,
+            response_timeout: duration(
+                "upstream.response_timeout",
+                &self.upstream.response_timeout,
+                Duration::from_secs(600),
+            )?,
+            idle_timeout: duration(
+                "upstream.idle_timeout",
+                &self.upstream.idle_timeout,
+                Duration::from_secs(300),
+            )?,
+            pool_idle_timeout: duration(
+                "upstream.pool_idle_timeout",
+                &self.upstream.pool_idle_timeout,
+                Duration::from_secs(90),
+            )?,
+            pool_max_idle_per_host: self.upstream.pool_max_idle_per_host.unwrap_or(256),
+            master_key_file: path(base_dir, &self.master.key_file, "master.key"),
+            sqlite_path: path(base_dir, &self.store.sqlite_path, "keyward.db"),
+            secrets_cache_ttl,
+            secrets_stale_window: duration(
+                "secrets.stale_window",
+                &self.secrets.stale_window,
+                Duration::from_secs(15 * 60),
+            )?,
+            metering_flush_interval: duration(
+                "metering.flush_interval",
+                &self.metering.flush_interval,
+                Duration::from_secs(1),
+            )?,
+            metering_batch_size,
+            log_level: level,
+            log_format,
+            prices,
+        })
+    }
+}
+
+impl Config {
+    /// Parse and validate `text`, resolving relative paths against `base_dir`.
+    pub fn from_toml(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        RawConfig::from_toml(text)?.validate(base_dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_gets_defaults() {
+        let c = Config::from_toml("", Path::new("/srv/kw")).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
+        assert_eq!(c.sqlite_path, Path::new("/srv/kw/keyward.db"));
+        assert_eq!(c.secrets_cache_ttl, Duration::from_secs(20));
+        assert_eq!(c.max_body_bytes, 32 * 1024 * 1024);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = Config::from_toml(
+            "[server]\nlisten = \"127.0.0.1:1\"\nlistne = \"x\"\n",
+            Path::new("/"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("listne"), "{e}");
+        assert!(Config::from_toml("[sever]\n", Path::new("/")).is_err());
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        for bad in [
+            "[secrets]\ncache_ttl = \"1s\"",
+            "[secrets]\ncache_ttl = \"soon\"",
+            "[upstream]\nurl = \"ftp://x\"",
+            "[server]\nlisten = \"nowhere\"",
+            "[log]\nformat = \"xml\"",
+            "[[prices]]\nmodel = \"m\"\neffective = \"2026\"\ninput = 1.0\noutput = 1.0\ncache_write_5m = 1.0\ncache_write_1h = 1.0\ncache_read = 1.0",
+        ] {
+            assert!(Config::from_toml(bad, Path::new("/")).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn price_overrides_apply() {
+        let c = Config::from_toml(
+            "[[prices]]\nmodel = \"my-model\"\neffective = \"2020-01-01\"\ninput = 1.0\noutput = 2.0\ncache_write_5m = 0.0\ncache_write_1h = 0.0\ncache_read = 0.0",
+            Path::new("/"),
+        )
+        .unwrap();
+        assert!(c.prices.lookup("my-model", "2026-01-01").is_some());
+        assert!(c.prices.lookup("claude-sonnet-4-6", "2026-01-01").is_some());
+    }
+}
