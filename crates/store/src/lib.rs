@@ -1,0 +1,59 @@
+//! Persistence behind one interface, [`Store`].
+//!
+//! The gateway never runs SQL itself: it calls these methods with ids and
+//! timestamps it made. The embedded default is SQLite ([`SqliteStore`], WAL);
+//! a PostgreSQL implementation of the same trait is planned for several
+//! gateways sharing one inventory.
+//!
+//! Every parameter is bound; no SQL is built with `format!`.
+
+mod sqlite;
+mod types;
+
+pub use sqlite::SqliteStore;
+pub use types::*;
+
+use async_trait::async_trait;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("database error: {0}")]
+    Backend(String),
+    #[error("the database is newer than this keyward (schema {found}, supported {supported})")]
+    SchemaTooNew { found: i64, supported: i64 },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn create_service(&self, s: &ServiceRow) -> Result<()>;
+    async fn list_services(&self) -> Result<Vec<ServiceRow>>;
+    async fn set_service_status(&self, id: &str, status: &str) -> Result<()>;
+
+    async fn create_upstream(&self, u: &UpstreamRow, sealed: Option<&LocalSecretRow>)
+        -> Result<()>;
+    async fn list_upstreams(&self) -> Result<Vec<UpstreamRow>>;
+    async fn get_local_secret(&self, name: &str) -> Result<LocalSecretRow>;
+
+    async fn create_key(&self, k: &KeyRow) -> Result<()>;
+    async fn list_keys(&self) -> Result<Vec<KeyRow>>;
+    async fn update_key_status(
+        &self,
+        id: &str,
+        status: KeyStatus,
+        at_ms: i64,
+        reason: Option<&str>,
+    ) -> Result<()>;
+    async fn touch_keys(&self, last_used: &[(String, i64)]) -> Result<()>;
+
+    async fn create_token(&self, t: &TokenRow) -> Result<()>;
+    async fn list_tokens(&self) -> Result<Vec<TokenRow>>;
+
+    async fn insert_usage(&self, batch: &[keyward_core::usage::UsageRecord]) -> Result<()>;
+    async fn usage_by_key(&self, since_ms: i64) -> Result<Vec<UsageSummary>>;
+}

@@ -1,0 +1,672 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! One connection behind a mutex, used from tokio's blocking pool: the
+//! gateway's request path never waits on it (usage arrives here in batches
+//! from the metering task), so a single writer is all it needs.
+
+use crate::{
+    KeyRow, KeyStatus, LocalSecretRow, Result, ServiceRow, Store, StoreError, TokenRow,
+    UpstreamRow, UsageSummary,
+};
+use async_trait::async_trait;
+use keyward_core::usage::UsageRecord;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// Schema migrations, applied in order; the index + 1 is the schema version.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE services (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    owner TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE local_secrets (
+    name TEXT PRIMARY KEY,
+    wrapped_key BLOB NOT NULL,
+    ciphertext BLOB NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE upstreams (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    env TEXT NOT NULL,
+    secret_ref TEXT NOT NULL,
+    fingerprint TEXT,
+    status TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE keys (
+    id TEXT PRIMARY KEY,
+    service_id TEXT NOT NULL REFERENCES services(id),
+    env TEXT NOT NULL,
+    name TEXT,
+    digest BLOB NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    status_changed_at_ms INTEGER,
+    status_reason TEXT,
+    last_used_ms INTEGER
+);
+CREATE TABLE admin_tokens (
+    id TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    services TEXT NOT NULL,
+    digest BLOB NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER
+);
+CREATE TABLE usage (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts_ms INTEGER NOT NULL,
+    request_id TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    service_id TEXT NOT NULL,
+    upstream_id TEXT,
+    env TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    model TEXT,
+    status INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cache_creation_input_tokens INTEGER NOT NULL,
+    cache_creation_1h INTEGER,
+    cache_read_input_tokens INTEGER NOT NULL,
+    cost_usd REAL,
+    latency_ms INTEGER NOT NULL,
+    streamed INTEGER NOT NULL,
+    client_disconnected INTEGER NOT NULL
+);
+CREATE INDEX usage_ts ON usage(ts_ms);
+CREATE INDEX usage_key_ts ON usage(key_id, ts_ms);
+"#];
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn conflict_or_backend(e: rusqlite::Error, what: &str) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Conflict(what.to_string())
+        }
+        _ => backend(e),
+    }
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database at `path` and apply migrations.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path).map_err(backend)?;
+        Self::init(conn)
+    }
+
+    /// A private in-memory database (tests, `demo` uses a temp file instead).
+    pub fn open_in_memory() -> Result<Self> {
+        Self::init(Connection::open_in_memory().map_err(backend)?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self> {
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(backend)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(backend)?;
+        let supported = MIGRATIONS.len() as i64;
+        if version > supported {
+            return Err(StoreError::SchemaTooNew {
+                found: version,
+                supported,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction().map_err(backend)?;
+            tx.execute_batch(sql).map_err(backend)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+        }
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn call<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Backend("connection lock poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+}
+
+fn digest_from(v: Vec<u8>) -> rusqlite::Result<[u8; 32]> {
+    <[u8; 32]>::try_from(v.as_slice()).map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Blob,
+            "digest is not 32 bytes".into(),
+        )
+    })
+}
+
+fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRow> {
+    let status: String = r.get(5)?;
+    Ok(KeyRow {
+        id: r.get(0)?,
+        service_id: r.get(1)?,
+        env: r.get(2)?,
+        name: r.get(3)?,
+        digest: digest_from(r.get(4)?)?,
+        // an unknown status is treated as revoked: fail closed
+        status: KeyStatus::parse(&status).unwrap_or(KeyStatus::Revoked),
+        created_at_ms: r.get(6)?,
+        status_changed_at_ms: r.get(7)?,
+        status_reason: r.get(8)?,
+        last_used_ms: r.get(9)?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_service(&self, s: &ServiceRow) -> Result<()> {
+        let s = s.clone();
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO services (id, name, owner, status, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![s.id, s.name, s.owner, s.status, s.created_at_ms],
+            )
+            .map_err(|e| conflict_or_backend(e, &format!("service {:?}", s.name)))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_services(&self) -> Result<Vec<ServiceRow>> {
+        self.call(|c| {
+            let mut st = c
+                .prepare(
+                    "SELECT id, name, owner, status, created_at_ms FROM services ORDER BY name",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok(ServiceRow {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        owner: r.get(2)?,
+                        status: r.get(3)?,
+                        created_at_ms: r.get(4)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn set_service_status(&self, id: &str, status: &str) -> Result<()> {
+        let (id, status) = (id.to_string(), status.to_string());
+        self.call(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE services SET status = ?1 WHERE id = ?2",
+                    params![status, id],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("service {id}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_upstream(
+        &self,
+        u: &UpstreamRow,
+        sealed: Option<&LocalSecretRow>,
+    ) -> Result<()> {
+        let (u, sealed) = (u.clone(), sealed.cloned());
+        self.call(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            if let Some(s) = &sealed {
+                tx.execute(
+                    "INSERT INTO local_secrets (name, wrapped_key, ciphertext, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                    params![s.name, s.wrapped_key, s.ciphertext, s.created_at_ms],
+                )
+                .map_err(|e| conflict_or_backend(e, &format!("local secret {:?}", s.name)))?;
+            }
+            tx.execute(
+                "INSERT INTO upstreams (id, name, env, secret_ref, fingerprint, status, created_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![u.id, u.name, u.env, u.secret_ref, u.fingerprint, u.status, u.created_at_ms],
+            )
+            .map_err(|e| conflict_or_backend(e, &format!("upstream {:?}", u.name)))?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_upstreams(&self) -> Result<Vec<UpstreamRow>> {
+        self.call(|c| {
+            let mut st = c
+                .prepare(
+                    "SELECT id, name, env, secret_ref, fingerprint, status, created_at_ms FROM upstreams ORDER BY name",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok(UpstreamRow {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        env: r.get(2)?,
+                        secret_ref: r.get(3)?,
+                        fingerprint: r.get(4)?,
+                        status: r.get(5)?,
+                        created_at_ms: r.get(6)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn get_local_secret(&self, name: &str) -> Result<LocalSecretRow> {
+        let name = name.to_string();
+        self.call(move |c| {
+            c.query_row(
+                "SELECT name, wrapped_key, ciphertext, created_at_ms FROM local_secrets WHERE name = ?1",
+                params![name],
+                |r| {
+                    Ok(LocalSecretRow {
+                        name: r.get(0)?,
+                        wrapped_key: r.get(1)?,
+                        ciphertext: r.get(2)?,
+                        created_at_ms: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound(format!("local secret {name:?}")))
+        })
+        .await
+    }
+
+    async fn create_key(&self, k: &KeyRow) -> Result<()> {
+        let k = k.clone();
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO keys (id, service_id, env, name, digest, status, created_at_ms, status_changed_at_ms, status_reason, last_used_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    k.id,
+                    k.service_id,
+                    k.env,
+                    k.name,
+                    k.digest.as_slice(),
+                    k.status.as_str(),
+                    k.created_at_ms,
+                    k.status_changed_at_ms,
+                    k.status_reason,
+                    k.last_used_ms
+                ],
+            )
+            .map_err(|e| conflict_or_backend(e, &format!("key {}", k.id)))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRow>> {
+        self.call(|c| {
+            let mut st = c
+                .prepare(
+                    "SELECT id, service_id, env, name, digest, status, created_at_ms, status_changed_at_ms, status_reason, last_used_ms \
+                     FROM keys ORDER BY created_at_ms, id",
+                )
+                .map_err(backend)?;
+            let rows = st.query_map([], key_from_row).map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn update_key_status(
+        &self,
+        id: &str,
+        status: KeyStatus,
+        at_ms: i64,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let (id, reason) = (id.to_string(), reason.map(str::to_string));
+        self.call(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE keys SET status = ?1, status_changed_at_ms = ?2, status_reason = ?3 WHERE id = ?4",
+                    params![status.as_str(), at_ms, reason, id],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("key {id}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn touch_keys(&self, last_used: &[(String, i64)]) -> Result<()> {
+        let items = last_used.to_vec();
+        self.call(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            {
+                let mut st = tx
+                    .prepare(
+                        "UPDATE keys SET last_used_ms = ?1 WHERE id = ?2 AND (last_used_ms IS NULL OR last_used_ms < ?1)",
+                    )
+                    .map_err(backend)?;
+                for (id, ts) in &items {
+                    st.execute(params![ts, id]).map_err(backend)?;
+                }
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn create_token(&self, t: &TokenRow) -> Result<()> {
+        let t = t.clone();
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO admin_tokens (id, role, services, digest, status, created_at_ms, expires_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    t.id,
+                    t.role,
+                    t.services.join(","),
+                    t.digest.as_slice(),
+                    t.status,
+                    t.created_at_ms,
+                    t.expires_at_ms
+                ],
+            )
+            .map_err(|e| conflict_or_backend(e, &format!("token {}", t.id)))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRow>> {
+        self.call(|c| {
+            let mut st = c
+                .prepare(
+                    "SELECT id, role, services, digest, status, created_at_ms, expires_at_ms FROM admin_tokens ORDER BY created_at_ms",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map([], |r| {
+                    let services: String = r.get(2)?;
+                    Ok(TokenRow {
+                        id: r.get(0)?,
+                        role: r.get(1)?,
+                        services: services.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+                        digest: digest_from(r.get(3)?)?,
+                        status: r.get(4)?,
+                        created_at_ms: r.get(5)?,
+                        expires_at_ms: r.get(6)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn insert_usage(&self, batch: &[UsageRecord]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let batch = batch.to_vec();
+        self.call(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            {
+                let mut st = tx
+                    .prepare_cached(
+                        "INSERT INTO usage (ts_ms, request_id, key_id, service_id, upstream_id, env, endpoint, model, status, \
+                         input_tokens, output_tokens, cache_creation_input_tokens, cache_creation_1h, cache_read_input_tokens, \
+                         cost_usd, latency_ms, streamed, client_disconnected) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                    )
+                    .map_err(backend)?;
+                for r in &batch {
+                    st.execute(params![
+                        r.ts_ms,
+                        r.request_id,
+                        r.key_id,
+                        r.service_id,
+                        r.upstream_id,
+                        r.env,
+                        r.endpoint,
+                        r.model,
+                        r.status,
+                        r.usage.input_tokens as i64,
+                        r.usage.output_tokens as i64,
+                        r.usage.cache_creation_input_tokens as i64,
+                        r.usage.cache_creation_1h.map(|v| v as i64),
+                        r.usage.cache_read_input_tokens as i64,
+                        r.cost_usd,
+                        r.latency_ms,
+                        r.streamed,
+                        r.client_disconnected
+                    ])
+                    .map_err(backend)?;
+                }
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn usage_by_key(&self, since_ms: i64) -> Result<Vec<UsageSummary>> {
+        self.call(move |c| {
+            let mut st = c
+                .prepare(
+                    "SELECT key_id, service_id, COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), \
+                     SUM(input_tokens), SUM(output_tokens), SUM(cache_creation_input_tokens), SUM(cache_read_input_tokens), \
+                     COALESCE(SUM(cost_usd), 0.0), SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END) \
+                     FROM usage WHERE ts_ms >= ?1 GROUP BY key_id, service_id ORDER BY key_id",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![since_ms], |r| {
+                    Ok(UsageSummary {
+                        key_id: r.get(0)?,
+                        service_id: r.get(1)?,
+                        requests: r.get::<_, i64>(2)? as u64,
+                        errors: r.get::<_, i64>(3)? as u64,
+                        input_tokens: r.get::<_, i64>(4)? as u64,
+                        output_tokens: r.get::<_, i64>(5)? as u64,
+                        cache_creation_input_tokens: r.get::<_, i64>(6)? as u64,
+                        cache_read_input_tokens: r.get::<_, i64>(7)? as u64,
+                        cost_usd: r.get(8)?,
+                        unpriced_requests: r.get::<_, i64>(9)? as u64,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyward_core::usage::TokenUsage;
+
+    fn service() -> ServiceRow {
+        ServiceRow {
+            id: "svc_1".into(),
+            name: "billing".into(),
+            owner: "team-pay".into(),
+            status: "active".into(),
+            created_at_ms: 1,
+        }
+    }
+
+    fn key(id: &str, digest: u8) -> KeyRow {
+        KeyRow {
+            id: id.into(),
+            service_id: "svc_1".into(),
+            env: "prod".into(),
+            name: None,
+            digest: [digest; 32],
+            status: KeyStatus::Active,
+            created_at_ms: 2,
+            status_changed_at_ms: None,
+            status_reason: None,
+            last_used_ms: None,
+        }
+    }
+
+    fn record(key_id: &str, ts: i64, cost: Option<f64>, status: u16) -> UsageRecord {
+        UsageRecord {
+            ts_ms: ts,
+            request_id: "r".into(),
+            key_id: key_id.into(),
+            service_id: "svc_1".into(),
+            upstream_id: None,
+            env: "prod".into(),
+            endpoint: "/v1/messages".into(),
+            model: Some("m".into()),
+            status,
+            usage: TokenUsage {
+                input_tokens: 10,
+                output_tokens: 5,
+                ..Default::default()
+            },
+            cost_usd: cost,
+            latency_ms: 3,
+            streamed: false,
+            client_disconnected: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn inventory_roundtrip_and_conflicts() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("k.db")).unwrap();
+        s.create_service(&service()).await.unwrap();
+        assert!(matches!(
+            s.create_service(&service()).await,
+            Err(StoreError::Conflict(_))
+        ));
+        s.create_key(&key("key_a", 1)).await.unwrap();
+        assert!(matches!(
+            s.create_key(&key("key_b", 1)).await,
+            Err(StoreError::Conflict(_))
+        ));
+        s.update_key_status("key_a", KeyStatus::Revoked, 5, Some("left"))
+            .await
+            .unwrap();
+        let keys = s.list_keys().await.unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].status, KeyStatus::Revoked);
+        assert_eq!(keys[0].status_reason.as_deref(), Some("left"));
+        assert!(matches!(
+            s.update_key_status("key_zz", KeyStatus::Revoked, 5, None)
+                .await,
+            Err(StoreError::NotFound(_))
+        ));
+        s.touch_keys(&[("key_a".into(), 9), ("key_a".into(), 7)])
+            .await
+            .unwrap();
+        assert_eq!(s.list_keys().await.unwrap()[0].last_used_ms, Some(9));
+        drop(s);
+        // reopening applies no migration twice
+        let s = SqliteStore::open(&dir.path().join("k.db")).unwrap();
+        assert_eq!(s.list_services().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn upstream_with_sealed_secret_is_atomic() {
+        let s = SqliteStore::open_in_memory().unwrap();
+        let up = UpstreamRow {
+            id: "ups_1".into(),
+            name: "prod-main".into(),
+            env: "prod".into(),
+            secret_ref: "local:prod-main".into(),
+            fingerprint: Some("sha256:00".into()),
+            status: "active".into(),
+            created_at_ms: 1,
+        };
+        let sealed = LocalSecretRow {
+            name: "prod-main".into(),
+            wrapped_key: vec![1],
+            ciphertext: vec![2],
+            created_at_ms: 1,
+        };
+        s.create_upstream(&up, Some(&sealed)).await.unwrap();
+        // the same upstream name again fails and leaves no second secret behind
+        let mut again = up.clone();
+        again.id = "ups_2".into();
+        let sealed2 = LocalSecretRow {
+            name: "other".into(),
+            ..sealed.clone()
+        };
+        assert!(s.create_upstream(&again, Some(&sealed2)).await.is_err());
+        assert!(matches!(
+            s.get_local_secret("other").await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert_eq!(
+            s.get_local_secret("prod-main").await.unwrap().ciphertext,
+            vec![2]
+        );
+    }
+
+    #[tokio::test]
+    async fn usage_aggregates_keep_unknown_cost_apart() {
+        let s = SqliteStore::open_in_memory().unwrap();
+        s.insert_usage(&[
+            record("key_a", 100, Some(0.5), 200),
+            record("key_a", 200, None, 200),
+            record("key_a", 300, Some(0.25), 429),
+            record("key_b", 50, Some(1.0), 200),
+        ])
+        .await
+        .unwrap();
+        let sum = s.usage_by_key(100).await.unwrap();
+        assert_eq!(sum.len(), 1);
+        let a = &sum[0];
+        assert_eq!((a.requests, a.errors, a.unpriced_requests), (3, 1, 1));
+        assert_eq!(a.input_tokens, 30);
+        assert!((a.cost_usd - 0.75).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,114 @@
+//! Rows as the store keeps them. No row carries a secret in clear: keys and
+//! tokens are keyed digests, local secrets are sealed.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRow {
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+    /// `active` or `retired`.
+    pub status: String,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamRow {
+    pub id: String,
+    pub name: String,
+    pub env: String,
+    /// Where the value lives: `local:NAME`, `env:VAR`, ...
+    pub secret_ref: String,
+    /// Public fingerprint of the value when it was added (`sha256:...`).
+    pub fingerprint: Option<String>,
+    pub status: String,
+    pub created_at_ms: i64,
+}
+
+/// A secret sealed under the master key's envelope (see `keyward_core::crypto`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct LocalSecretRow {
+    pub name: String,
+    pub wrapped_key: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+    pub created_at_ms: i64,
+}
+
+impl std::fmt::Debug for LocalSecretRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalSecretRow")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    Active,
+    Suspended,
+    Revoked,
+}
+
+impl KeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Suspended => "suspended",
+            KeyStatus::Revoked => "revoked",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(KeyStatus::Active),
+            "suspended" => Some(KeyStatus::Suspended),
+            "revoked" => Some(KeyStatus::Revoked),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRow {
+    pub id: String,
+    pub service_id: String,
+    pub env: String,
+    pub name: Option<String>,
+    /// HMAC-SHA256 of the secret under the digest key.
+    pub digest: [u8; 32],
+    pub status: KeyStatus,
+    pub created_at_ms: i64,
+    pub status_changed_at_ms: Option<i64>,
+    pub status_reason: Option<String>,
+    pub last_used_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: String,
+    /// `owner`, `operator`, `auditor` or `service-owner`.
+    pub role: String,
+    /// Service names a `service-owner` token is scoped to.
+    pub services: Vec<String>,
+    pub digest: [u8; 32],
+    pub status: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageSummary {
+    pub key_id: String,
+    pub service_id: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_creation_input_tokens: u64,
+    pub cache_read_input_tokens: u64,
+    /// Sum over requests with a known price.
+    pub cost_usd: f64,
+    /// Requests whose model had no price: their cost is not in `cost_usd`.
+    pub unpriced_requests: u64,
+}
