@@ -1,0 +1,15 @@
+//! keyward's gateway: the data plane (Anthropic-compatible proxy), the admin
+//! plane, metering, and installation. See ARCHITECTURE.md for the phase chart.
+
+pub mod admin;
+pub mod error;
+pub mod index;
+pub mod install;
+pub mod meter;
+pub mod metrics;
+pub mod proxy;
+pub mod server;
+pub mod state;
+pub mod upstream;
+
+pub use state::App;

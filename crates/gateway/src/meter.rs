@@ -1,0 +1,262 @@
+//! Metering: every authenticated request becomes a [`UsageRecord`], written to
+//! the store in batches by one background task, off the request path.
+//!
+//! Response bodies pass through [`MeteredBody`], which reads usage as the bytes
+//! go by (SSE events for streams, the JSON body otherwise) and emits the record
+//! when the body ends, fails, or is dropped because the client went away.
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use keyward_core::prices::{date_of_ms, PriceTable};
+use keyward_core::sse::SseUsageReader;
+use keyward_core::usage::{self, UsageRecord};
+use keyward_store::Store;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Records waiting for the writer beyond this many are dropped and counted.
+const QUEUE_CAPACITY: usize = 65_536;
+/// Non-streaming bodies larger than this are not parsed for usage.
+const MAX_JSON_TAP: usize = 8 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct Meter {
+    tx: mpsc::Sender<UsageRecord>,
+    prices: Arc<PriceTable>,
+    pub dropped: Arc<AtomicU64>,
+}
+
+pub struct MeterWriter {
+    rx: mpsc::Receiver<UsageRecord>,
+    store: Arc<dyn Store>,
+    batch_size: usize,
+    flush_interval: Duration,
+}
+
+impl Meter {
+    pub fn new(store: Arc<dyn Store>, prices: Arc<PriceTable>, batch_size: usize, flush_interval: Duration) -> (Meter, MeterWriter) {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        (
+            Meter { tx, prices, dropped: Arc::new(AtomicU64::new(0)) },
+            MeterWriter { rx, store, batch_size, flush_interval },
+        )
+    }
+
+    /// Price the record and queue it. Never blocks.
+    pub fn record(&self, mut r: UsageRecord) {
+        r.cost_usd = r.model.as_deref().and_then(|m| self.prices.cost(m, &date_of_ms(r.ts_ms), &r.usage));
+        if self.tx.try_send(r).is_err() {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::error!(dropped = n, "usage queue full or closed; usage records dropped");
+            }
+        }
+    }
+}
+
+impl MeterWriter {
+    /// Write batches until `shutdown` fires, then drain what is queued and return.
+    pub async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut batch = Vec::with_capacity(self.batch_size);
+        let mut tick = tokio::time::interval(self.flush_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                n = self.rx.recv_many(&mut batch, self.batch_size) => {
+                    if n == 0 { break; }
+                    if batch.len() >= self.batch_size { self.flush(&mut batch).await; }
+                }
+                _ = tick.tick() => self.flush(&mut batch).await,
+                _ = shutdown.changed() => break,
+            }
+        }
+        // drain: everything already queued is written before we return
+        while let Ok(r) = self.rx.try_recv() {
+            batch.push(r);
+            if batch.len() >= self.batch_size {
+                self.flush(&mut batch).await;
+            }
+        }
+        self.flush(&mut batch).await;
+    }
+
+    async fn flush(&self, batch: &mut Vec<UsageRecord>) {
+        if batch.is_empty() {
+            return;
+        }
+        let mut delay = Duration::from_millis(100);
+        for attempt in 1..=5 {
+            match self.store.insert_usage(batch).await {
+                Ok(()) => break,
+                Err(e) if attempt < 5 => {
+                    tracing::warn!(error = %e, attempt, records = batch.len(), "writing usage failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, records = batch.len(), "writing usage failed; records lost");
+                }
+            }
+        }
+        let mut last_used: HashMap<&str, i64> = HashMap::new();
+        for r in batch.iter() {
+            let e = last_used.entry(r.key_id.as_str()).or_insert(r.ts_ms);
+            *e = (*e).max(r.ts_ms);
+        }
+        let touches: Vec<(String, i64)> = last_used.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        if let Err(e) = self.store.touch_keys(&touches).await {
+            tracing::warn!(error = %e, "updating last-used times failed");
+        }
+        batch.clear();
+    }
+}
+
+enum Tap {
+    Sse(Box<SseUsageReader>),
+    Json(Vec<u8>),
+    None,
+}
+
+/// A response body that meters itself.
+pub struct MeteredBody<B> {
+    inner: B,
+    tap: Tap,
+    record: Option<UsageRecord>,
+    meter: Meter,
+    started: Instant,
+    idle_timeout: Duration,
+    /// Allocated once, re-armed whenever the body goes quiet.
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
+    idle_armed: bool,
+}
+
+impl<B> MeteredBody<B> {
+    pub fn new(inner: B, streamed: bool, record: UsageRecord, meter: Meter, started: Instant, idle_timeout: Duration) -> Self {
+        let tap = if streamed {
+            Tap::Sse(Box::default())
+        } else if record.endpoint == "/v1/messages" {
+            Tap::Json(Vec::new())
+        } else {
+            Tap::None
+        };
+        MeteredBody { inner, tap, record: Some(record), meter, started, idle_timeout, idle: None, idle_armed: false }
+    }
+
+    fn observe(&mut self, data: &[u8]) {
+        match &mut self.tap {
+            Tap::Sse(r) => r.feed(data),
+            Tap::Json(buf) => {
+                if buf.len() + data.len() <= MAX_JSON_TAP {
+                    buf.extend_from_slice(data);
+                } else {
+                    self.tap = Tap::None;
+                }
+            }
+            Tap::None => {}
+        }
+    }
+
+    fn finish(&mut self, client_disconnected: bool) {
+        let Some(mut r) = self.record.take() else { return };
+        match std::mem::replace(&mut self.tap, Tap::None) {
+            Tap::Sse(mut reader) => {
+                reader.finish();
+                let st = reader.state;
+                r.usage = st.usage;
+                if st.model.is_some() {
+                    r.model = st.model;
+                }
+                if st.error_type.is_some() && r.status < 400 {
+                    // an `error` event mid-stream: the request failed upstream
+                    r.status = 599;
+                }
+            }
+            Tap::Json(buf) => {
+                if let Some((model, u)) = usage::from_message_body(&buf) {
+                    r.usage = u;
+                    if model.is_some() {
+                        r.model = model;
+                    }
+                }
+            }
+            Tap::None => {}
+        }
+        r.latency_ms = self.started.elapsed().as_millis().min(u32::MAX as u128) as u32;
+        r.client_disconnected = client_disconnected;
+        self.meter.record(r);
+    }
+}
+
+impl<B> Drop for MeteredBody<B> {
+    fn drop(&mut self) {
+        // dropped before the end: the client went away (or the server is stopping)
+        self.finish(true);
+    }
+}
+
+impl<B> Body for MeteredBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.idle_armed = false;
+                if let Some(data) = frame.data_ref() {
+                    this.observe(data);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                tracing::warn!(error = %e, "upstream body failed mid-response");
+                if let Some(r) = this.record.as_mut() {
+                    r.status = 599;
+                }
+                this.finish(false);
+                Poll::Ready(Some(Err(std::io::Error::other("upstream body failed"))))
+            }
+            Poll::Ready(None) => {
+                this.finish(false);
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                let timeout = this.idle_timeout;
+                let deadline = tokio::time::Instant::now() + timeout;
+                let idle = this.idle.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if !this.idle_armed {
+                    idle.as_mut().reset(deadline);
+                    this.idle_armed = true;
+                }
+                if idle.as_mut().poll(cx).is_ready() {
+                    tracing::warn!(timeout_s = timeout.as_secs(), "upstream body idle too long; closing");
+                    if let Some(r) = this.record.as_mut() {
+                        r.status = 504;
+                    }
+                    this.finish(false);
+                    return Poll::Ready(Some(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "upstream idle"))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+use std::future::Future as _;

@@ -1,0 +1,334 @@
+//! The data plane: Anthropic-compatible endpoints, forwarded to the upstream
+//! with the client's credential replaced by the injected upstream key.
+//!
+//! Phases, in one direction:
+//! `authenticate -> policy -> screen_request -> forward -> screen_response -> record`.
+//! `authenticate` is a middleware around the whole router (deny by default);
+//! the rest run in [`forward`]; `record` runs from the response body's end or
+//! drop ([`MeteredBody`]), so it also happens when the client disconnects.
+
+use crate::error::ApiError;
+use crate::index::KeyEntry;
+use crate::meter::MeteredBody;
+use crate::state::App;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use keyward_core::usage::UsageRecord;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Routes that answer without a credential.
+pub const OPEN_ROUTES: &[&str] = &["/healthz", "/readyz"];
+
+/// Request headers copied to the upstream request; everything else (the
+/// client's credential, hop-by-hop headers, cookies, proxies' headers) is dropped.
+static REQUEST_HEADERS: [HeaderName; 4] = [
+    header::CONTENT_TYPE,
+    header::ACCEPT,
+    HeaderName::from_static("anthropic-version"),
+    HeaderName::from_static("anthropic-beta"),
+];
+
+/// Response headers copied back to the client, besides `anthropic-ratelimit-*`.
+static RESPONSE_HEADERS: [HeaderName; 5] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::RETRY_AFTER,
+    HeaderName::from_static("request-id"),
+    HeaderName::from_static("x-should-retry"),
+];
+
+static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// The endpoints the gateway forwards, with the label metering uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Messages,
+    CountTokens,
+    Models,
+    Model,
+    Batches,
+    Batch,
+    BatchCancel,
+    BatchResults,
+}
+
+impl Endpoint {
+    pub fn label(self) -> &'static str {
+        match self {
+            Endpoint::Messages => "/v1/messages",
+            Endpoint::CountTokens => "/v1/messages/count_tokens",
+            Endpoint::Models => "/v1/models",
+            Endpoint::Model => "/v1/models/{id}",
+            Endpoint::Batches => "/v1/messages/batches",
+            Endpoint::Batch => "/v1/messages/batches/{id}",
+            Endpoint::BatchCancel => "/v1/messages/batches/{id}/cancel",
+            Endpoint::BatchResults => "/v1/messages/batches/{id}/results",
+        }
+    }
+
+    /// Requests whose body is a JSON object the gateway reads (model, stream).
+    fn has_json_body(self, m: &Method) -> bool {
+        matches!(self, Endpoint::Messages | Endpoint::CountTokens) || (self == Endpoint::Batches && m == Method::POST)
+    }
+}
+
+fn is_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Allowlist of (method, path) pairs; anything else is 404 and never forwarded.
+pub fn classify(m: &Method, path: &str) -> Option<Endpoint> {
+    let rest = path.strip_prefix("/v1/")?;
+    let segs: Vec<&str> = rest.split('/').collect();
+    let get = m == Method::GET;
+    let post = m == Method::POST;
+    match segs.as_slice() {
+        ["messages"] if post => Some(Endpoint::Messages),
+        ["messages", "count_tokens"] if post => Some(Endpoint::CountTokens),
+        ["models"] if get => Some(Endpoint::Models),
+        ["models", id] if get && is_id(id) => Some(Endpoint::Model),
+        ["messages", "batches"] if get || post => Some(Endpoint::Batches),
+        ["messages", "batches", id] if (get || m == Method::DELETE) && is_id(id) => Some(Endpoint::Batch),
+        ["messages", "batches", id, "cancel"] if post && is_id(id) => Some(Endpoint::BatchCancel),
+        ["messages", "batches", id, "results"] if get && is_id(id) => Some(Endpoint::BatchResults),
+        _ => None,
+    }
+}
+
+/// The client's credential: `x-api-key`, or `Authorization: Bearer`.
+fn presented_credential(h: &HeaderMap) -> Option<&str> {
+    if let Some(v) = h.get(&X_API_KEY) {
+        return v.to_str().ok();
+    }
+    let auth = h.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = auth.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Phase `authenticate`: virtual key -> key record, in memory. Unknown,
+/// malformed, revoked and suspended keys get the same answer.
+pub async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    if OPEN_ROUTES.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    let entry = presented_credential(req.headers()).and_then(|k| app.keys.authenticate(&app.digester.digest(k)));
+    match entry {
+        Some(e) => {
+            req.extensions_mut().insert(e);
+            next.run(req).await
+        }
+        None => {
+            app.metrics.refused_auth();
+            ApiError::Unauthenticated.into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Probe {
+    model: Option<String>,
+    stream: Option<bool>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Everything after authentication for one request.
+pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<KeyEntry>>, req: Request) -> Response {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let Some(endpoint) = classify(&parts.method, parts.uri.path()) else {
+        return ApiError::NotFound.into_response();
+    };
+    let mut record = UsageRecord {
+        ts_ms: now_ms(),
+        request_id: String::new(),
+        key_id: key.id.clone(),
+        service_id: key.service_id.clone(),
+        upstream_id: None,
+        env: key.env.as_str().to_string(),
+        endpoint: endpoint.label().to_string(),
+        model: None,
+        status: 0,
+        usage: Default::default(),
+        cost_usd: None,
+        latency_ms: 0,
+        streamed: false,
+        client_disconnected: false,
+    };
+    let fail = |mut record: UsageRecord, e: ApiError| {
+        record.status = e.status().as_u16();
+        record.latency_ms = started.elapsed().as_millis().min(u32::MAX as u128) as u32;
+        app.meter.record(record);
+        app.metrics.finished(&key, None, e.status().as_u16());
+        e.into_response()
+    };
+
+    // read the body, bounded: 413 without reading past the limit
+    let max = app.cfg.max_body_bytes;
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return fail(record, ApiError::TooLarge);
+    }
+    let bytes: Bytes = match Limited::new(body, max as usize).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return fail(record, ApiError::TooLarge),
+        Err(_) => return fail(record, ApiError::InvalidRequest("could not read the request body".into())),
+    };
+
+    // phase `policy` (status was checked by `authenticate`; limits come later)
+    let mut streamed = false;
+    if endpoint.has_json_body(&parts.method) {
+        match serde_json::from_slice::<Probe>(&bytes) {
+            Ok(p) => {
+                record.model = p.model;
+                streamed = endpoint == Endpoint::Messages && p.stream == Some(true);
+            }
+            Err(e) => {
+                let msg = if e.is_data() { "request body must be a JSON object" } else { "request body is not valid JSON" };
+                return fail(record, ApiError::InvalidRequest(msg.into()));
+            }
+        }
+    }
+    record.streamed = streamed;
+
+    // phase `forward`: inject the upstream credential of the key's environment
+    let Some(upstream) = app.upstreams.get(key.env) else {
+        return fail(record, ApiError::BadGateway("no upstream credential is configured for this key's environment"));
+    };
+    record.upstream_id = Some(upstream.id.clone());
+    let cred = match app.secrets.get(&upstream.secret).await {
+        Ok(c) => c,
+        Err(_) => return fail(record, ApiError::BadGateway("the upstream credential is unavailable")),
+    };
+    let uri = match build_uri(&app.upstream_base, &parts.uri) {
+        Some(u) => u,
+        None => return fail(record, ApiError::InvalidRequest("invalid request path".into())),
+    };
+    let mut up = http::Request::builder().method(parts.method.clone()).uri(uri);
+    if let Some(h) = up.headers_mut() {
+        for name in &REQUEST_HEADERS {
+            for v in parts.headers.get_all(name) {
+                h.append(name.clone(), v.clone());
+            }
+        }
+        h.insert(X_API_KEY.clone(), cred.header().clone());
+    }
+    let Ok(up) = up.body(Full::new(bytes)) else {
+        return fail(record, ApiError::Internal);
+    };
+    drop(cred);
+
+    let resp = match tokio::time::timeout(app.cfg.response_timeout, app.client.request(up)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::warn!(key_id = %key.id, error = %ErrorChain(&e), "upstream request failed");
+            return fail(record, ApiError::BadGateway("the upstream API could not be reached"));
+        }
+        Err(_) => return fail(record, ApiError::Timeout),
+    };
+
+    // phase `screen_response` comes later; build the client response
+    let (up_parts, up_body) = resp.into_parts();
+    record.status = up_parts.status.as_u16();
+    if let Some(id) = up_parts.headers.get("request-id").and_then(|v| v.to_str().ok()) {
+        record.request_id = id.to_string();
+    }
+    let is_sse = up_parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    record.streamed = is_sse;
+    app.metrics.finished(&key, record.model.as_deref(), record.status);
+    let metered = MeteredBody::new(up_body, is_sse, record, app.meter.clone(), started, app.cfg.idle_timeout);
+    let mut out = Response::new(Body::new(metered));
+    *out.status_mut() = up_parts.status;
+    let h = out.headers_mut();
+    for (name, value) in up_parts.headers.iter() {
+        if RESPONSE_HEADERS.contains(name) || name.as_str().starts_with("anthropic-ratelimit-") {
+            h.append(name.clone(), value.clone());
+        }
+    }
+    if is_sse {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    }
+    out
+}
+
+fn build_uri(base: &str, client: &Uri) -> Option<Uri> {
+    let pq = client.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut s = String::with_capacity(base.len() + pq.len());
+    s.push_str(base);
+    s.push_str(pq);
+    s.parse().ok()
+}
+
+/// Display an error with its sources, for logs (never includes headers).
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut src = self.0.source();
+        while let Some(s) = src {
+            write!(f, ": {s}")?;
+            src = s.source();
+        }
+        Ok(())
+    }
+}
+
+pub async fn healthz() -> impl IntoResponse {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{\"status\":\"ok\"}")
+}
+
+pub async fn not_found() -> Response {
+    ApiError::NotFound.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_is_an_allowlist() {
+        assert_eq!(classify(&Method::POST, "/v1/messages"), Some(Endpoint::Messages));
+        assert_eq!(classify(&Method::GET, "/v1/messages"), None);
+        assert_eq!(classify(&Method::POST, "/v1/messages/count_tokens"), Some(Endpoint::CountTokens));
+        assert_eq!(classify(&Method::GET, "/v1/models/claude-sonnet-4-6"), Some(Endpoint::Model));
+        assert_eq!(classify(&Method::DELETE, "/v1/messages/batches/msgbatch_1"), Some(Endpoint::Batch));
+        assert_eq!(classify(&Method::GET, "/v1/messages/batches/msgbatch_1/results"), Some(Endpoint::BatchResults));
+        assert_eq!(classify(&Method::GET, "/v1/models/../organizations/api_keys"), None);
+        assert_eq!(classify(&Method::GET, "/v1/organizations/api_keys"), None);
+        assert_eq!(classify(&Method::GET, "/v1/models/a%2Fb"), None);
+    }
+
+    #[test]
+    fn credentials_from_either_header() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer kw_dev_abc"));
+        assert_eq!(presented_credential(&h), Some("kw_dev_abc"));
+        h.insert("x-api-key", HeaderValue::from_static("kw_dev_xyz"));
+        assert_eq!(presented_credential(&h), Some("kw_dev_xyz"));
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Basic abc"));
+        assert_eq!(presented_credential(&h), None);
+    }
+}

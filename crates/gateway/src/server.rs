@@ -1,0 +1,131 @@
+//! `keyward serve`: both listeners, the metering writer, and a graceful stop
+//! that drains in-flight requests and queued usage records.
+
+use crate::install::{self, InstallError, ADMIN_URL_FILE};
+use crate::state::App;
+use keyward_core::config::Config;
+use keyward_store::SqliteStore;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Config(#[from] keyward_core::config::ConfigError),
+    #[error("{0}")]
+    Install(#[from] InstallError),
+    #[error("store: {0}")]
+    Store(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Load and validate a config file; relative paths resolve against its directory.
+pub fn load_config(path: &Path) -> Result<Config, ServeError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ServeError::Read { path: path.to_path_buf(), source })?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+    Ok(Config::from_toml(&text, &dir)?)
+}
+
+/// `serve --check`: everything `serve` verifies before listening.
+pub fn check(path: &Path) -> Result<Config, ServeError> {
+    let cfg = load_config(path)?;
+    install::load_master_key(&cfg.master_key_file)?;
+    Ok(cfg)
+}
+
+/// The addresses a running gateway listens on.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub data: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Run a gateway from a validated config until `stop` resolves. `on_ready` is
+/// called once both listeners are bound.
+pub async fn run(
+    cfg: Config,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(Bound, &Arc<App>),
+) -> Result<(), ServeError> {
+    let master = install::load_master_key(&cfg.master_key_file)?;
+    let store = SqliteStore::open(&cfg.sqlite_path).map_err(|e| ServeError::Store(e.to_string()))?;
+    let base_dir = cfg.base_dir.clone();
+    let grace = cfg.shutdown_grace;
+    let (data_addr, admin_addr) = (cfg.listen, cfg.admin_listen);
+    let (app, writer) = App::load(cfg, Arc::new(store), &master).await.map_err(|e| ServeError::Store(e.to_string()))?;
+    drop(master);
+
+    let data_l = TcpListener::bind(data_addr).await.map_err(|source| ServeError::Bind { addr: data_addr, source })?;
+    let admin_l = TcpListener::bind(admin_addr).await.map_err(|source| ServeError::Bind { addr: admin_addr, source })?;
+    let bound = Bound {
+        data: data_l.local_addr().map_err(|e| ServeError::Other(e.to_string()))?,
+        admin: admin_l.local_addr().map_err(|e| ServeError::Other(e.to_string()))?,
+    };
+    let url_file = base_dir.join(ADMIN_URL_FILE);
+    let _ = std::fs::write(&url_file, format!("http://{}\n", bound.admin));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (writer_tx, writer_rx) = tokio::sync::watch::channel(false);
+    let writer_task = tokio::spawn(writer.run(writer_rx));
+
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let data_router = crate::admin::data_plane_router(app.clone());
+    let admin_router = crate::admin::router(app.clone());
+    let data_srv = axum::serve(data_l, data_router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(wait(stop_rx.clone()));
+    let admin_srv = axum::serve(admin_l, admin_router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(wait(stop_rx));
+    let data_task = tokio::spawn(async move { data_srv.await });
+    let admin_task = tokio::spawn(async move { admin_srv.await });
+
+    tracing::info!(data = %bound.data, admin = %bound.admin, keys = app.keys.len(), "keyward is serving");
+    on_ready(bound, &app);
+
+    stop.await;
+    tracing::info!(grace_s = grace.as_secs(), "shutting down: draining in-flight requests");
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(grace, async {
+        let _ = data_task.await;
+        let _ = admin_task.await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("in-flight requests still open after the grace period; closing them");
+    }
+    let _ = writer_tx.send(true);
+    let _ = writer_task.await;
+    let _ = std::fs::remove_file(&url_file);
+    tracing::info!("keyward stopped; usage records flushed");
+    Ok(())
+}
