@@ -39,18 +39,34 @@ pub fn role_allows(role: &str, action: Action) -> bool {
 }
 
 fn admin_error(status: StatusCode, kind: &str, message: &str) -> Response {
-    (status, Json(json!({"type": "error", "error": {"type": kind, "message": message}}))).into_response()
+    (
+        status,
+        Json(json!({"type": "error", "error": {"type": kind, "message": message}})),
+    )
+        .into_response()
 }
 
 impl IntoResponse for OpError {
     fn into_response(self) -> Response {
         match &self {
             OpError::Invalid(m) => admin_error(StatusCode::BAD_REQUEST, "invalid_request_error", m),
-            OpError::NotFound(m) => admin_error(StatusCode::NOT_FOUND, "not_found_error", &format!("{m} not found")),
-            OpError::Conflict(m) => admin_error(StatusCode::CONFLICT, "conflict_error", &format!("{m} already exists")),
+            OpError::NotFound(m) => admin_error(
+                StatusCode::NOT_FOUND,
+                "not_found_error",
+                &format!("{m} not found"),
+            ),
+            OpError::Conflict(m) => admin_error(
+                StatusCode::CONFLICT,
+                "conflict_error",
+                &format!("{m} already exists"),
+            ),
             OpError::Store(e) => {
                 tracing::error!(error = %e, "admin operation failed in the store");
-                admin_error(StatusCode::INTERNAL_SERVER_ERROR, "api_error", "internal error")
+                admin_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "api_error",
+                    "internal error",
+                )
             }
         }
     }
@@ -69,9 +85,15 @@ async fn admin_auth(State(app): State<Arc<App>>, mut req: Request, next: Next) -
         .and_then(|v| v.split_once(' '))
         .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim());
-    let Some(entry) = token.and_then(|t| app.tokens.authenticate(&app.digester.digest(t), now_ms())) else {
+    let Some(entry) =
+        token.and_then(|t| app.tokens.authenticate(&app.digester.digest(t), now_ms()))
+    else {
         tracing::warn!(path = %path, "admin authentication failed");
-        return admin_error(StatusCode::UNAUTHORIZED, "authentication_error", "invalid admin token");
+        return admin_error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid admin token",
+        );
     };
     let action = if path.starts_with("/admin/v1/tokens") {
         Action::ManageTokens
@@ -81,7 +103,11 @@ async fn admin_auth(State(app): State<Arc<App>>, mut req: Request, next: Next) -
         Action::Write
     };
     if !role_allows(&entry.role, action) {
-        return admin_error(StatusCode::FORBIDDEN, "permission_error", "this token's role does not allow this action");
+        return admin_error(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "this token's role does not allow this action",
+        );
     }
     req.extensions_mut().insert(entry);
     next.run(req).await
@@ -89,10 +115,19 @@ async fn admin_auth(State(app): State<Arc<App>>, mut req: Request, next: Next) -
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
-        .route("/admin/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
-        .route("/admin/v1/services", get(list_services).post(create_service))
+        .route(
+            "/admin/v1/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
+        .route(
+            "/admin/v1/services",
+            get(list_services).post(create_service),
+        )
         .route("/admin/v1/services/{name}", get(get_service))
-        .route("/admin/v1/upstreams", get(list_upstreams).post(create_upstream))
+        .route(
+            "/admin/v1/upstreams",
+            get(list_upstreams).post(create_upstream),
+        )
         .route("/admin/v1/keys", get(list_keys).post(create_key))
         .route("/admin/v1/keys/{id}", get(get_key))
         .route("/admin/v1/keys/{id}/revoke", post(revoke_key))
@@ -100,9 +135,18 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(crate::proxy::healthz))
         .route("/readyz", get(crate::proxy::healthz))
-        .fallback(|| async { admin_error(StatusCode::NOT_FOUND, "not_found_error", "no such admin route") })
+        .fallback(|| async {
+            admin_error(
+                StatusCode::NOT_FOUND,
+                "not_found_error",
+                "no such admin route",
+            )
+        })
         // authentication wraps every route; the open ones are named in OPEN_ROUTES
-        .layer(axum::middleware::from_fn_with_state(app.clone(), admin_auth))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            admin_auth,
+        ))
         .with_state(app)
 }
 
@@ -113,7 +157,10 @@ struct NewService {
     owner: String,
 }
 
-async fn create_service(State(app): State<Arc<App>>, Json(b): Json<NewService>) -> Result<Response, OpError> {
+async fn create_service(
+    State(app): State<Arc<App>>,
+    Json(b): Json<NewService>,
+) -> Result<Response, OpError> {
     let s = app.create_service(&b.name, &b.owner).await?;
     tracing::info!(service_id = %s.id, service = %s.name, "service created");
     Ok((StatusCode::CREATED, Json(s)).into_response())
@@ -123,7 +170,10 @@ async fn list_services(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
     Json(json!({ "data": app.list_services() }))
 }
 
-async fn get_service(State(app): State<Arc<App>>, Path(name): Path<String>) -> Result<Response, OpError> {
+async fn get_service(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> Result<Response, OpError> {
     Ok(Json(app.get_service(&name)?).into_response())
 }
 
@@ -137,9 +187,14 @@ struct NewUpstream {
     reference: Option<String>,
 }
 
-async fn create_upstream(State(app): State<Arc<App>>, Json(b): Json<NewUpstream>) -> Result<Response, OpError> {
+async fn create_upstream(
+    State(app): State<Arc<App>>,
+    Json(b): Json<NewUpstream>,
+) -> Result<Response, OpError> {
     let value = b.value.map(SecretString::from);
-    let u = app.create_upstream(&b.name, &b.env, value, b.reference.as_deref()).await?;
+    let u = app
+        .create_upstream(&b.name, &b.env, value, b.reference.as_deref())
+        .await?;
     tracing::info!(upstream_id = %u.id, upstream = %u.name, env = %u.env, "upstream key added");
     Ok((StatusCode::CREATED, Json(u)).into_response())
 }
@@ -161,7 +216,9 @@ async fn create_key(
     Extension(_who): Extension<Arc<TokenEntry>>,
     Json(b): Json<NewKey>,
 ) -> Result<Response, OpError> {
-    let (view, secret) = app.create_key(&b.service, &b.env, b.name.as_deref()).await?;
+    let (view, secret) = app
+        .create_key(&b.service, &b.env, b.name.as_deref())
+        .await?;
     tracing::info!(key_id = %view.id, service = %view.service, env = %view.env, "virtual key created");
     let mut body = serde_json::to_value(&view).map_err(|e| OpError::Store(e.to_string()))?;
     body["secret"] = json!(secret.expose_secret());
@@ -175,12 +232,19 @@ struct KeyFilter {
     status: Option<String>,
 }
 
-async fn list_keys(State(app): State<Arc<App>>, Query(f): Query<KeyFilter>) -> Result<Response, OpError> {
+async fn list_keys(
+    State(app): State<Arc<App>>,
+    Query(f): Query<KeyFilter>,
+) -> Result<Response, OpError> {
     let keys: Vec<_> = app
         .list_keys()
         .await?
         .into_iter()
-        .filter(|k| f.service.as_ref().is_none_or(|s| &k.service == s || &k.service_id == s))
+        .filter(|k| {
+            f.service
+                .as_ref()
+                .is_none_or(|s| &k.service == s || &k.service_id == s)
+        })
         .filter(|k| f.env.as_ref().is_none_or(|e| &k.env == e))
         .filter(|k| f.status.as_ref().is_none_or(|s| k.status.as_str() == s))
         .collect();
@@ -197,9 +261,15 @@ struct Revoke {
     reason: Option<String>,
 }
 
-async fn revoke_key(State(app): State<Arc<App>>, Path(id): Path<String>, body: Option<Json<Revoke>>) -> Result<Response, OpError> {
+async fn revoke_key(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    body: Option<Json<Revoke>>,
+) -> Result<Response, OpError> {
     let reason = body.and_then(|Json(b)| b.reason);
-    let k = app.set_key_status(&id, KeyStatus::Revoked, reason.as_deref()).await?;
+    let k = app
+        .set_key_status(&id, KeyStatus::Revoked, reason.as_deref())
+        .await?;
     tracing::info!(key_id = %k.id, "virtual key revoked");
     Ok(Json(k).into_response())
 }
@@ -209,10 +279,14 @@ struct UsageQuery {
     since: Option<String>,
 }
 
-async fn usage(State(app): State<Arc<App>>, Query(q): Query<UsageQuery>) -> Result<Response, OpError> {
+async fn usage(
+    State(app): State<Arc<App>>,
+    Query(q): Query<UsageQuery>,
+) -> Result<Response, OpError> {
     let since = match q.since.as_deref() {
         None => std::time::Duration::from_secs(30 * 86_400),
-        Some(s) => keyward_core::config::parse_duration("since", s).map_err(|e| OpError::Invalid(e.to_string()))?,
+        Some(s) => keyward_core::config::parse_duration("since", s)
+            .map_err(|e| OpError::Invalid(e.to_string()))?,
     };
     let since_ms = now_ms() - since.as_millis().min(i64::MAX as u128) as i64;
     let rows = app.usage_by_key(since_ms).await?;
@@ -220,7 +294,11 @@ async fn usage(State(app): State<Arc<App>>, Query(q): Query<UsageQuery>) -> Resu
     let data: Vec<_> = rows
         .into_iter()
         .map(|r| {
-            let svc = services.iter().find(|s| s.id == r.service_id).map(|s| s.name.clone()).unwrap_or_default();
+            let svc = services
+                .iter()
+                .find(|s| s.id == r.service_id)
+                .map(|s| s.name.clone())
+                .unwrap_or_default();
             let mut v = serde_json::to_value(&r).unwrap_or_default();
             v["service"] = json!(svc);
             v
@@ -230,7 +308,10 @@ async fn usage(State(app): State<Arc<App>>, Query(q): Query<UsageQuery>) -> Resu
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let body = app.metrics.render(&app.keys, app.meter.dropped.load(std::sync::atomic::Ordering::Relaxed));
+    let body = app.metrics.render(
+        &app.keys,
+        app.meter.dropped.load(std::sync::atomic::Ordering::Relaxed),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
@@ -240,7 +321,9 @@ pub fn data_plane_router(app: Arc<App>) -> Router {
         .route("/readyz", get(crate::proxy::healthz))
         .fallback(crate::proxy::forward)
         // deny by default: authentication wraps every data-plane route
-        .layer(axum::middleware::from_fn_with_state(app.clone(), crate::proxy::authenticate))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::proxy::authenticate,
+        ))
         .with_state(app)
 }
-

@@ -12,7 +12,10 @@ pub enum ApiError {
     InvalidRequest(String),
     NotFound,
     TooLarge,
-    RateLimited { message: String, retry_after_s: u64 },
+    RateLimited {
+        message: String,
+        retry_after_s: u64,
+    },
     /// The upstream could not be reached, or no usable upstream credential.
     BadGateway(&'static str),
     Timeout,
@@ -72,9 +75,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = (self.status(), self.body()).into_response();
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let ApiError::RateLimited { retry_after_s, .. } = &self {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
         }
         resp
     }
@@ -93,7 +100,11 @@ mod tests {
         assert_eq!(v["error"]["type"], "authentication_error");
         assert_eq!(ApiError::TooLarge.status(), 413);
         assert_eq!(ApiError::Timeout.status(), 504);
-        let r = ApiError::RateLimited { message: "slow down".into(), retry_after_s: 3 }.into_response();
+        let r = ApiError::RateLimited {
+            message: "slow down".into(),
+            retry_after_s: 3,
+        }
+        .into_response();
         assert_eq!(r.headers()["retry-after"], "3");
     }
 }

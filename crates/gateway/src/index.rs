@@ -36,8 +36,21 @@ const SUSPENDED: u8 = 1;
 const REVOKED: u8 = 2;
 
 impl KeyEntry {
-    pub fn new(id: String, service_id: String, service_name: String, env: Environment, status: KeyStatus) -> Self {
-        let e = KeyEntry { id, service_id, service_name, env, status: AtomicU8::new(REVOKED), responses: Default::default() };
+    pub fn new(
+        id: String,
+        service_id: String,
+        service_name: String,
+        env: Environment,
+        status: KeyStatus,
+    ) -> Self {
+        let e = KeyEntry {
+            id,
+            service_id,
+            service_name,
+            env,
+            status: AtomicU8::new(REVOKED),
+            responses: Default::default(),
+        };
         e.set_status(status);
         e
     }
@@ -160,7 +173,16 @@ mod tests {
     fn revocation_and_suspension_take_effect_in_place() {
         let idx = KeyIndex::default();
         let d = KeyDigest([7; 32]);
-        idx.insert(d, KeyEntry::new("key_1".into(), "svc_1".into(), "a".into(), Environment::Dev, KeyStatus::Active));
+        idx.insert(
+            d,
+            KeyEntry::new(
+                "key_1".into(),
+                "svc_1".into(),
+                "a".into(),
+                Environment::Dev,
+                KeyStatus::Active,
+            ),
+        );
         assert!(idx.authenticate(&d).is_some());
         assert!(idx.set_status("key_1", KeyStatus::Suspended));
         assert!(idx.authenticate(&d).is_none());
@@ -176,7 +198,15 @@ mod tests {
     fn expired_tokens_are_refused() {
         let idx = TokenIndex::default();
         let d = KeyDigest([1; 32]);
-        idx.insert(d, TokenEntry { id: "tok_1".into(), role: "owner".into(), services: vec![], expires_at_ms: Some(100) });
+        idx.insert(
+            d,
+            TokenEntry {
+                id: "tok_1".into(),
+                role: "owner".into(),
+                services: vec![],
+                expires_at_ms: Some(100),
+            },
+        );
         assert!(idx.authenticate(&d, 99).is_some());
         assert!(idx.authenticate(&d, 100).is_none());
     }

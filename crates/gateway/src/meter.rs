@@ -39,21 +39,41 @@ pub struct MeterWriter {
 }
 
 impl Meter {
-    pub fn new(store: Arc<dyn Store>, prices: Arc<PriceTable>, batch_size: usize, flush_interval: Duration) -> (Meter, MeterWriter) {
+    pub fn new(
+        store: Arc<dyn Store>,
+        prices: Arc<PriceTable>,
+        batch_size: usize,
+        flush_interval: Duration,
+    ) -> (Meter, MeterWriter) {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         (
-            Meter { tx, prices, dropped: Arc::new(AtomicU64::new(0)) },
-            MeterWriter { rx, store, batch_size, flush_interval },
+            Meter {
+                tx,
+                prices,
+                dropped: Arc::new(AtomicU64::new(0)),
+            },
+            MeterWriter {
+                rx,
+                store,
+                batch_size,
+                flush_interval,
+            },
         )
     }
 
     /// Price the record and queue it. Never blocks.
     pub fn record(&self, mut r: UsageRecord) {
-        r.cost_usd = r.model.as_deref().and_then(|m| self.prices.cost(m, &date_of_ms(r.ts_ms), &r.usage));
+        r.cost_usd = r
+            .model
+            .as_deref()
+            .and_then(|m| self.prices.cost(m, &date_of_ms(r.ts_ms), &r.usage));
         if self.tx.try_send(r).is_err() {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
-                tracing::error!(dropped = n, "usage queue full or closed; usage records dropped");
+                tracing::error!(
+                    dropped = n,
+                    "usage queue full or closed; usage records dropped"
+                );
             }
         }
     }
@@ -108,7 +128,10 @@ impl MeterWriter {
             let e = last_used.entry(r.key_id.as_str()).or_insert(r.ts_ms);
             *e = (*e).max(r.ts_ms);
         }
-        let touches: Vec<(String, i64)> = last_used.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let touches: Vec<(String, i64)> = last_used
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
         if let Err(e) = self.store.touch_keys(&touches).await {
             tracing::warn!(error = %e, "updating last-used times failed");
         }
@@ -136,7 +159,14 @@ pub struct MeteredBody<B> {
 }
 
 impl<B> MeteredBody<B> {
-    pub fn new(inner: B, streamed: bool, record: UsageRecord, meter: Meter, started: Instant, idle_timeout: Duration) -> Self {
+    pub fn new(
+        inner: B,
+        streamed: bool,
+        record: UsageRecord,
+        meter: Meter,
+        started: Instant,
+        idle_timeout: Duration,
+    ) -> Self {
         let tap = if streamed {
             Tap::Sse(Box::default())
         } else if record.endpoint == "/v1/messages" {
@@ -144,7 +174,16 @@ impl<B> MeteredBody<B> {
         } else {
             Tap::None
         };
-        MeteredBody { inner, tap, record: Some(record), meter, started, idle_timeout, idle: None, idle_armed: false }
+        MeteredBody {
+            inner,
+            tap,
+            record: Some(record),
+            meter,
+            started,
+            idle_timeout,
+            idle: None,
+            idle_armed: false,
+        }
     }
 
     fn observe(&mut self, data: &[u8]) {
@@ -162,7 +201,9 @@ impl<B> MeteredBody<B> {
     }
 
     fn finish(&mut self, client_disconnected: bool) {
-        let Some(mut r) = self.record.take() else { return };
+        let Some(mut r) = self.record.take() else {
+            return;
+        };
         match std::mem::replace(&mut self.tap, Tap::None) {
             Tap::Sse(mut reader) => {
                 reader.finish();
@@ -207,7 +248,10 @@ where
     type Data = Bytes;
     type Error = std::io::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -232,18 +276,26 @@ where
             Poll::Pending => {
                 let timeout = this.idle_timeout;
                 let deadline = tokio::time::Instant::now() + timeout;
-                let idle = this.idle.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                let idle = this
+                    .idle
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                 if !this.idle_armed {
                     idle.as_mut().reset(deadline);
                     this.idle_armed = true;
                 }
                 if idle.as_mut().poll(cx).is_ready() {
-                    tracing::warn!(timeout_s = timeout.as_secs(), "upstream body idle too long; closing");
+                    tracing::warn!(
+                        timeout_s = timeout.as_secs(),
+                        "upstream body idle too long; closing"
+                    );
                     if let Some(r) = this.record.as_mut() {
                         r.status = 504;
                     }
                     this.finish(false);
-                    return Poll::Ready(Some(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "upstream idle"))));
+                    return Poll::Ready(Some(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "upstream idle",
+                    ))));
                 }
                 Poll::Pending
             }

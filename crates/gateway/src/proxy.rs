@@ -76,12 +76,16 @@ impl Endpoint {
 
     /// Requests whose body is a JSON object the gateway reads (model, stream).
     fn has_json_body(self, m: &Method) -> bool {
-        matches!(self, Endpoint::Messages | Endpoint::CountTokens) || (self == Endpoint::Batches && m == Method::POST)
+        matches!(self, Endpoint::Messages | Endpoint::CountTokens)
+            || (self == Endpoint::Batches && m == Method::POST)
     }
 }
 
 fn is_id(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Allowlist of (method, path) pairs; anything else is 404 and never forwarded.
@@ -96,7 +100,9 @@ pub fn classify(m: &Method, path: &str) -> Option<Endpoint> {
         ["models"] if get => Some(Endpoint::Models),
         ["models", id] if get && is_id(id) => Some(Endpoint::Model),
         ["messages", "batches"] if get || post => Some(Endpoint::Batches),
-        ["messages", "batches", id] if (get || m == Method::DELETE) && is_id(id) => Some(Endpoint::Batch),
+        ["messages", "batches", id] if (get || m == Method::DELETE) && is_id(id) => {
+            Some(Endpoint::Batch)
+        }
         ["messages", "batches", id, "cancel"] if post && is_id(id) => Some(Endpoint::BatchCancel),
         ["messages", "batches", id, "results"] if get && is_id(id) => Some(Endpoint::BatchResults),
         _ => None,
@@ -119,7 +125,8 @@ pub async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: N
     if OPEN_ROUTES.contains(&req.uri().path()) {
         return next.run(req).await;
     }
-    let entry = presented_credential(req.headers()).and_then(|k| app.keys.authenticate(&app.digester.digest(k)));
+    let entry = presented_credential(req.headers())
+        .and_then(|k| app.keys.authenticate(&app.digester.digest(k)));
     match entry {
         Some(e) => {
             req.extensions_mut().insert(e);
@@ -146,7 +153,11 @@ fn now_ms() -> i64 {
 }
 
 /// Everything after authentication for one request.
-pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<KeyEntry>>, req: Request) -> Response {
+pub async fn forward(
+    State(app): State<Arc<App>>,
+    Extension(key): Extension<Arc<KeyEntry>>,
+    req: Request,
+) -> Response {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let Some(endpoint) = classify(&parts.method, parts.uri.path()) else {
@@ -189,7 +200,12 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
     let bytes: Bytes = match Limited::new(body, max as usize).collect().await {
         Ok(c) => c.to_bytes(),
         Err(e) if e.is::<LengthLimitError>() => return fail(record, ApiError::TooLarge),
-        Err(_) => return fail(record, ApiError::InvalidRequest("could not read the request body".into())),
+        Err(_) => {
+            return fail(
+                record,
+                ApiError::InvalidRequest("could not read the request body".into()),
+            )
+        }
     };
 
     // phase `policy` (status was checked by `authenticate`; limits come later)
@@ -201,7 +217,11 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
                 streamed = endpoint == Endpoint::Messages && p.stream == Some(true);
             }
             Err(e) => {
-                let msg = if e.is_data() { "request body must be a JSON object" } else { "request body is not valid JSON" };
+                let msg = if e.is_data() {
+                    "request body must be a JSON object"
+                } else {
+                    "request body is not valid JSON"
+                };
                 return fail(record, ApiError::InvalidRequest(msg.into()));
             }
         }
@@ -210,18 +230,33 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
 
     // phase `forward`: inject the upstream credential of the key's environment
     let Some(upstream) = app.upstreams.get(key.env) else {
-        return fail(record, ApiError::BadGateway("no upstream credential is configured for this key's environment"));
+        return fail(
+            record,
+            ApiError::BadGateway("no upstream credential is configured for this key's environment"),
+        );
     };
     record.upstream_id = Some(upstream.id.clone());
     let cred = match app.secrets.get(&upstream.secret).await {
         Ok(c) => c,
-        Err(_) => return fail(record, ApiError::BadGateway("the upstream credential is unavailable")),
+        Err(_) => {
+            return fail(
+                record,
+                ApiError::BadGateway("the upstream credential is unavailable"),
+            )
+        }
     };
     let uri = match build_uri(&app.upstream_base, &parts.uri) {
         Some(u) => u,
-        None => return fail(record, ApiError::InvalidRequest("invalid request path".into())),
+        None => {
+            return fail(
+                record,
+                ApiError::InvalidRequest("invalid request path".into()),
+            )
+        }
     };
-    let mut up = http::Request::builder().method(parts.method.clone()).uri(uri);
+    let mut up = http::Request::builder()
+        .method(parts.method.clone())
+        .uri(uri);
     if let Some(h) = up.headers_mut() {
         for name in &REQUEST_HEADERS {
             for v in parts.headers.get_all(name) {
@@ -239,7 +274,10 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             tracing::warn!(key_id = %key.id, error = %ErrorChain(&e), "upstream request failed");
-            return fail(record, ApiError::BadGateway("the upstream API could not be reached"));
+            return fail(
+                record,
+                ApiError::BadGateway("the upstream API could not be reached"),
+            );
         }
         Err(_) => return fail(record, ApiError::Timeout),
     };
@@ -247,7 +285,11 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
     // phase `screen_response` comes later; build the client response
     let (up_parts, up_body) = resp.into_parts();
     record.status = up_parts.status.as_u16();
-    if let Some(id) = up_parts.headers.get("request-id").and_then(|v| v.to_str().ok()) {
+    if let Some(id) = up_parts
+        .headers
+        .get("request-id")
+        .and_then(|v| v.to_str().ok())
+    {
         record.request_id = id.to_string();
     }
     let is_sse = up_parts
@@ -256,8 +298,16 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     record.streamed = is_sse;
-    app.metrics.finished(&key, record.model.as_deref(), record.status);
-    let metered = MeteredBody::new(up_body, is_sse, record, app.meter.clone(), started, app.cfg.idle_timeout);
+    app.metrics
+        .finished(&key, record.model.as_deref(), record.status);
+    let metered = MeteredBody::new(
+        up_body,
+        is_sse,
+        record,
+        app.meter.clone(),
+        started,
+        app.cfg.idle_timeout,
+    );
     let mut out = Response::new(Body::new(metered));
     *out.status_mut() = up_parts.status;
     let h = out.headers_mut();
@@ -296,7 +346,11 @@ impl std::fmt::Display for ErrorChain<'_> {
 }
 
 pub async fn healthz() -> impl IntoResponse {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{\"status\":\"ok\"}")
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        "{\"status\":\"ok\"}",
+    )
 }
 
 pub async fn not_found() -> Response {
@@ -309,13 +363,31 @@ mod tests {
 
     #[test]
     fn classification_is_an_allowlist() {
-        assert_eq!(classify(&Method::POST, "/v1/messages"), Some(Endpoint::Messages));
+        assert_eq!(
+            classify(&Method::POST, "/v1/messages"),
+            Some(Endpoint::Messages)
+        );
         assert_eq!(classify(&Method::GET, "/v1/messages"), None);
-        assert_eq!(classify(&Method::POST, "/v1/messages/count_tokens"), Some(Endpoint::CountTokens));
-        assert_eq!(classify(&Method::GET, "/v1/models/claude-sonnet-4-6"), Some(Endpoint::Model));
-        assert_eq!(classify(&Method::DELETE, "/v1/messages/batches/msgbatch_1"), Some(Endpoint::Batch));
-        assert_eq!(classify(&Method::GET, "/v1/messages/batches/msgbatch_1/results"), Some(Endpoint::BatchResults));
-        assert_eq!(classify(&Method::GET, "/v1/models/../organizations/api_keys"), None);
+        assert_eq!(
+            classify(&Method::POST, "/v1/messages/count_tokens"),
+            Some(Endpoint::CountTokens)
+        );
+        assert_eq!(
+            classify(&Method::GET, "/v1/models/claude-sonnet-4-6"),
+            Some(Endpoint::Model)
+        );
+        assert_eq!(
+            classify(&Method::DELETE, "/v1/messages/batches/msgbatch_1"),
+            Some(Endpoint::Batch)
+        );
+        assert_eq!(
+            classify(&Method::GET, "/v1/messages/batches/msgbatch_1/results"),
+            Some(Endpoint::BatchResults)
+        );
+        assert_eq!(
+            classify(&Method::GET, "/v1/models/../organizations/api_keys"),
+            None
+        );
         assert_eq!(classify(&Method::GET, "/v1/organizations/api_keys"), None);
         assert_eq!(classify(&Method::GET, "/v1/models/a%2Fb"), None);
     }
@@ -323,7 +395,10 @@ mod tests {
     #[test]
     fn credentials_from_either_header() {
         let mut h = HeaderMap::new();
-        h.insert("authorization", HeaderValue::from_static("Bearer kw_dev_abc"));
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer kw_dev_abc"),
+        );
         assert_eq!(presented_credential(&h), Some("kw_dev_abc"));
         h.insert("x-api-key", HeaderValue::from_static("kw_dev_xyz"));
         assert_eq!(presented_credential(&h), Some("kw_dev_xyz"));

@@ -10,7 +10,10 @@ use keyward_core::config::Config;
 use keyward_core::crypto::{Digester, Envelope, MasterKey};
 use keyward_core::{ids, keys, Environment};
 use keyward_secrets::{DefaultSources, SecretCache, SecretRef};
-use keyward_store::{KeyRow, KeyStatus, LocalSecretRow, ServiceRow, Store, StoreError, TokenRow, UpstreamRow, UsageSummary};
+use keyward_store::{
+    KeyRow, KeyStatus, LocalSecretRow, ServiceRow, Store, StoreError, TokenRow, UpstreamRow,
+    UsageSummary,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -106,13 +109,15 @@ pub fn rfc3339(ms: i64) -> String {
 }
 
 fn parse_env(s: &str) -> Result<Environment, OpError> {
-    s.parse().map_err(|e: keyward_core::env::UnknownEnvironment| OpError::Invalid(e.to_string()))
+    s.parse()
+        .map_err(|e: keyward_core::env::UnknownEnvironment| OpError::Invalid(e.to_string()))
 }
 
 fn valid_name(what: &str, s: &str) -> Result<(), OpError> {
     let ok = !s.is_empty()
         && s.len() <= 64
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
     if ok {
         Ok(())
@@ -125,7 +130,11 @@ fn valid_name(what: &str, s: &str) -> Result<(), OpError> {
 
 impl App {
     /// Build the state from the store: indexes for keys, tokens and upstreams.
-    pub async fn load(cfg: Config, store: Arc<dyn Store>, master: &MasterKey) -> Result<(Arc<App>, MeterWriter), OpError> {
+    pub async fn load(
+        cfg: Config,
+        store: Arc<dyn Store>,
+        master: &MasterKey,
+    ) -> Result<(Arc<App>, MeterWriter), OpError> {
         let digester = master.digester();
         let envelope = Arc::new(master.envelope());
         let sources = Arc::new(DefaultSources::new(store.clone(), envelope.clone()));
@@ -171,7 +180,12 @@ impl App {
             if t.status == "active" {
                 self.tokens.insert(
                     keyward_core::crypto::KeyDigest(t.digest),
-                    TokenEntry { id: t.id, role: t.role, services: t.services, expires_at_ms: t.expires_at_ms },
+                    TokenEntry {
+                        id: t.id,
+                        role: t.role,
+                        services: t.services,
+                        expires_at_ms: t.expires_at_ms,
+                    },
                 );
             }
         }
@@ -185,11 +199,20 @@ impl App {
     }
 
     fn service(&self, id: &str) -> Option<ServiceRow> {
-        self.services.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+        self.services
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
     }
 
     fn service_by_name(&self, name: &str) -> Option<ServiceRow> {
-        self.services.read().unwrap_or_else(|p| p.into_inner()).values().find(|s| s.name == name).cloned()
+        self.services
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .find(|s| s.name == name)
+            .cloned()
     }
 
     fn index_key(&self, k: &KeyRow) {
@@ -197,24 +220,45 @@ impl App {
             tracing::error!(key_id = %k.id, "key has an unknown environment; not loaded (fail closed)");
             return;
         };
-        let service_name = self.service(&k.service_id).map(|s| s.name).unwrap_or_default();
+        let service_name = self
+            .service(&k.service_id)
+            .map(|s| s.name)
+            .unwrap_or_default();
         self.keys.insert(
             keyward_core::crypto::KeyDigest(k.digest),
-            KeyEntry::new(k.id.clone(), k.service_id.clone(), service_name, env, k.status),
+            KeyEntry::new(
+                k.id.clone(),
+                k.service_id.clone(),
+                service_name,
+                env,
+                k.status,
+            ),
         );
     }
 
     fn index_upstream(&self, u: &UpstreamRow) -> Result<(), OpError> {
         let env = parse_env(&u.env)?;
-        let r: SecretRef = u.secret_ref.parse().map_err(|e: keyward_secrets::RefError| OpError::Invalid(e.to_string()))?;
-        self.upstreams.set(env, UpstreamEntry { id: u.id.clone(), name: u.name.clone(), secret: self.secrets.entry(&r) });
+        let r: SecretRef = u
+            .secret_ref
+            .parse()
+            .map_err(|e: keyward_secrets::RefError| OpError::Invalid(e.to_string()))?;
+        self.upstreams.set(
+            env,
+            UpstreamEntry {
+                id: u.id.clone(),
+                name: u.name.clone(),
+                secret: self.secrets.entry(&r),
+            },
+        );
         Ok(())
     }
 
     pub async fn create_service(&self, name: &str, owner: &str) -> Result<ServiceView, OpError> {
         valid_name("service", name)?;
         if owner.trim().is_empty() {
-            return Err(OpError::Invalid("a service needs an owner (--owner TEAM)".into()));
+            return Err(OpError::Invalid(
+                "a service needs an owner (--owner TEAM)".into(),
+            ));
         }
         let row = ServiceRow {
             id: ids::service_id(),
@@ -224,12 +268,20 @@ impl App {
             created_at_ms: now_ms(),
         };
         self.store.create_service(&row).await?;
-        self.services.write().unwrap_or_else(|p| p.into_inner()).insert(row.id.clone(), row.clone());
+        self.services
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(row.id.clone(), row.clone());
         Ok(self.service_view(&row))
     }
 
     fn service_view(&self, s: &ServiceRow) -> ServiceView {
-        let keys = self.keys.all().iter().filter(|k| k.service_id == s.id).count();
+        let keys = self
+            .keys
+            .all()
+            .iter()
+            .filter(|k| k.service_id == s.id)
+            .count();
         ServiceView {
             id: s.id.clone(),
             name: s.name.clone(),
@@ -241,7 +293,13 @@ impl App {
     }
 
     pub fn list_services(&self) -> Vec<ServiceView> {
-        let mut all: Vec<ServiceRow> = self.services.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let mut all: Vec<ServiceRow> = self
+            .services
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all.iter().map(|s| self.service_view(s)).collect()
     }
@@ -271,18 +329,36 @@ impl App {
                 if v.expose_secret().is_empty() {
                     return Err(OpError::Invalid("the upstream key is empty".into()));
                 }
-                keyward_secrets::Credential::new(v.clone())
-                    .map_err(|_| OpError::Invalid("the upstream key contains characters not allowed in a header".into()))?;
+                keyward_secrets::Credential::new(v.clone()).map_err(|_| {
+                    OpError::Invalid(
+                        "the upstream key contains characters not allowed in a header".into(),
+                    )
+                })?;
                 let r = format!("local:{name}");
                 let s = self.envelope.seal(&v, &r);
-                let row = LocalSecretRow { name: name.to_string(), wrapped_key: s.wrapped_key, ciphertext: s.ciphertext, created_at_ms: now };
-                (r, Some(row), Some(keyward_core::crypto::fingerprint(v.expose_secret())))
+                let row = LocalSecretRow {
+                    name: name.to_string(),
+                    wrapped_key: s.wrapped_key,
+                    ciphertext: s.ciphertext,
+                    created_at_ms: now,
+                };
+                (
+                    r,
+                    Some(row),
+                    Some(keyward_core::crypto::fingerprint(v.expose_secret())),
+                )
             }
             (None, Some(r)) => {
-                let parsed: SecretRef = r.parse().map_err(|e: keyward_secrets::RefError| OpError::Invalid(e.to_string()))?;
+                let parsed: SecretRef = r
+                    .parse()
+                    .map_err(|e: keyward_secrets::RefError| OpError::Invalid(e.to_string()))?;
                 (parsed.to_string(), None, None)
             }
-            _ => return Err(OpError::Invalid("give the upstream key either by value (stdin) or by --ref, not both".into())),
+            _ => {
+                return Err(OpError::Invalid(
+                    "give the upstream key either by value (stdin) or by --ref, not both".into(),
+                ))
+            }
         };
         let row = UpstreamRow {
             id: ids::upstream_id(),
@@ -299,18 +375,32 @@ impl App {
     }
 
     pub async fn list_upstreams(&self) -> Result<Vec<UpstreamView>, OpError> {
-        Ok(self.store.list_upstreams().await?.iter().map(upstream_view).collect())
+        Ok(self
+            .store
+            .list_upstreams()
+            .await?
+            .iter()
+            .map(upstream_view)
+            .collect())
     }
 
     /// Mint a virtual key. The secret is returned once, here, and never stored.
-    pub async fn create_key(&self, service: &str, env: &str, name: Option<&str>) -> Result<(KeyView, SecretString), OpError> {
+    pub async fn create_key(
+        &self,
+        service: &str,
+        env: &str,
+        name: Option<&str>,
+    ) -> Result<(KeyView, SecretString), OpError> {
         let env = parse_env(env)?;
         let svc = self
             .service_by_name(service)
             .or_else(|| self.service(service))
             .ok_or_else(|| OpError::NotFound(format!("service {service:?}")))?;
         if svc.status != "active" {
-            return Err(OpError::Invalid(format!("service {:?} is {}", svc.name, svc.status)));
+            return Err(OpError::Invalid(format!(
+                "service {:?} is {}",
+                svc.name, svc.status
+            )));
         }
         let secret = keys::generate_virtual(env);
         let row = KeyRow {
@@ -348,11 +438,21 @@ impl App {
     }
 
     pub async fn list_keys(&self) -> Result<Vec<KeyView>, OpError> {
-        Ok(self.store.list_keys().await?.iter().map(|k| self.key_view(k)).collect())
+        Ok(self
+            .store
+            .list_keys()
+            .await?
+            .iter()
+            .map(|k| self.key_view(k))
+            .collect())
     }
 
     pub async fn get_key(&self, id: &str) -> Result<KeyView, OpError> {
-        self.list_keys().await?.into_iter().find(|k| k.id == id).ok_or_else(|| OpError::NotFound(format!("key {id:?}")))
+        self.list_keys()
+            .await?
+            .into_iter()
+            .find(|k| k.id == id)
+            .ok_or_else(|| OpError::NotFound(format!("key {id:?}")))
     }
 
     /// Revoke a key: stored first, then refused from the next request on.
@@ -360,12 +460,21 @@ impl App {
         self.set_key_status(id, KeyStatus::Revoked, reason).await
     }
 
-    pub async fn set_key_status(&self, id: &str, status: KeyStatus, reason: Option<&str>) -> Result<KeyView, OpError> {
+    pub async fn set_key_status(
+        &self,
+        id: &str,
+        status: KeyStatus,
+        reason: Option<&str>,
+    ) -> Result<KeyView, OpError> {
         let current = self.get_key(id).await?;
         if current.status == KeyStatus::Revoked && status != KeyStatus::Revoked {
-            return Err(OpError::Invalid(format!("key {id} is revoked; revocation is permanent")));
+            return Err(OpError::Invalid(format!(
+                "key {id} is revoked; revocation is permanent"
+            )));
         }
-        self.store.update_key_status(id, status, now_ms(), reason).await?;
+        self.store
+            .update_key_status(id, status, now_ms(), reason)
+            .await?;
         self.keys.set_status(id, status);
         self.get_key(id).await
     }
@@ -375,7 +484,11 @@ impl App {
     }
 
     /// Create an admin token. The secret is returned once.
-    pub async fn create_token(&self, role: &str, services: Vec<String>) -> Result<(String, SecretString), OpError> {
+    pub async fn create_token(
+        &self,
+        role: &str,
+        services: Vec<String>,
+    ) -> Result<(String, SecretString), OpError> {
         if !["owner", "operator", "auditor", "service-owner"].contains(&role) {
             return Err(OpError::Invalid(format!("unknown role {role:?}")));
         }
@@ -392,7 +505,12 @@ impl App {
         self.store.create_token(&row).await?;
         self.tokens.insert(
             keyward_core::crypto::KeyDigest(row.digest),
-            TokenEntry { id: row.id.clone(), role: row.role.clone(), services: row.services.clone(), expires_at_ms: None },
+            TokenEntry {
+                id: row.id.clone(),
+                role: row.role.clone(),
+                services: row.services.clone(),
+                expires_at_ms: None,
+            },
         );
         Ok((row.id, secret))
     }

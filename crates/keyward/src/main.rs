@@ -15,7 +15,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "keyward", version, about = "A self-hosted security gateway for the Claude API")]
+#[command(
+    name = "keyward",
+    version,
+    about = "A self-hosted security gateway for the Claude API"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -92,9 +96,13 @@ struct MockArgs {
 }
 
 fn init_tracing(level: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYWARD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,h2=warn,rustls=warn")));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,h2=warn,rustls=warn"))
+    });
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
     if json {
         b.json().init();
     } else {
@@ -115,8 +123,15 @@ async fn run(cli: Cli) -> Result<u8> {
                 Ok(done) => {
                     println!("keyward installed in {}", opts.data_dir.display());
                     println!("  config:      {}", done.config_path.display());
-                    println!("  owner token: {} (stored in {}, mode 0600)", secrecy::ExposeSecret::expose_secret(&done.token), done.token_path.display());
-                    println!("The owner token is shown once. Next: keyward serve --config {}", done.config_path.display());
+                    println!(
+                        "  owner token: {} (stored in {}, mode 0600)",
+                        secrecy::ExposeSecret::expose_secret(&done.token),
+                        done.token_path.display()
+                    );
+                    println!(
+                        "The owner token is shown once. Next: keyward serve --config {}",
+                        done.config_path.display()
+                    );
                     Ok(0)
                 }
                 Err(e @ install::InstallError::Exists(_)) => {
@@ -129,11 +144,19 @@ async fn run(cli: Cli) -> Result<u8> {
         Cmd::Serve(a) => {
             if a.check {
                 let cfg = server::check(&a.config)?;
-                println!("{}: configuration is valid (data plane {}, admin plane {})", a.config.display(), cfg.listen, cfg.admin_listen);
+                println!(
+                    "{}: configuration is valid (data plane {}, admin plane {})",
+                    a.config.display(),
+                    cfg.listen,
+                    cfg.admin_listen
+                );
                 return Ok(0);
             }
             let cfg = server::load_config(&a.config)?;
-            init_tracing(&cfg.log_level, cfg.log_format == keyward_core::config::LogFormat::Json);
+            init_tracing(
+                &cfg.log_level,
+                cfg.log_format == keyward_core::config::LogFormat::Json,
+            );
             server::run(cfg, server::shutdown_signal(), |bound, _| {
                 println!("keyward: data plane listening on http://{}", bound.data);
                 println!("keyward: admin plane listening on http://{}", bound.admin);
@@ -145,7 +168,10 @@ async fn run(cli: Cli) -> Result<u8> {
         Cmd::MockUpstream(a) => {
             init_tracing("info", false);
             let listener = tokio::net::TcpListener::bind(&a.listen).await?;
-            println!("keyward mock-upstream: listening on http://{}", listener.local_addr()?);
+            println!(
+                "keyward mock-upstream: listening on http://{}",
+                listener.local_addr()?
+            );
             let cfg = keyward_testkit::mock::MockConfig {
                 accept_keys: a.accept_keys,
                 latency: std::time::Duration::from_millis(a.latency_ms),
@@ -168,7 +194,10 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("keyward: cannot start the runtime: {e}");

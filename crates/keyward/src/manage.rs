@@ -29,22 +29,33 @@ impl Conn {
         let mut server = self.server.clone();
         let mut token = self.token.clone().map(SecretString::from);
         if let Some(cfg_path) = &self.config {
-            let dir = cfg_path.parent().map(PathBuf::from).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| ".".into());
+            let dir = cfg_path
+                .parent()
+                .map(PathBuf::from)
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or_else(|| ".".into());
             if server.is_none() {
                 // a running server writes its actual admin address (it may listen on port 0)
-                server = std::fs::read_to_string(dir.join(ADMIN_URL_FILE)).ok().map(|s| s.trim().to_string());
+                server = std::fs::read_to_string(dir.join(ADMIN_URL_FILE))
+                    .ok()
+                    .map(|s| s.trim().to_string());
             }
             if server.is_none() {
                 let cfg = keyward_gateway::server::load_config(cfg_path)?;
                 server = Some(format!("http://{}", cfg.admin_listen));
             }
             if token.is_none() {
-                let t = std::fs::read_to_string(dir.join(TOKEN_FILE))
-                    .with_context(|| format!("reading the admin token from {}", dir.join(TOKEN_FILE).display()))?;
+                let t = std::fs::read_to_string(dir.join(TOKEN_FILE)).with_context(|| {
+                    format!(
+                        "reading the admin token from {}",
+                        dir.join(TOKEN_FILE).display()
+                    )
+                })?;
                 token = Some(SecretString::from(t.trim().to_string()));
             }
         }
-        let server = server.unwrap_or_else(|| format!("http://{}", keyward_core::config::DEFAULT_ADMIN_LISTEN));
+        let server = server
+            .unwrap_or_else(|| format!("http://{}", keyward_core::config::DEFAULT_ADMIN_LISTEN));
         if token.is_none() {
             bail!("no admin token: pass --config DIR/keyward.toml, --token, or set KEYWARD_TOKEN");
         }
@@ -183,7 +194,11 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
         }
     }
     let line = |cells: Vec<String>| {
-        let parts: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
         println!("{}", parts.join("  ").trim_end());
     };
     line(headers.iter().map(|h| h.to_uppercase()).collect());
@@ -195,7 +210,9 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
 fn enc(v: &str) -> String {
     v.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -203,28 +220,65 @@ fn enc(v: &str) -> String {
 
 pub async fn service(c: ServiceCmd) -> Result<u8> {
     match c {
-        ServiceCmd::Add { name, owner, json, conn } => {
-            let v = conn.client()?.call(Method::POST, "/admin/v1/services", Some(&json!({"name": name, "owner": owner}))).await?;
+        ServiceCmd::Add {
+            name,
+            owner,
+            json,
+            conn,
+        } => {
+            let v = conn
+                .client()?
+                .call(
+                    Method::POST,
+                    "/admin/v1/services",
+                    Some(&json!({"name": name, "owner": owner})),
+                )
+                .await?;
             if json {
                 print_json(&v);
             } else {
-                println!("service {} created ({}, owner {})", s(&v["name"]), s(&v["id"]), s(&v["owner"]));
+                println!(
+                    "service {} created ({}, owner {})",
+                    s(&v["name"]),
+                    s(&v["id"]),
+                    s(&v["owner"])
+                );
             }
         }
         ServiceCmd::List { json, conn } => {
-            let v = conn.client()?.call(Method::GET, "/admin/v1/services", None).await?;
+            let v = conn
+                .client()?
+                .call(Method::GET, "/admin/v1/services", None)
+                .await?;
             if json {
                 print_json(&v["data"]);
             } else {
                 let data = v["data"].as_array().cloned().unwrap_or_default();
                 let rows = data.iter().map(|r| {
-                    vec![s(&r["name"]), s(&r["id"]), s(&r["owner"]), s(&r["status"]), s(&r["keys"]), s(&r["created_at"])]
+                    vec![
+                        s(&r["name"]),
+                        s(&r["id"]),
+                        s(&r["owner"]),
+                        s(&r["status"]),
+                        s(&r["keys"]),
+                        s(&r["created_at"]),
+                    ]
                 });
-                table(&["name", "id", "owner", "status", "keys", "created"], rows.collect());
+                table(
+                    &["name", "id", "owner", "status", "keys", "created"],
+                    rows.collect(),
+                );
             }
         }
         ServiceCmd::Show { name, conn } => {
-            let v = conn.client()?.call(Method::GET, &format!("/admin/v1/services/{}", enc(&name)), None).await?;
+            let v = conn
+                .client()?
+                .call(
+                    Method::GET,
+                    &format!("/admin/v1/services/{}", enc(&name)),
+                    None,
+                )
+                .await?;
             print_json(&v);
         }
     }
@@ -233,12 +287,20 @@ pub async fn service(c: ServiceCmd) -> Result<u8> {
 
 pub async fn upstream(c: UpstreamCmd) -> Result<u8> {
     match c {
-        UpstreamCmd::Add { name, env, reference, json, conn } => {
+        UpstreamCmd::Add {
+            name,
+            env,
+            reference,
+            json,
+            conn,
+        } => {
             let body = match reference {
                 Some(r) => json!({"name": name, "env": env, "ref": r}),
                 None => {
                     let mut value = String::new();
-                    std::io::stdin().read_to_string(&mut value).context("reading the upstream key from stdin")?;
+                    std::io::stdin()
+                        .read_to_string(&mut value)
+                        .context("reading the upstream key from stdin")?;
                     let value = value.trim().to_string();
                     if value.is_empty() {
                         bail!("no upstream key on stdin (pipe it in, or use --ref env:VAR)");
@@ -246,23 +308,46 @@ pub async fn upstream(c: UpstreamCmd) -> Result<u8> {
                     json!({"name": name, "env": env, "value": value})
                 }
             };
-            let v = conn.client()?.call(Method::POST, "/admin/v1/upstreams", Some(&body)).await?;
+            let v = conn
+                .client()?
+                .call(Method::POST, "/admin/v1/upstreams", Some(&body))
+                .await?;
             if json {
                 print_json(&v);
             } else {
-                println!("upstream {} added for {} ({}, {}, {})", s(&v["name"]), s(&v["env"]), s(&v["id"]), s(&v["ref"]), s(&v["fingerprint"]));
+                println!(
+                    "upstream {} added for {} ({}, {}, {})",
+                    s(&v["name"]),
+                    s(&v["env"]),
+                    s(&v["id"]),
+                    s(&v["ref"]),
+                    s(&v["fingerprint"])
+                );
             }
         }
         UpstreamCmd::List { json, conn } => {
-            let v = conn.client()?.call(Method::GET, "/admin/v1/upstreams", None).await?;
+            let v = conn
+                .client()?
+                .call(Method::GET, "/admin/v1/upstreams", None)
+                .await?;
             if json {
                 print_json(&v["data"]);
             } else {
                 let data = v["data"].as_array().cloned().unwrap_or_default();
                 let rows = data.iter().map(|r| {
-                    vec![s(&r["name"]), s(&r["id"]), s(&r["env"]), s(&r["ref"]), s(&r["fingerprint"]), s(&r["status"])]
+                    vec![
+                        s(&r["name"]),
+                        s(&r["id"]),
+                        s(&r["env"]),
+                        s(&r["ref"]),
+                        s(&r["fingerprint"]),
+                        s(&r["status"]),
+                    ]
                 });
-                table(&["name", "id", "env", "ref", "fingerprint", "status"], rows.collect());
+                table(
+                    &["name", "id", "env", "ref", "fingerprint", "status"],
+                    rows.collect(),
+                );
             }
         }
     }
@@ -285,29 +370,61 @@ fn key_rows(keys: &[Value]) -> Vec<Vec<String>> {
         .collect()
 }
 
-const KEY_HEADERS: &[&str] = &["id", "service", "env", "status", "name", "created", "last used"];
+const KEY_HEADERS: &[&str] = &[
+    "id",
+    "service",
+    "env",
+    "status",
+    "name",
+    "created",
+    "last used",
+];
 
 pub async fn key(c: KeyCmd) -> Result<u8> {
     match c {
-        KeyCmd::Create { service, env, name, json, conn } => {
+        KeyCmd::Create {
+            service,
+            env,
+            name,
+            json,
+            conn,
+        } => {
             let body = json!({"service": service, "env": env, "name": name});
-            let v = conn.client()?.call(Method::POST, "/admin/v1/keys", Some(&body)).await?;
+            let v = conn
+                .client()?
+                .call(Method::POST, "/admin/v1/keys", Some(&body))
+                .await?;
             if json {
                 print_json(&v);
             } else {
-                println!("key {} created for service {} ({})", s(&v["id"]), s(&v["service"]), s(&v["env"]));
+                println!(
+                    "key {} created for service {} ({})",
+                    s(&v["id"]),
+                    s(&v["service"]),
+                    s(&v["env"])
+                );
                 println!("secret: {}", s(&v["secret"]));
                 println!("This secret is shown once; keyward stores only a keyed digest of it.");
             }
         }
-        KeyCmd::List { service, env, status, json, conn } => {
+        KeyCmd::List {
+            service,
+            env,
+            status,
+            json,
+            conn,
+        } => {
             let mut q = Vec::new();
             for (k, v) in [("service", service), ("env", env), ("status", status)] {
                 if let Some(v) = v {
                     q.push(format!("{k}={}", enc(&v)));
                 }
             }
-            let path = if q.is_empty() { "/admin/v1/keys".to_string() } else { format!("/admin/v1/keys?{}", q.join("&")) };
+            let path = if q.is_empty() {
+                "/admin/v1/keys".to_string()
+            } else {
+                format!("/admin/v1/keys?{}", q.join("&"))
+            };
             let v = conn.client()?.call(Method::GET, &path, None).await?;
             let data = v["data"].as_array().cloned().unwrap_or_default();
             if json {
@@ -317,7 +434,10 @@ pub async fn key(c: KeyCmd) -> Result<u8> {
             }
         }
         KeyCmd::Show { id, json, conn } => {
-            let v = conn.client()?.call(Method::GET, &format!("/admin/v1/keys/{}", enc(&id)), None).await?;
+            let v = conn
+                .client()?
+                .call(Method::GET, &format!("/admin/v1/keys/{}", enc(&id)), None)
+                .await?;
             if json {
                 print_json(&v);
             } else {
@@ -326,10 +446,19 @@ pub async fn key(c: KeyCmd) -> Result<u8> {
                 }
             }
         }
-        KeyCmd::Revoke { id, reason, json, conn } => {
+        KeyCmd::Revoke {
+            id,
+            reason,
+            json,
+            conn,
+        } => {
             let v = conn
                 .client()?
-                .call(Method::POST, &format!("/admin/v1/keys/{}/revoke", enc(&id)), Some(&json!({"reason": reason})))
+                .call(
+                    Method::POST,
+                    &format!("/admin/v1/keys/{}/revoke", enc(&id)),
+                    Some(&json!({"reason": reason})),
+                )
                 .await?;
             if json {
                 print_json(&v);
@@ -358,7 +487,11 @@ pub async fn usage(a: UsageArgs) -> Result<u8> {
         .map(|r| {
             let cost = r["cost_usd"].as_f64().unwrap_or(0.0);
             let unpriced = r["unpriced_requests"].as_u64().unwrap_or(0);
-            let cost = if unpriced > 0 { format!("{cost:.6} (+{unpriced} unpriced)") } else { format!("{cost:.6}") };
+            let cost = if unpriced > 0 {
+                format!("{cost:.6} (+{unpriced} unpriced)")
+            } else {
+                format!("{cost:.6}")
+            };
             vec![
                 s(&r["key_id"]),
                 s(&r["service"]),
@@ -372,6 +505,19 @@ pub async fn usage(a: UsageArgs) -> Result<u8> {
             ]
         })
         .collect();
-    table(&["key", "service", "requests", "errors", "input", "output", "cache write", "cache read", "cost usd"], rows);
+    table(
+        &[
+            "key",
+            "service",
+            "requests",
+            "errors",
+            "input",
+            "output",
+            "cache write",
+            "cache read",
+            "cost usd",
+        ],
+        rows,
+    );
     Ok(0)
 }
