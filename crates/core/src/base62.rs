@@ -7,9 +7,7 @@ pub const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij
 /// `n` characters of CSPRNG output drawn uniformly from the base62 alphabet.
 pub fn random(n: usize) -> String {
     let mut rng = rand::rngs::OsRng;
-    (0..n)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect()
+    (0..n).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
 }
 
 /// Fixed-width base62 encoding of a `u32` (6 characters cover 2^32).

@@ -4,7 +4,9 @@
 //!
 //! Config says *where* a secret lives, never what it is.
 
+use crate::policy::KeyPolicy;
 use crate::prices::{PriceRow, PriceTable};
+use crate::Environment;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,8 +35,48 @@ pub struct RawConfig {
     pub metering: RawMetering,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub keys: RawKeys,
+    #[serde(default)]
+    pub environments: RawEnvironments,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prices: Vec<PriceRow>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeys {
+    /// Grace window in which a rotated-out secret keeps working (default 15m).
+    pub default_grace: Option<String>,
+    /// Default rotation period for new keys (default 90d).
+    pub rotate_every: Option<String>,
+    /// How often the rotation scheduler looks for due keys (default 60s).
+    pub rotation_check_interval: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnvironments {
+    pub dev: Option<RawEnvDefaults>,
+    pub stg: Option<RawEnvDefaults>,
+    pub prod: Option<RawEnvDefaults>,
+}
+
+/// Defaults for keys of one environment; a key's own settings win.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnvDefaults {
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+    pub max_concurrent: Option<u32>,
+    pub budget_usd: Option<f64>,
+    pub models: Option<Vec<String>>,
+    pub allow_cidr: Option<Vec<String>>,
+    /// Log one line of request metadata (key id, model, status, tokens,
+    /// latency, client address; never content) per request.
+    pub log_request_metadata: Option<bool>,
+    /// Rotation period for new keys of this environment.
+    pub rotate_every: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -51,6 +93,11 @@ pub struct RawServer {
 pub struct RawUpstream {
     pub url: Option<String>,
     pub connect_timeout: Option<String>,
+    /// Where the Anthropic Admin API key lives (`env:VAR`, `local:NAME`, ...): used to
+    /// deactivate rotated-out upstream keys after their grace window.
+    pub admin_key_ref: Option<String>,
+    /// Base URL of the Anthropic Admin API (default: the upstream URL).
+    pub admin_url: Option<String>,
     /// Time allowed until the upstream's response headers arrive.
     pub response_timeout: Option<String>,
     /// Longest silence allowed between two chunks of a response body.
@@ -104,10 +151,7 @@ pub enum ConfigError {
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field,
-        reason: reason.into(),
-    }
+    ConfigError::Invalid { field, reason: reason.into() }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,34 +184,39 @@ pub struct Config {
     pub log_level: String,
     pub log_format: LogFormat,
     pub prices: PriceTable,
+    pub admin_key_ref: Option<String>,
+    pub admin_url: String,
+    pub default_grace: Duration,
+    pub rotation_check_interval: Duration,
+    /// Per environment: policy defaults, request-metadata logging, rotation period.
+    pub env_defaults: [EnvDefaults; 3],
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EnvDefaults {
+    pub policy: KeyPolicy,
+    pub log_request_metadata: bool,
+    pub rotate_every: Duration,
+}
+
+impl Config {
+    pub fn env(&self, env: Environment) -> &EnvDefaults {
+        &self.env_defaults[env as usize]
+    }
 }
 
 pub fn parse_duration(field: &'static str, text: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        invalid(
-            field,
-            format!("{text:?} is not a duration ({e}); use e.g. \"20s\", \"15m\", \"90d\""),
-        )
-    })
+    humantime::parse_duration(text.trim())
+        .map_err(|e| invalid(field, format!("{text:?} is not a duration ({e}); use e.g. \"20s\", \"15m\", \"90d\"")))
 }
 
-fn duration(
-    field: &'static str,
-    v: &Option<String>,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    v.as_deref()
-        .map_or(Ok(default), |t| parse_duration(field, t))
+fn duration(field: &'static str, v: &Option<String>, default: Duration) -> Result<Duration, ConfigError> {
+    v.as_deref().map_or(Ok(default), |t| parse_duration(field, t))
 }
 
 fn addr(field: &'static str, v: &Option<String>, default: &str) -> Result<SocketAddr, ConfigError> {
     let text = v.as_deref().unwrap_or(default);
-    text.parse().map_err(|_| {
-        invalid(
-            field,
-            format!("{text:?} is not an address like 127.0.0.1:8080"),
-        )
-    })
+    text.parse().map_err(|_| invalid(field, format!("{text:?} is not an address like 127.0.0.1:8080")))
 }
 
 fn path(base: &Path, v: &Option<String>, default: &str) -> PathBuf {
@@ -177,6 +226,30 @@ fn path(base: &Path, v: &Option<String>, default: &str) -> PathBuf {
     } else {
         base.join(p)
     }
+}
+
+fn env_defaults(
+    field: &'static str,
+    raw: &Option<RawEnvDefaults>,
+    rotate_every: Duration,
+) -> Result<EnvDefaults, ConfigError> {
+    let Some(r) = raw else {
+        return Ok(EnvDefaults { rotate_every, ..Default::default() });
+    };
+    let policy = KeyPolicy {
+        rpm: r.rpm,
+        tpm: r.tpm,
+        max_concurrent: r.max_concurrent,
+        budget_usd: r.budget_usd,
+        models: r.models.clone(),
+        allow_cidr: r.allow_cidr.clone(),
+    };
+    policy.validate().map_err(|e| invalid(field, e))?;
+    Ok(EnvDefaults {
+        policy,
+        log_request_metadata: r.log_request_metadata.unwrap_or(false),
+        rotate_every: duration(field, &r.rotate_every, rotate_every)?,
+    })
 }
 
 impl RawConfig {
@@ -193,35 +266,20 @@ impl RawConfig {
             .trim_end_matches('/')
             .to_string();
         if !(upstream_url.starts_with("http://") || upstream_url.starts_with("https://")) {
-            return Err(invalid(
-                "upstream.url",
-                "must start with http:// or https://",
-            ));
+            return Err(invalid("upstream.url", "must start with http:// or https://"));
         }
-        let secrets_cache_ttl = duration(
-            "secrets.cache_ttl",
-            &self.secrets.cache_ttl,
-            Duration::from_secs(20),
-        )?;
+        let secrets_cache_ttl = duration("secrets.cache_ttl", &self.secrets.cache_ttl, Duration::from_secs(20))?;
         if !(Duration::from_secs(5)..=Duration::from_secs(300)).contains(&secrets_cache_ttl) {
             return Err(invalid("secrets.cache_ttl", "must be between 5s and 300s"));
         }
         let level = self.log.level.clone().unwrap_or_else(|| "info".into());
         if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
-            return Err(invalid(
-                "log.level",
-                format!("{level:?}: use error, warn, info, debug or trace"),
-            ));
+            return Err(invalid("log.level", format!("{level:?}: use error, warn, info, debug or trace")));
         }
         let log_format = match self.log.format.as_deref().unwrap_or("text") {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
-            other => {
-                return Err(invalid(
-                    "log.format",
-                    format!("{other:?}: use text or json"),
-                ))
-            }
+            other => return Err(invalid("log.format", format!("{other:?}: use text or json"))),
         };
         let max_body_bytes = self.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if max_body_bytes == 0 {
@@ -234,20 +292,29 @@ impl RawConfig {
         let prices = PriceTable::builtin()
             .and_then(|t| t.with_overrides(self.prices.clone()))
             .map_err(|e| invalid("prices", e.to_string()))?;
+        let rotate_every = duration("keys.rotate_every", &self.keys.rotate_every, Duration::from_secs(90 * 86_400))?;
+        let env_defaults = [
+            env_defaults("environments.dev", &self.environments.dev, rotate_every)?,
+            env_defaults("environments.stg", &self.environments.stg, rotate_every)?,
+            env_defaults("environments.prod", &self.environments.prod, rotate_every)?,
+        ];
+        let rotation_check_interval =
+            duration("keys.rotation_check_interval", &self.keys.rotation_check_interval, Duration::from_secs(60))?;
+        if rotation_check_interval < Duration::from_secs(1) {
+            return Err(invalid("keys.rotation_check_interval", "must be at least 1s"));
+        }
+        let upstream_admin_url = self.upstream.admin_url.clone().unwrap_or_else(|| upstream_url.clone());
         Ok(Config {
+            admin_key_ref: self.upstream.admin_key_ref.clone(),
+            admin_url: upstream_admin_url.trim_end_matches('/').to_string(),
+            default_grace: duration("keys.default_grace", &self.keys.default_grace, Duration::from_secs(15 * 60))?,
+            rotation_check_interval,
+            env_defaults,
             base_dir: base_dir.to_path_buf(),
             listen: addr("server.listen", &self.server.listen, DEFAULT_LISTEN)?,
-            admin_listen: addr(
-                "server.admin_listen",
-                &self.server.admin_listen,
-                DEFAULT_ADMIN_LISTEN,
-            )?,
+            admin_listen: addr("server.admin_listen", &self.server.admin_listen, DEFAULT_ADMIN_LISTEN)?,
             max_body_bytes,
-            shutdown_grace: duration(
-                "server.shutdown_grace",
-                &self.server.shutdown_grace,
-                Duration::from_secs(30),
-            )?,
+            shutdown_grace: duration("server.shutdown_grace", &self.server.shutdown_grace, Duration::from_secs(30))?,
             upstream_url,
             connect_timeout: duration(
                 "upstream.connect_timeout",
@@ -259,11 +326,7 @@ impl RawConfig {
                 &self.upstream.response_timeout,
                 Duration::from_secs(600),
             )?,
-            idle_timeout: duration(
-                "upstream.idle_timeout",
-                &self.upstream.idle_timeout,
-                Duration::from_secs(300),
-            )?,
+            idle_timeout: duration("upstream.idle_timeout", &self.upstream.idle_timeout, Duration::from_secs(300))?,
             pool_idle_timeout: duration(
                 "upstream.pool_idle_timeout",
                 &self.upstream.pool_idle_timeout,
@@ -314,11 +377,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors() {
-        let e = Config::from_toml(
-            "[server]\nlisten = \"127.0.0.1:1\"\nlistne = \"x\"\n",
-            Path::new("/"),
-        )
-        .unwrap_err();
+        let e = Config::from_toml("[server]\nlisten = \"127.0.0.1:1\"\nlistne = \"x\"\n", Path::new("/")).unwrap_err();
         assert!(e.to_string().contains("listne"), "{e}");
         assert!(Config::from_toml("[sever]\n", Path::new("/")).is_err());
     }
@@ -335,6 +394,21 @@ mod tests {
         ] {
             assert!(Config::from_toml(bad, Path::new("/")).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn environment_defaults() {
+        let c = Config::from_toml(
+            "[keys]\nrotate_every = \"30d\"\n[environments.prod]\nrpm = 100\nlog_request_metadata = true\nrotate_every = \"7d\"\n",
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(c.env(Environment::Prod).policy.rpm, Some(100));
+        assert!(c.env(Environment::Prod).log_request_metadata);
+        assert_eq!(c.env(Environment::Prod).rotate_every, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.env(Environment::Dev).rotate_every, Duration::from_secs(30 * 86_400));
+        assert!(Config::from_toml("[environments.qa]\nrpm = 1\n", Path::new("/")).is_err());
+        assert!(Config::from_toml("[environments.dev]\nrpm = 0\n", Path::new("/")).is_err());
     }
 
     #[test]

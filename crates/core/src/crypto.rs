@@ -47,8 +47,7 @@ impl MasterKey {
 
     /// Parse the hex text stored in the master key file.
     pub fn from_hex(text: &str) -> Result<Self, CryptoError> {
-        let raw =
-            Zeroizing::new(hex::decode(text.trim()).map_err(|_| CryptoError::MasterKeyFormat)?);
+        let raw = Zeroizing::new(hex::decode(text.trim()).map_err(|_| CryptoError::MasterKeyFormat)?);
         if raw.len() != MASTER_KEY_LEN {
             return Err(CryptoError::MasterKeyFormat);
         }
@@ -70,15 +69,11 @@ impl MasterKey {
     }
 
     pub fn digester(&self) -> Digester {
-        Digester {
-            key: self.derive("keyward/v1/key-digest"),
-        }
+        Digester { key: self.derive("keyward/v1/key-digest") }
     }
 
     pub fn envelope(&self) -> Envelope {
-        Envelope {
-            kek: self.derive("keyward/v1/kek"),
-        }
+        Envelope { kek: self.derive("keyward/v1/kek") }
     }
 
     /// Seed for the audit signing key (used by the audit log).
@@ -144,15 +139,7 @@ fn seal_raw(key: &[u8; 32], plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     let mut out = nonce.to_vec();
     // encryption with a valid key and nonce cannot fail for in-memory buffers
-    let ct = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
-        .unwrap_or_default();
+    let ct = cipher.encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad }).unwrap_or_default();
     out.extend_from_slice(&ct);
     out
 }
@@ -177,18 +164,12 @@ impl Envelope {
         rand::rngs::OsRng.fill_bytes(dek.as_mut());
         let ciphertext = seal_raw(&dek, secret.expose_secret().as_bytes(), context.as_bytes());
         let wrapped_key = seal_raw(&self.kek, dek.as_ref(), context.as_bytes());
-        Sealed {
-            wrapped_key,
-            ciphertext,
-        }
+        Sealed { wrapped_key, ciphertext }
     }
 
     pub fn open(&self, sealed: &Sealed, context: &str) -> Result<SecretString, CryptoError> {
         let dek = open_raw(&self.kek, &sealed.wrapped_key, context.as_bytes())?;
-        let dek: &[u8; 32] = dek
-            .as_slice()
-            .try_into()
-            .map_err(|_| CryptoError::Malformed)?;
+        let dek: &[u8; 32] = dek.as_slice().try_into().map_err(|_| CryptoError::Malformed)?;
         let plain = open_raw(dek, &sealed.ciphertext, context.as_bytes())?;
         let text = String::from_utf8(plain.to_vec()).map_err(|_| CryptoError::Malformed)?;
         Ok(SecretString::from(text))
@@ -234,15 +215,9 @@ mod tests {
         let env = m.envelope();
         let secret = SecretString::from("sk-ant-test-value".to_string());
         let sealed = env.seal(&secret, "ups_1");
-        assert_eq!(
-            env.open(&sealed, "ups_1").unwrap().expose_secret(),
-            "sk-ant-test-value"
-        );
+        assert_eq!(env.open(&sealed, "ups_1").unwrap().expose_secret(), "sk-ant-test-value");
         assert!(env.open(&sealed, "ups_2").is_err());
-        assert!(MasterKey::generate()
-            .envelope()
-            .open(&sealed, "ups_1")
-            .is_err());
+        assert!(MasterKey::generate().envelope().open(&sealed, "ups_1").is_err());
         let mut tampered = sealed.clone();
         let last = tampered.ciphertext.len() - 1;
         tampered.ciphertext[last] ^= 1;

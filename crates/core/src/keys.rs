@@ -132,14 +132,8 @@ mod tests {
         let s = k.expose_secret();
         assert_eq!(parse(&s[..s.len() - 1]), Err(KeyFormatError::Length));
         assert_eq!(parse(&format!("{s}x")), Err(KeyFormatError::Length));
-        assert_eq!(
-            parse(&s.replace("kw_prod_", "kw_production_")),
-            Err(KeyFormatError::Environment)
-        );
-        assert_eq!(
-            parse(&s.replace("kw_prod_", "kw_qa_")),
-            Err(KeyFormatError::Environment)
-        );
+        assert_eq!(parse(&s.replace("kw_prod_", "kw_production_")), Err(KeyFormatError::Environment));
+        assert_eq!(parse(&s.replace("kw_prod_", "kw_qa_")), Err(KeyFormatError::Environment));
         assert_eq!(parse("sk-ant-api03-xyz"), Err(KeyFormatError::Prefix));
         let placeholder = format!("kw_prod_{}", "x".repeat(SECRET_LEN));
         assert_eq!(parse(&placeholder), Err(KeyFormatError::Checksum));

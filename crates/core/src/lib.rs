@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod env;
 pub mod ids;
 pub mod keys;
+pub mod policy;
 pub mod prices;
 pub mod sse;
 pub mod usage;

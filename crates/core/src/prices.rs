@@ -57,15 +57,12 @@ fn valid_date(d: &str) -> bool {
     b.len() == 10
         && b[4] == b'-'
         && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
 }
 
 impl PriceTable {
     pub fn builtin() -> Result<Self, PriceError> {
-        let f: PriceFile =
-            toml::from_str(DEFAULT_PRICES_TOML).map_err(|e| PriceError::Parse(e.to_string()))?;
+        let f: PriceFile = toml::from_str(DEFAULT_PRICES_TOML).map_err(|e| PriceError::Parse(e.to_string()))?;
         Self::new(f.prices)
     }
 
@@ -75,21 +72,12 @@ impl PriceTable {
                 return Err(PriceError::EmptyModel);
             }
             if !valid_date(&r.effective) {
-                return Err(PriceError::Date {
-                    model: r.model.clone(),
-                    date: r.effective.clone(),
-                });
+                return Err(PriceError::Date { model: r.model.clone(), date: r.effective.clone() });
             }
-            let vals = [
-                r.input,
-                r.output,
-                r.cache_write_5m,
-                r.cache_write_1h,
-                r.cache_read,
-            ]
-            .into_iter()
-            .chain(r.long_context_input)
-            .chain(r.long_context_output);
+            let vals = [r.input, r.output, r.cache_write_5m, r.cache_write_1h, r.cache_read]
+                .into_iter()
+                .chain(r.long_context_input)
+                .chain(r.long_context_output);
             if vals.into_iter().any(|v| !v.is_finite() || v < 0.0) {
                 return Err(PriceError::Value(r.model.clone()));
             }
@@ -102,8 +90,7 @@ impl PriceTable {
     pub fn with_overrides(mut self, overrides: Vec<PriceRow>) -> Result<Self, PriceError> {
         let extra = PriceTable::new(overrides)?;
         for row in extra.rows {
-            self.rows
-                .retain(|r| !(r.model == row.model && r.effective == row.effective));
+            self.rows.retain(|r| !(r.model == row.model && r.effective == row.effective));
             self.rows.push(row);
         }
         Ok(self)
@@ -141,20 +128,9 @@ impl PriceTable {
         let r = self.lookup(model, date)?;
         let prompt = u.input_tokens + u.cache_creation_input_tokens + u.cache_read_input_tokens;
         let long = r.long_context_threshold.is_some_and(|t| prompt > t);
-        let input_rate = if long {
-            r.long_context_input.unwrap_or(r.input)
-        } else {
-            r.input
-        };
-        let output_rate = if long {
-            r.long_context_output.unwrap_or(r.output)
-        } else {
-            r.output
-        };
-        let write_1h = u
-            .cache_creation_1h
-            .unwrap_or(0)
-            .min(u.cache_creation_input_tokens);
+        let input_rate = if long { r.long_context_input.unwrap_or(r.input) } else { r.input };
+        let output_rate = if long { r.long_context_output.unwrap_or(r.output) } else { r.output };
+        let write_1h = u.cache_creation_1h.unwrap_or(0).min(u.cache_creation_input_tokens);
         let write_5m = u.cache_creation_input_tokens - write_1h;
         let micro = u.input_tokens as f64 * input_rate
             + u.output_tokens as f64 * output_rate
@@ -173,36 +149,44 @@ pub fn date_of_ms(ts_ms: i64) -> String {
     s
 }
 
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Unix milliseconds of 00:00 UTC on the first day of the month of `ts_ms`.
+pub fn month_start_ms(ts_ms: i64) -> i64 {
+    let d = date_of_ms(ts_ms);
+    let y: i64 = d[..4].parse().unwrap_or(1970);
+    let m: i64 = d[5..7].parse().unwrap_or(1);
+    days_from_civil(y, m, 1) * 86_400_000
+}
+
+/// `YYYY-MM` of a Unix time in milliseconds (UTC): the budget period.
+pub fn month_of_ms(ts_ms: i64) -> String {
+    date_of_ms(ts_ms)[..7].to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn usage(i: u64, o: u64) -> TokenUsage {
-        TokenUsage {
-            input_tokens: i,
-            output_tokens: o,
-            ..Default::default()
-        }
+        TokenUsage { input_tokens: i, output_tokens: o, ..Default::default() }
     }
 
     #[test]
     fn builtin_table_loads_and_prices_known_models() {
         let t = PriceTable::builtin().unwrap();
-        let c = t
-            .cost(
-                "claude-sonnet-4-6",
-                "2026-11-27",
-                &usage(1_000_000, 1_000_000),
-            )
-            .unwrap();
+        let c = t.cost("claude-sonnet-4-6", "2026-11-27", &usage(1_000_000, 1_000_000)).unwrap();
         assert!((c - 18.0).abs() < 1e-9);
-        let c = t
-            .cost(
-                "claude-haiku-4-5-20251001",
-                "2026-11-27",
-                &usage(1_000_000, 0),
-            )
-            .unwrap();
+        let c = t.cost("claude-haiku-4-5-20251001", "2026-11-27", &usage(1_000_000, 0)).unwrap();
         assert!((c - 1.0).abs() < 1e-9);
         assert!(t.cost("gpt-4o", "2026-11-27", &usage(10, 10)).is_none());
     }
@@ -210,19 +194,13 @@ mod tests {
     #[test]
     fn dated_rows_apply_from_their_date() {
         let t = PriceTable::builtin().unwrap();
-        let u = TokenUsage {
-            cache_read_input_tokens: 1_000_000,
-            ..Default::default()
-        };
+        let u = TokenUsage { cache_read_input_tokens: 1_000_000, ..Default::default() };
         let before = t.cost("claude-sonnet-5-5", "2026-10-06", &u).unwrap();
         let after = t.cost("claude-sonnet-5-5", "2026-10-07", &u).unwrap();
         assert!((before - 0.20).abs() < 1e-9);
         assert!((after - 0.10).abs() < 1e-9);
         // before its own rows apply, the broader family row prices it
-        assert_eq!(
-            t.lookup("claude-sonnet-5-5", "2026-01-01").unwrap().model,
-            "claude-sonnet-5*"
-        );
+        assert_eq!(t.lookup("claude-sonnet-5-5", "2026-01-01").unwrap().model, "claude-sonnet-5*");
         // and before any row applies there is no price at all
         assert!(t.cost("claude-sonnet-5-5", "2025-06-01", &u).is_none());
     }
@@ -231,14 +209,8 @@ mod tests {
     fn most_specific_pattern_wins() {
         let t = PriceTable::builtin().unwrap();
         // "claude-sonnet-5-5*" is more specific than "claude-sonnet-5*"
-        assert_eq!(
-            t.lookup("claude-sonnet-5-5", "2026-08-01").unwrap().model,
-            "claude-sonnet-5-5*"
-        );
-        assert_eq!(
-            t.lookup("claude-sonnet-5", "2026-08-01").unwrap().model,
-            "claude-sonnet-5*"
-        );
+        assert_eq!(t.lookup("claude-sonnet-5-5", "2026-08-01").unwrap().model, "claude-sonnet-5-5*");
+        assert_eq!(t.lookup("claude-sonnet-5", "2026-08-01").unwrap().model, "claude-sonnet-5*");
     }
 
     #[test]
@@ -251,9 +223,7 @@ mod tests {
         };
         let c = t.cost("claude-sonnet-4-6", "2026-11-27", &u).unwrap();
         assert!((c - (3.75 + 6.0)).abs() < 1e-9);
-        let long = t
-            .cost("claude-haiku-5-5", "2026-11-27", &usage(200_000, 0))
-            .unwrap();
+        let long = t.cost("claude-haiku-5-5", "2026-11-27", &usage(200_000, 0)).unwrap();
         assert!((long - 0.1).abs() < 1e-9);
     }
 
@@ -272,12 +242,19 @@ mod tests {
             long_context_output: None,
         };
         assert!(PriceTable::new(vec![row.clone()]).is_err());
-        let neg = PriceRow {
-            effective: "2026-01-01".into(),
-            input: -1.0,
-            ..row
-        };
+        let neg = PriceRow { effective: "2026-01-01".into(), input: -1.0, ..row };
         assert!(PriceTable::new(vec![neg]).is_err());
+    }
+
+    #[test]
+    fn month_starts() {
+        assert_eq!(month_start_ms(0), 0);
+        let ts = 1_795_000_000_000; // 2026-11-18
+        assert_eq!(date_of_ms(month_start_ms(ts)), "2026-11-01");
+        assert_eq!(date_of_ms(month_start_ms(ts) - 1), "2026-10-31");
+        assert_eq!(month_of_ms(ts), "2026-11");
+        let march = days_from_civil(2024, 3, 1) * 86_400_000;
+        assert_eq!(date_of_ms(march - 1), "2024-02-29");
     }
 
     #[test]

@@ -74,10 +74,7 @@ struct ErrorBody {
 }
 
 fn interesting(name: &[u8]) -> bool {
-    matches!(
-        name,
-        b"message_start" | b"message_delta" | b"message_stop" | b"error"
-    )
+    matches!(name, b"message_start" | b"message_delta" | b"message_stop" | b"error")
 }
 
 fn trim_field(v: &[u8]) -> &[u8] {
@@ -138,11 +135,7 @@ impl SseUsageReader {
         if line.is_empty() {
             self.dispatch();
         } else if let Some(v) = line.strip_prefix(b"event:") {
-            self.event = if interesting(trim_field(v)) {
-                Event::Interesting
-            } else {
-                Event::Skip
-            };
+            self.event = if interesting(trim_field(v)) { Event::Interesting } else { Event::Skip };
         } else if let Some(v) = line.strip_prefix(b"data:") {
             if self.event == Event::Skip || self.data_overflow {
                 return;

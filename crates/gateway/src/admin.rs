@@ -3,18 +3,22 @@
 //! admin token (`Authorization: Bearer kwa_...`) whose role allows the action.
 
 use crate::index::TokenEntry;
+use crate::keys::{KeyUpdate, NewKey};
 use crate::state::{now_ms, App, OpError};
+use crate::upstreams::UpstreamSecret;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use keyward_core::policy::KeyPolicy;
 use keyward_store::KeyStatus;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub const OPEN_ROUTES: &[&str] = &["/healthz", "/readyz", "/admin/v1/openapi.json"];
 const OPENAPI: &str = include_str!("openapi.json");
@@ -39,34 +43,18 @@ pub fn role_allows(role: &str, action: Action) -> bool {
 }
 
 fn admin_error(status: StatusCode, kind: &str, message: &str) -> Response {
-    (
-        status,
-        Json(json!({"type": "error", "error": {"type": kind, "message": message}})),
-    )
-        .into_response()
+    (status, Json(json!({"type": "error", "error": {"type": kind, "message": message}}))).into_response()
 }
 
 impl IntoResponse for OpError {
     fn into_response(self) -> Response {
         match &self {
             OpError::Invalid(m) => admin_error(StatusCode::BAD_REQUEST, "invalid_request_error", m),
-            OpError::NotFound(m) => admin_error(
-                StatusCode::NOT_FOUND,
-                "not_found_error",
-                &format!("{m} not found"),
-            ),
-            OpError::Conflict(m) => admin_error(
-                StatusCode::CONFLICT,
-                "conflict_error",
-                &format!("{m} already exists"),
-            ),
+            OpError::NotFound(m) => admin_error(StatusCode::NOT_FOUND, "not_found_error", &format!("{m} not found")),
+            OpError::Conflict(m) => admin_error(StatusCode::CONFLICT, "conflict_error", &format!("{m} already exists")),
             OpError::Store(e) => {
                 tracing::error!(error = %e, "admin operation failed in the store");
-                admin_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "api_error",
-                    "internal error",
-                )
+                admin_error(StatusCode::INTERNAL_SERVER_ERROR, "api_error", "internal error")
             }
         }
     }
@@ -85,15 +73,9 @@ async fn admin_auth(State(app): State<Arc<App>>, mut req: Request, next: Next) -
         .and_then(|v| v.split_once(' '))
         .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim());
-    let Some(entry) =
-        token.and_then(|t| app.tokens.authenticate(&app.digester.digest(t), now_ms()))
-    else {
+    let Some(entry) = token.and_then(|t| app.tokens.authenticate(&app.digester.digest(t), now_ms())) else {
         tracing::warn!(path = %path, "admin authentication failed");
-        return admin_error(
-            StatusCode::UNAUTHORIZED,
-            "authentication_error",
-            "invalid admin token",
-        );
+        return admin_error(StatusCode::UNAUTHORIZED, "authentication_error", "invalid admin token");
     };
     let action = if path.starts_with("/admin/v1/tokens") {
         Action::ManageTokens
@@ -103,11 +85,7 @@ async fn admin_auth(State(app): State<Arc<App>>, mut req: Request, next: Next) -
         Action::Write
     };
     if !role_allows(&entry.role, action) {
-        return admin_error(
-            StatusCode::FORBIDDEN,
-            "permission_error",
-            "this token's role does not allow this action",
-        );
+        return admin_error(StatusCode::FORBIDDEN, "permission_error", "this token's role does not allow this action");
     }
     req.extensions_mut().insert(entry);
     next.run(req).await
@@ -115,38 +93,27 @@ async fn admin_auth(State(app): State<Arc<App>>, mut req: Request, next: Next) -
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
-        .route(
-            "/admin/v1/openapi.json",
-            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
-        )
-        .route(
-            "/admin/v1/services",
-            get(list_services).post(create_service),
-        )
+        .route("/admin/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+        .route("/admin/v1/services", get(list_services).post(create_service))
         .route("/admin/v1/services/{name}", get(get_service))
-        .route(
-            "/admin/v1/upstreams",
-            get(list_upstreams).post(create_upstream),
-        )
+        .route("/admin/v1/services/{name}/decommission", post(decommission_service))
+        .route("/admin/v1/upstreams", get(list_upstreams).post(create_upstream))
+        .route("/admin/v1/upstreams/{name}/rotate", post(rotate_upstream))
+        .route("/admin/v1/upstreams/{name}/retire", post(retire_upstream))
         .route("/admin/v1/keys", get(list_keys).post(create_key))
-        .route("/admin/v1/keys/{id}", get(get_key))
+        .route("/admin/v1/keys/{id}", get(get_key).patch(update_key))
+        .route("/admin/v1/keys/{id}/rotate", post(rotate_key))
         .route("/admin/v1/keys/{id}/revoke", post(revoke_key))
+        .route("/admin/v1/keys/{id}/suspend", post(suspend_key))
+        .route("/admin/v1/keys/{id}/resume", post(resume_key))
+        .route("/admin/v1/review", get(review))
         .route("/admin/v1/usage", get(usage))
         .route("/metrics", get(metrics))
         .route("/healthz", get(crate::proxy::healthz))
         .route("/readyz", get(crate::proxy::healthz))
-        .fallback(|| async {
-            admin_error(
-                StatusCode::NOT_FOUND,
-                "not_found_error",
-                "no such admin route",
-            )
-        })
+        .fallback(|| async { admin_error(StatusCode::NOT_FOUND, "not_found_error", "no such admin route") })
         // authentication wraps every route; the open ones are named in OPEN_ROUTES
-        .layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            admin_auth,
-        ))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), admin_auth))
         .with_state(app)
 }
 
@@ -157,10 +124,7 @@ struct NewService {
     owner: String,
 }
 
-async fn create_service(
-    State(app): State<Arc<App>>,
-    Json(b): Json<NewService>,
-) -> Result<Response, OpError> {
+async fn create_service(State(app): State<Arc<App>>, Json(b): Json<NewService>) -> Result<Response, OpError> {
     let s = app.create_service(&b.name, &b.owner).await?;
     tracing::info!(service_id = %s.id, service = %s.name, "service created");
     Ok((StatusCode::CREATED, Json(s)).into_response())
@@ -170,11 +134,21 @@ async fn list_services(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
     Json(json!({ "data": app.list_services() }))
 }
 
-async fn get_service(
-    State(app): State<Arc<App>>,
-    Path(name): Path<String>,
-) -> Result<Response, OpError> {
+async fn get_service(State(app): State<Arc<App>>, Path(name): Path<String>) -> Result<Response, OpError> {
     Ok(Json(app.get_service(&name)?).into_response())
+}
+
+fn dur(field: &'static str, v: &str) -> Result<Duration, OpError> {
+    keyward_core::config::parse_duration(field, v).map_err(|e| OpError::Invalid(e.to_string()))
+}
+
+fn opt_dur(field: &'static str, v: &Option<String>) -> Result<Option<Duration>, OpError> {
+    v.as_deref().map(|t| dur(field, t)).transpose()
+}
+
+/// `null` clears a field, absence leaves it alone.
+fn double<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]
@@ -185,16 +159,20 @@ struct NewUpstream {
     value: Option<String>,
     #[serde(rename = "ref")]
     reference: Option<String>,
+    anthropic_key_id: Option<String>,
 }
 
-async fn create_upstream(
-    State(app): State<Arc<App>>,
-    Json(b): Json<NewUpstream>,
-) -> Result<Response, OpError> {
-    let value = b.value.map(SecretString::from);
-    let u = app
-        .create_upstream(&b.name, &b.env, value, b.reference.as_deref())
-        .await?;
+fn upstream_secret(value: Option<String>, reference: Option<String>) -> Result<UpstreamSecret, OpError> {
+    match (value, reference) {
+        (Some(v), None) => Ok(UpstreamSecret::Value(SecretString::from(v))),
+        (None, Some(r)) => Ok(UpstreamSecret::Ref(r)),
+        _ => Err(OpError::Invalid("give the upstream key either by value (stdin) or by --ref, not both".into())),
+    }
+}
+
+async fn create_upstream(State(app): State<Arc<App>>, Json(b): Json<NewUpstream>) -> Result<Response, OpError> {
+    let secret = upstream_secret(b.value, b.reference)?;
+    let u = app.create_upstream(&b.name, &b.env, secret, b.anthropic_key_id).await?;
     tracing::info!(upstream_id = %u.id, upstream = %u.name, env = %u.env, "upstream key added");
     Ok((StatusCode::CREATED, Json(u)).into_response())
 }
@@ -205,24 +183,170 @@ async fn list_upstreams(State(app): State<Arc<App>>) -> Result<Response, OpError
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewKey {
+struct RotateUpstream {
+    value: Option<String>,
+    #[serde(rename = "ref")]
+    reference: Option<String>,
+    grace: Option<String>,
+    anthropic_key_id: Option<String>,
+}
+
+async fn rotate_upstream(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    Json(b): Json<RotateUpstream>,
+) -> Result<Response, OpError> {
+    let secret = upstream_secret(b.value, b.reference)?;
+    let grace = opt_dur("grace", &b.grace)?;
+    let u = app.rotate_upstream(&name, secret, grace, b.anthropic_key_id).await?;
+    tracing::info!(upstream_id = %u.id, upstream = %u.name, "upstream key rotated");
+    Ok(Json(u).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Retire {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn retire_upstream(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    body: Option<Json<Retire>>,
+) -> Result<Response, OpError> {
+    let force = body.map(|Json(b)| b.force).unwrap_or(false);
+    let u = app.retire_upstream(&name, force).await?;
+    tracing::info!(upstream_id = %u.id, upstream = %u.name, force, "upstream key retired");
+    Ok(Json(u).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKeyBody {
     service: String,
     env: String,
     name: Option<String>,
+    expires_in: Option<String>,
+    rotate_every: Option<String>,
+    deliver_to: Option<String>,
+    rpm: Option<u32>,
+    tpm: Option<u64>,
+    max_concurrent: Option<u32>,
+    budget_usd: Option<f64>,
+    models: Option<Vec<String>>,
+    allow_cidr: Option<Vec<String>>,
 }
 
 async fn create_key(
     State(app): State<Arc<App>>,
     Extension(_who): Extension<Arc<TokenEntry>>,
-    Json(b): Json<NewKey>,
+    Json(b): Json<NewKeyBody>,
 ) -> Result<Response, OpError> {
-    let (view, secret) = app
-        .create_key(&b.service, &b.env, b.name.as_deref())
-        .await?;
+    let n = NewKey {
+        expires_in: opt_dur("expires_in", &b.expires_in)?,
+        rotate_every: opt_dur("rotate_every", &b.rotate_every)?,
+        service: b.service,
+        env: b.env,
+        name: b.name,
+        deliver_to: b.deliver_to,
+        policy: KeyPolicy {
+            rpm: b.rpm,
+            tpm: b.tpm,
+            max_concurrent: b.max_concurrent,
+            budget_usd: b.budget_usd,
+            models: b.models,
+            allow_cidr: b.allow_cidr,
+        },
+    };
+    let (view, secret) = app.create_key(n).await?;
     tracing::info!(key_id = %view.id, service = %view.service, env = %view.env, "virtual key created");
     let mut body = serde_json::to_value(&view).map_err(|e| OpError::Store(e.to_string()))?;
     body["secret"] = json!(secret.expose_secret());
     Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyPatch {
+    #[serde(default, deserialize_with = "double")]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double")]
+    expires_in: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double")]
+    rotate_every: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double")]
+    deliver_to: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double")]
+    rpm: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "double")]
+    tpm: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "double")]
+    max_concurrent: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "double")]
+    budget_usd: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "double")]
+    models: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "double")]
+    allow_cidr: Option<Option<Vec<String>>>,
+}
+
+async fn update_key(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Json(b): Json<KeyPatch>,
+) -> Result<Response, OpError> {
+    let now = now_ms();
+    let u = KeyUpdate {
+        name: b.name,
+        expires_at_ms: match b.expires_in {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(t)) => Some(Some(now + dur("expires_in", &t)?.as_millis() as i64)),
+        },
+        rotate_every: match b.rotate_every {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(t)) => Some(Some(dur("rotate_every", &t)?)),
+        },
+        deliver_to: b.deliver_to,
+        rpm: b.rpm,
+        tpm: b.tpm,
+        max_concurrent: b.max_concurrent,
+        budget_usd: b.budget_usd,
+        models: b.models,
+        allow_cidr: b.allow_cidr,
+    };
+    let k = app.update_key(&id, u).await?;
+    tracing::info!(key_id = %k.id, "virtual key updated");
+    Ok(Json(k).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RotateKey {
+    grace: Option<String>,
+    idempotency_key: Option<String>,
+}
+
+async fn rotate_key(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    body: Option<Json<RotateKey>>,
+) -> Result<Response, OpError> {
+    let b = body.map(|Json(b)| b).unwrap_or_default();
+    let grace = opt_dur("grace", &b.grace)?;
+    let r = app.rotate_key(&id, grace, b.idempotency_key.as_deref()).await?;
+    tracing::info!(key_id = %r.key.id, "virtual key rotated");
+    let mut body = serde_json::to_value(&r.key).map_err(|e| OpError::Store(e.to_string()))?;
+    body["secret"] = json!(r.secret.expose_secret());
+    body["old_secret_valid_until"] = json!(r.old_secret_valid_until);
+    body["delivery"] = match r.delivery {
+        None => json!(null),
+        Some(Ok(t)) => json!({"delivered_to": t}),
+        Some(Err(e)) => json!({"error": e}),
+    };
+    Ok(Json(body).into_response())
 }
 
 #[derive(Deserialize)]
@@ -232,19 +356,12 @@ struct KeyFilter {
     status: Option<String>,
 }
 
-async fn list_keys(
-    State(app): State<Arc<App>>,
-    Query(f): Query<KeyFilter>,
-) -> Result<Response, OpError> {
+async fn list_keys(State(app): State<Arc<App>>, Query(f): Query<KeyFilter>) -> Result<Response, OpError> {
     let keys: Vec<_> = app
         .list_keys()
         .await?
         .into_iter()
-        .filter(|k| {
-            f.service
-                .as_ref()
-                .is_none_or(|s| &k.service == s || &k.service_id == s)
-        })
+        .filter(|k| f.service.as_ref().is_none_or(|s| &k.service == s || &k.service_id == s))
         .filter(|k| f.env.as_ref().is_none_or(|e| &k.env == e))
         .filter(|k| f.status.as_ref().is_none_or(|s| k.status.as_str() == s))
         .collect();
@@ -257,21 +374,54 @@ async fn get_key(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct Revoke {
+struct Reason {
     reason: Option<String>,
+}
+
+async fn set_status(app: &App, id: &str, status: KeyStatus, body: Option<Json<Reason>>) -> Result<Response, OpError> {
+    let reason = body.and_then(|Json(b)| b.reason);
+    let k = app.set_key_status(id, status, reason.as_deref()).await?;
+    tracing::info!(key_id = %k.id, status = status.as_str(), "virtual key status changed");
+    Ok(Json(k).into_response())
 }
 
 async fn revoke_key(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    body: Option<Json<Revoke>>,
+    body: Option<Json<Reason>>,
+) -> Result<Response, OpError> {
+    set_status(&app, &id, KeyStatus::Revoked, body).await
+}
+
+async fn suspend_key(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    body: Option<Json<Reason>>,
+) -> Result<Response, OpError> {
+    set_status(&app, &id, KeyStatus::Suspended, body).await
+}
+
+async fn resume_key(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    body: Option<Json<Reason>>,
+) -> Result<Response, OpError> {
+    set_status(&app, &id, KeyStatus::Active, body).await
+}
+
+async fn decommission_service(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    body: Option<Json<Reason>>,
 ) -> Result<Response, OpError> {
     let reason = body.and_then(|Json(b)| b.reason);
-    let k = app
-        .set_key_status(&id, KeyStatus::Revoked, reason.as_deref())
-        .await?;
-    tracing::info!(key_id = %k.id, "virtual key revoked");
-    Ok(Json(k).into_response())
+    let (svc, revoked) = app.decommission_service(&name, reason.as_deref()).await?;
+    tracing::info!(service_id = %svc.id, revoked, "service decommissioned");
+    Ok(Json(json!({"service": svc, "revoked_keys": revoked})).into_response())
+}
+
+async fn review(State(app): State<Arc<App>>) -> Result<Response, OpError> {
+    Ok(Json(json!({ "data": app.review().await? })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -279,14 +429,10 @@ struct UsageQuery {
     since: Option<String>,
 }
 
-async fn usage(
-    State(app): State<Arc<App>>,
-    Query(q): Query<UsageQuery>,
-) -> Result<Response, OpError> {
+async fn usage(State(app): State<Arc<App>>, Query(q): Query<UsageQuery>) -> Result<Response, OpError> {
     let since = match q.since.as_deref() {
         None => std::time::Duration::from_secs(30 * 86_400),
-        Some(s) => keyward_core::config::parse_duration("since", s)
-            .map_err(|e| OpError::Invalid(e.to_string()))?,
+        Some(s) => keyward_core::config::parse_duration("since", s).map_err(|e| OpError::Invalid(e.to_string()))?,
     };
     let since_ms = now_ms() - since.as_millis().min(i64::MAX as u128) as i64;
     let rows = app.usage_by_key(since_ms).await?;
@@ -294,11 +440,7 @@ async fn usage(
     let data: Vec<_> = rows
         .into_iter()
         .map(|r| {
-            let svc = services
-                .iter()
-                .find(|s| s.id == r.service_id)
-                .map(|s| s.name.clone())
-                .unwrap_or_default();
+            let svc = services.iter().find(|s| s.id == r.service_id).map(|s| s.name.clone()).unwrap_or_default();
             let mut v = serde_json::to_value(&r).unwrap_or_default();
             v["service"] = json!(svc);
             v
@@ -308,10 +450,7 @@ async fn usage(
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let body = app.metrics.render(
-        &app.keys,
-        app.meter.dropped.load(std::sync::atomic::Ordering::Relaxed),
-    );
+    let body = app.metrics.render(&app.keys, app.meter.dropped.load(std::sync::atomic::Ordering::Relaxed));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
@@ -321,9 +460,6 @@ pub fn data_plane_router(app: Arc<App>) -> Router {
         .route("/readyz", get(crate::proxy::healthz))
         .fallback(crate::proxy::forward)
         // deny by default: authentication wraps every data-plane route
-        .layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            crate::proxy::authenticate,
-        ))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), crate::proxy::authenticate))
         .with_state(app)
 }

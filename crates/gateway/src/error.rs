@@ -12,10 +12,10 @@ pub enum ApiError {
     InvalidRequest(String),
     NotFound,
     TooLarge,
-    RateLimited {
-        message: String,
-        retry_after_s: u64,
-    },
+    RateLimited { message: String, retry_after_s: u64 },
+    /// The key's monthly budget is spent: 429 without `retry-after`, with
+    /// `error.details.error_code = "budget_exceeded"`, so SDKs do not retry.
+    BudgetExceeded,
     /// The upstream could not be reached, or no usable upstream credential.
     BadGateway(&'static str),
     Timeout,
@@ -30,7 +30,7 @@ impl ApiError {
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::BudgetExceeded => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -44,7 +44,7 @@ impl ApiError {
             ApiError::InvalidRequest(_) => "invalid_request_error",
             ApiError::NotFound => "not_found_error",
             ApiError::TooLarge => "request_too_large",
-            ApiError::RateLimited { .. } => "rate_limit_error",
+            ApiError::RateLimited { .. } | ApiError::BudgetExceeded => "rate_limit_error",
             ApiError::BadGateway(_) | ApiError::Timeout | ApiError::Internal => "api_error",
         }
     }
@@ -56,6 +56,7 @@ impl ApiError {
             ApiError::NotFound => "not found".into(),
             ApiError::TooLarge => "request exceeds the maximum allowed size".into(),
             ApiError::RateLimited { message, .. } => message.clone(),
+            ApiError::BudgetExceeded => "this key's monthly budget is exhausted".into(),
             ApiError::BadGateway(m) => (*m).into(),
             ApiError::Timeout => "the upstream API did not answer in time".into(),
             ApiError::Internal => "internal error".into(),
@@ -64,24 +65,20 @@ impl ApiError {
 
     /// The JSON body: `{"type":"error","error":{"type":..,"message":..}}`.
     pub fn body(&self) -> String {
-        serde_json::json!({
-            "type": "error",
-            "error": { "type": self.kind(), "message": self.message() },
-        })
-        .to_string()
+        let mut error = serde_json::json!({ "type": self.kind(), "message": self.message() });
+        if *self == ApiError::BudgetExceeded {
+            error["details"] = serde_json::json!({ "error_code": "budget_exceeded" });
+        }
+        serde_json::json!({ "type": "error", "error": error }).to_string()
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = (self.status(), self.body()).into_response();
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let ApiError::RateLimited { retry_after_s, .. } = &self {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
         }
         resp
     }
@@ -100,11 +97,11 @@ mod tests {
         assert_eq!(v["error"]["type"], "authentication_error");
         assert_eq!(ApiError::TooLarge.status(), 413);
         assert_eq!(ApiError::Timeout.status(), 504);
-        let r = ApiError::RateLimited {
-            message: "slow down".into(),
-            retry_after_s: 3,
-        }
-        .into_response();
+        let r = ApiError::RateLimited { message: "slow down".into(), retry_after_s: 3 }.into_response();
         assert_eq!(r.headers()["retry-after"], "3");
+        let b = ApiError::BudgetExceeded;
+        let v: serde_json::Value = serde_json::from_str(&b.body()).unwrap();
+        assert_eq!(v["error"]["details"]["error_code"], "budget_exceeded");
+        assert!(b.into_response().headers().get("retry-after").is_none());
     }
 }

@@ -4,19 +4,29 @@
 //! The admin API writes the store first, then updates these maps, so a revoked
 //! key is refused from the next request on with no database round trip.
 
+use crate::limits::{Bucket, Concurrency, Spend};
 use keyward_core::crypto::KeyDigest;
+use keyward_core::policy::{Cidr, KeyPolicy};
 use keyward_core::Environment;
 use keyward_secrets::CacheEntry;
 use keyward_store::KeyStatus;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|p| p.into_inner())
 }
 fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A key's policy with the environment defaults applied and networks parsed.
+#[derive(Debug, Clone, Default)]
+pub struct Effective {
+    pub policy: KeyPolicy,
+    pub cidrs: Vec<Cidr>,
+    pub log_request_metadata: bool,
 }
 
 /// What the request path knows about a virtual key.
@@ -27,8 +37,19 @@ pub struct KeyEntry {
     pub service_name: String,
     pub env: Environment,
     status: AtomicU8,
+    /// `i64::MAX` when the key never expires.
+    expires_at_ms: AtomicI64,
+    /// Until when the rotated-out secret still works (`i64::MIN`: none).
+    prev_valid_until_ms: AtomicI64,
+    policy: RwLock<Arc<Effective>>,
     /// Responses by status class: 2xx, 4xx, 5xx (other classes count as 5xx).
     pub responses: [AtomicU64; 3],
+    pub rpm: Bucket,
+    pub tpm: Bucket,
+    pub inflight: Concurrency,
+    pub spend: Spend,
+    /// Presentations of stale secrets not yet written to the store: (count, last ms).
+    stale: Mutex<(i64, i64)>,
 }
 
 const ACTIVE: u8 = 0;
@@ -36,20 +57,22 @@ const SUSPENDED: u8 = 1;
 const REVOKED: u8 = 2;
 
 impl KeyEntry {
-    pub fn new(
-        id: String,
-        service_id: String,
-        service_name: String,
-        env: Environment,
-        status: KeyStatus,
-    ) -> Self {
+    pub fn new(id: String, service_id: String, service_name: String, env: Environment, status: KeyStatus) -> Self {
         let e = KeyEntry {
             id,
             service_id,
             service_name,
             env,
             status: AtomicU8::new(REVOKED),
+            expires_at_ms: AtomicI64::new(i64::MAX),
+            prev_valid_until_ms: AtomicI64::new(i64::MIN),
+            policy: RwLock::new(Arc::new(Effective::default())),
             responses: Default::default(),
+            rpm: Bucket::default(),
+            tpm: Bucket::default(),
+            inflight: Concurrency::default(),
+            spend: Spend::default(),
+            stale: Mutex::new((0, 0)),
         };
         e.set_status(status);
         e
@@ -69,36 +92,88 @@ impl KeyEntry {
         };
         self.status.store(v, Ordering::Release);
     }
+    pub fn set_expiry(&self, at_ms: Option<i64>) {
+        self.expires_at_ms.store(at_ms.unwrap_or(i64::MAX), Ordering::Release);
+    }
+    pub fn set_prev_valid_until(&self, at_ms: Option<i64>) {
+        self.prev_valid_until_ms.store(at_ms.unwrap_or(i64::MIN), Ordering::Release);
+    }
+    pub fn set_policy(&self, p: Effective) {
+        *write(&self.policy) = Arc::new(p);
+    }
+    pub fn policy(&self) -> Arc<Effective> {
+        read(&self.policy).clone()
+    }
+    /// Note that a stale (revoked, suspended, expired, rotated-out) secret of this key was presented.
+    pub fn note_stale(&self, now_ms: i64) {
+        let mut s = self.stale.lock().unwrap_or_else(|p| p.into_inner());
+        s.0 += 1;
+        s.1 = now_ms;
+    }
+    pub fn peek_stale(&self) -> i64 {
+        self.stale.lock().unwrap_or_else(|p| p.into_inner()).0
+    }
+    /// Take the pending stale-presentation count (for the store).
+    pub fn take_stale(&self) -> Option<(i64, i64)> {
+        let mut s = self.stale.lock().unwrap_or_else(|p| p.into_inner());
+        (s.0 > 0).then(|| std::mem::replace(&mut *s, (0, 0)))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Current,
+    /// The rotated-out secret, valid until the key's grace window ends.
+    Previous,
+    /// A secret that no longer works; presenting it is counted.
+    Retired,
+}
+
+pub enum Auth {
+    Ok(Arc<KeyEntry>),
+    /// A known secret that does not work now (revoked, suspended, expired, rotated out).
+    Stale(Arc<KeyEntry>),
+    Unknown,
 }
 
 #[derive(Default)]
 pub struct KeyIndex {
-    by_digest: RwLock<HashMap<KeyDigest, Arc<KeyEntry>>>,
+    by_digest: RwLock<HashMap<KeyDigest, (Arc<KeyEntry>, Slot)>>,
     by_id: RwLock<HashMap<String, Arc<KeyEntry>>>,
 }
 
 impl KeyIndex {
-    pub fn insert(&self, digest: KeyDigest, e: KeyEntry) {
+    /// Add a key (or replace its entry) with its current digest.
+    pub fn insert(&self, digest: KeyDigest, e: KeyEntry) -> Arc<KeyEntry> {
         let e = Arc::new(e);
         write(&self.by_id).insert(e.id.clone(), e.clone());
-        write(&self.by_digest).insert(digest, e);
+        write(&self.by_digest).insert(digest, (e.clone(), Slot::Current));
+        e
     }
 
-    /// The active key whose digest is `d`, if any. The map is keyed by the
-    /// digest (never by the secret) and the match is re-checked in constant time.
-    pub fn authenticate(&self, d: &KeyDigest) -> Option<Arc<KeyEntry>> {
+    pub fn set_slot(&self, digest: KeyDigest, e: &Arc<KeyEntry>, slot: Slot) {
+        write(&self.by_digest).insert(digest, (e.clone(), slot));
+    }
+
+    /// The key whose digest is `d`. The map is keyed by the digest (never by
+    /// the secret) and the match is re-checked in constant time.
+    pub fn authenticate(&self, d: &KeyDigest, now_ms: i64) -> Auth {
         let map = read(&self.by_digest);
-        let (stored, e) = map.get_key_value(d)?;
-        (stored.ct_eq(d) && e.status() == KeyStatus::Active).then(|| e.clone())
-    }
-
-    pub fn set_status(&self, id: &str, s: KeyStatus) -> bool {
-        match read(&self.by_id).get(id) {
-            Some(e) => {
-                e.set_status(s);
-                true
-            }
-            None => false,
+        let Some((stored, (e, slot))) = map.get_key_value(d) else { return Auth::Unknown };
+        if !stored.ct_eq(d) {
+            return Auth::Unknown;
+        }
+        let live = e.status() == KeyStatus::Active
+            && now_ms < e.expires_at_ms.load(Ordering::Acquire)
+            && match slot {
+                Slot::Current => true,
+                Slot::Previous => now_ms < e.prev_valid_until_ms.load(Ordering::Acquire),
+                Slot::Retired => false,
+            };
+        if live {
+            Auth::Ok(e.clone())
+        } else {
+            Auth::Stale(e.clone())
         }
     }
 
@@ -136,6 +211,12 @@ impl TokenIndex {
     pub fn insert(&self, d: KeyDigest, t: TokenEntry) {
         write(&self.by_digest).insert(d, Arc::new(t));
     }
+    pub fn remove_id(&self, id: &str) -> bool {
+        let mut map = write(&self.by_digest);
+        let before = map.len();
+        map.retain(|_, t| t.id != id);
+        map.len() != before
+    }
     pub fn authenticate(&self, d: &KeyDigest, now_ms: i64) -> Option<Arc<TokenEntry>> {
         let map = read(&self.by_digest);
         let (stored, t) = map.get_key_value(d)?;
@@ -149,6 +230,9 @@ pub struct UpstreamEntry {
     pub id: String,
     pub name: String,
     pub secret: Arc<CacheEntry>,
+    /// The rotated-out credential, kept loaded until its grace window ends:
+    /// used if the current one cannot be fetched.
+    pub previous: Option<(Arc<CacheEntry>, i64)>,
 }
 
 #[derive(Default)]
@@ -160,8 +244,17 @@ impl UpstreamIndex {
     pub fn set(&self, env: Environment, u: UpstreamEntry) {
         write(&self.by_env).insert(env, Arc::new(u));
     }
+    pub fn remove(&self, env: Environment, id: &str) {
+        let mut m = write(&self.by_env);
+        if m.get(&env).is_some_and(|u| u.id == id) {
+            m.remove(&env);
+        }
+    }
     pub fn get(&self, env: Environment) -> Option<Arc<UpstreamEntry>> {
         read(&self.by_env).get(&env).cloned()
+    }
+    pub fn all(&self) -> Vec<(Environment, Arc<UpstreamEntry>)> {
+        read(&self.by_env).iter().map(|(e, u)| (*e, u.clone())).collect()
     }
 }
 
@@ -169,29 +262,45 @@ impl UpstreamIndex {
 mod tests {
     use super::*;
 
+    fn entry(status: KeyStatus) -> KeyEntry {
+        KeyEntry::new("key_1".into(), "svc_1".into(), "a".into(), Environment::Dev, status)
+    }
+
     #[test]
-    fn revocation_and_suspension_take_effect_in_place() {
+    fn revocation_suspension_and_expiry_take_effect_in_place() {
         let idx = KeyIndex::default();
         let d = KeyDigest([7; 32]);
-        idx.insert(
-            d,
-            KeyEntry::new(
-                "key_1".into(),
-                "svc_1".into(),
-                "a".into(),
-                Environment::Dev,
-                KeyStatus::Active,
-            ),
-        );
-        assert!(idx.authenticate(&d).is_some());
-        assert!(idx.set_status("key_1", KeyStatus::Suspended));
-        assert!(idx.authenticate(&d).is_none());
-        idx.set_status("key_1", KeyStatus::Active);
-        assert!(idx.authenticate(&d).is_some());
-        idx.set_status("key_1", KeyStatus::Revoked);
-        assert!(idx.authenticate(&d).is_none());
-        assert!(idx.authenticate(&KeyDigest([8; 32])).is_none());
-        assert!(!idx.set_status("key_nope", KeyStatus::Revoked));
+        let e = idx.insert(d, entry(KeyStatus::Active));
+        assert!(matches!(idx.authenticate(&d, 0), Auth::Ok(_)));
+        e.set_status(KeyStatus::Suspended);
+        assert!(matches!(idx.authenticate(&d, 0), Auth::Stale(_)));
+        e.set_status(KeyStatus::Active);
+        e.set_expiry(Some(100));
+        assert!(matches!(idx.authenticate(&d, 99), Auth::Ok(_)));
+        assert!(matches!(idx.authenticate(&d, 100), Auth::Stale(_)), "refused at the moment of expiry");
+        e.set_expiry(None);
+        e.set_status(KeyStatus::Revoked);
+        assert!(matches!(idx.authenticate(&d, 0), Auth::Stale(_)));
+        assert!(matches!(idx.authenticate(&KeyDigest([8; 32]), 0), Auth::Unknown));
+    }
+
+    #[test]
+    fn previous_secret_works_only_in_its_window() {
+        let idx = KeyIndex::default();
+        let (old, new) = (KeyDigest([1; 32]), KeyDigest([2; 32]));
+        let e = idx.insert(old, entry(KeyStatus::Active));
+        idx.set_slot(new, &e, Slot::Current);
+        idx.set_slot(old, &e, Slot::Previous);
+        e.set_prev_valid_until(Some(1_000));
+        assert!(matches!(idx.authenticate(&old, 999), Auth::Ok(_)));
+        assert!(matches!(idx.authenticate(&old, 1_000), Auth::Stale(_)));
+        assert!(matches!(idx.authenticate(&new, 5_000), Auth::Ok(_)));
+        idx.set_slot(old, &e, Slot::Retired);
+        assert!(matches!(idx.authenticate(&old, 0), Auth::Stale(_)));
+        e.note_stale(5);
+        e.note_stale(9);
+        assert_eq!(e.take_stale(), Some((2, 9)));
+        assert_eq!(e.take_stale(), None);
     }
 
     #[test]
@@ -200,14 +309,11 @@ mod tests {
         let d = KeyDigest([1; 32]);
         idx.insert(
             d,
-            TokenEntry {
-                id: "tok_1".into(),
-                role: "owner".into(),
-                services: vec![],
-                expires_at_ms: Some(100),
-            },
+            TokenEntry { id: "tok_1".into(), role: "owner".into(), services: vec![], expires_at_ms: Some(100) },
         );
         assert!(idx.authenticate(&d, 99).is_some());
         assert!(idx.authenticate(&d, 100).is_none());
+        assert!(idx.remove_id("tok_1"));
+        assert!(idx.authenticate(&d, 0).is_none());
     }
 }

@@ -26,10 +26,7 @@ pub enum InstallError {
     #[error("{0} already exists: refusing to overwrite an existing installation")]
     Exists(PathBuf),
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("invalid option: {0}")]
     Invalid(String),
     #[error("master key file {0} is readable by group or others; run: chmod 600 {0}")]
@@ -39,10 +36,7 @@ pub enum InstallError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> InstallError + '_ {
-    move |source| InstallError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| InstallError::Io { path: path.to_path_buf(), source }
 }
 
 #[derive(Debug, Clone)]
@@ -61,12 +55,7 @@ pub struct Installed {
 
 /// Write a file that must not exist yet, with `mode`.
 fn write_new(path: &Path, mode: u32, content: &[u8]) -> Result<(), InstallError> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(io(path))?;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(path).map_err(io(path))?;
     f.write_all(content).map_err(io(path))?;
     f.sync_all().map_err(io(path))
 }
@@ -78,14 +67,8 @@ fn toml_string(s: &str) -> String {
 pub async fn init(opts: &InitOptions) -> Result<Installed, InstallError> {
     let dir = &opts.data_dir;
     let listen = opts.listen.clone().unwrap_or_else(|| DEFAULT_LISTEN.into());
-    let admin_listen = opts
-        .admin_listen
-        .clone()
-        .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.into());
-    let upstream = opts
-        .upstream_url
-        .clone()
-        .unwrap_or_else(|| DEFAULT_UPSTREAM_URL.into());
+    let admin_listen = opts.admin_listen.clone().unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.into());
+    let upstream = opts.upstream_url.clone().unwrap_or_else(|| DEFAULT_UPSTREAM_URL.into());
     let config_text = format!(
         "# keyward configuration. Unknown keys are an error; `keyward serve --config FILE --check` validates.\n\
          # Prices: a dated table per model is built in; add [[prices]] rows here to override or extend it.\n\n\
@@ -111,50 +94,26 @@ pub async fn init(opts: &InitOptions) -> Result<Installed, InstallError> {
     }
     let master = MasterKey::generate();
     let master_path = dir.join(MASTER_KEY_FILE);
-    write_new(
-        &master_path,
-        0o600,
-        format!("{}\n", master.to_hex().as_str()).as_bytes(),
-    )?;
+    write_new(&master_path, 0o600, format!("{}\n", master.to_hex().as_str()).as_bytes())?;
     let result = async {
         let config_path = dir.join(CONFIG_FILE);
         write_new(&config_path, 0o644, config_text.as_bytes())?;
-        let cfg = Config::from_toml(&config_text, dir)
-            .map_err(|e| InstallError::Invalid(e.to_string()))?;
+        let cfg = Config::from_toml(&config_text, dir).map_err(|e| InstallError::Invalid(e.to_string()))?;
         let db_path = dir.join(DB_FILE);
         // the database holds digests and sealed secrets: private to the owner
         write_new(&db_path, 0o600, b"")?;
         let store = SqliteStore::open(&db_path).map_err(|e| InstallError::Other(e.to_string()))?;
-        let (app, _writer) = App::load(cfg, Arc::new(store), &master)
-            .await
-            .map_err(|e| InstallError::Other(e.to_string()))?;
-        let (_id, token) = app
-            .create_token("owner", vec![])
-            .await
-            .map_err(|e| InstallError::Other(e.to_string()))?;
+        let (app, _writer) =
+            App::load(cfg, Arc::new(store), &master).await.map_err(|e| InstallError::Other(e.to_string()))?;
+        let (_id, token) = app.create_token("owner", vec![]).await.map_err(|e| InstallError::Other(e.to_string()))?;
         let token_path = dir.join(TOKEN_FILE);
-        write_new(
-            &token_path,
-            0o600,
-            format!("{}\n", token.expose_secret()).as_bytes(),
-        )?;
-        Ok(Installed {
-            config_path,
-            token_path,
-            token,
-        })
+        write_new(&token_path, 0o600, format!("{}\n", token.expose_secret()).as_bytes())?;
+        Ok(Installed { config_path, token_path, token })
     }
     .await;
     if result.is_err() {
         // leave nothing half-made behind
-        for name in [
-            CONFIG_FILE,
-            MASTER_KEY_FILE,
-            DB_FILE,
-            "keyward.db-wal",
-            "keyward.db-shm",
-            TOKEN_FILE,
-        ] {
+        for name in [CONFIG_FILE, MASTER_KEY_FILE, DB_FILE, "keyward.db-wal", "keyward.db-shm", TOKEN_FILE] {
             let _ = std::fs::remove_file(dir.join(name));
         }
     }

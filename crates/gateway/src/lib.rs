@@ -2,14 +2,19 @@
 //! plane, metering, and installation. See ARCHITECTURE.md for the phase chart.
 
 pub mod admin;
+pub mod deliver;
 pub mod error;
 pub mod index;
 pub mod install;
+pub mod keys;
+pub mod limits;
+pub mod maintenance;
 pub mod meter;
 pub mod metrics;
 pub mod proxy;
 pub mod server;
 pub mod state;
 pub mod upstream;
+pub mod upstreams;
 
 pub use state::App;

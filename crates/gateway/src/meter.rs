@@ -5,6 +5,7 @@
 //! go by (SSE events for streams, the JSON body otherwise) and emits the record
 //! when the body ends, fails, or is dropped because the client went away.
 
+use crate::index::KeyEntry;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use keyward_core::prices::{date_of_ms, PriceTable};
@@ -47,33 +48,27 @@ impl Meter {
     ) -> (Meter, MeterWriter) {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         (
-            Meter {
-                tx,
-                prices,
-                dropped: Arc::new(AtomicU64::new(0)),
-            },
-            MeterWriter {
-                rx,
-                store,
-                batch_size,
-                flush_interval,
-            },
+            Meter { tx, prices, dropped: Arc::new(AtomicU64::new(0)) },
+            MeterWriter { rx, store, batch_size, flush_interval },
         )
     }
 
     /// Price the record and queue it. Never blocks.
     pub fn record(&self, mut r: UsageRecord) {
-        r.cost_usd = r
-            .model
-            .as_deref()
-            .and_then(|m| self.prices.cost(m, &date_of_ms(r.ts_ms), &r.usage));
+        self.price(&mut r);
+        self.send(r);
+    }
+
+    pub fn price(&self, r: &mut UsageRecord) {
+        r.cost_usd = r.model.as_deref().and_then(|m| self.prices.cost(m, &date_of_ms(r.ts_ms), &r.usage));
+    }
+
+    /// Queue a priced record. Never blocks.
+    pub fn send(&self, r: UsageRecord) {
         if self.tx.try_send(r).is_err() {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
-                tracing::error!(
-                    dropped = n,
-                    "usage queue full or closed; usage records dropped"
-                );
+                tracing::error!(dropped = n, "usage queue full or closed; usage records dropped");
             }
         }
     }
@@ -128,14 +123,43 @@ impl MeterWriter {
             let e = last_used.entry(r.key_id.as_str()).or_insert(r.ts_ms);
             *e = (*e).max(r.ts_ms);
         }
-        let touches: Vec<(String, i64)> = last_used
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
+        let touches: Vec<(String, i64)> = last_used.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         if let Err(e) = self.store.touch_keys(&touches).await {
             tracing::warn!(error = %e, "updating last-used times failed");
         }
         batch.clear();
+    }
+}
+
+/// After a request: charge its tokens and cost to the key's limits, release
+/// its concurrency slot, and log its metadata if the environment asks for it.
+pub fn settle(key: &KeyEntry, r: &UsageRecord, holds_slot: bool) {
+    let policy = key.policy();
+    let tokens = r.usage.input_tokens + r.usage.output_tokens;
+    if let Some(tpm) = policy.policy.tpm {
+        if tokens > 0 {
+            key.tpm.charge(tpm as f64, tokens as f64, Instant::now());
+        }
+    }
+    if let Some(cost) = r.cost_usd {
+        key.spend.add(&keyward_core::prices::month_of_ms(r.ts_ms), cost);
+    }
+    if holds_slot {
+        key.inflight.release();
+    }
+    if policy.log_request_metadata {
+        tracing::info!(
+            key_id = %r.key_id,
+            service_id = %r.service_id,
+            endpoint = %r.endpoint,
+            model = r.model.as_deref().unwrap_or("-"),
+            status = r.status,
+            input_tokens = r.usage.input_tokens,
+            output_tokens = r.usage.output_tokens,
+            latency_ms = r.latency_ms,
+            streamed = r.streamed,
+            "request"
+        );
     }
 }
 
@@ -148,6 +172,10 @@ enum Tap {
 /// A response body that meters itself.
 pub struct MeteredBody<B> {
     inner: B,
+    /// The key charged for tokens and spend; its concurrency slot (if held)
+    /// is released when the body ends.
+    key: Arc<KeyEntry>,
+    holds_slot: bool,
     tap: Tap,
     record: Option<UsageRecord>,
     meter: Meter,
@@ -159,6 +187,7 @@ pub struct MeteredBody<B> {
 }
 
 impl<B> MeteredBody<B> {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         inner: B,
         streamed: bool,
@@ -166,6 +195,8 @@ impl<B> MeteredBody<B> {
         meter: Meter,
         started: Instant,
         idle_timeout: Duration,
+        key: Arc<KeyEntry>,
+        holds_slot: bool,
     ) -> Self {
         let tap = if streamed {
             Tap::Sse(Box::default())
@@ -176,6 +207,8 @@ impl<B> MeteredBody<B> {
         };
         MeteredBody {
             inner,
+            key,
+            holds_slot,
             tap,
             record: Some(record),
             meter,
@@ -229,7 +262,10 @@ impl<B> MeteredBody<B> {
         }
         r.latency_ms = self.started.elapsed().as_millis().min(u32::MAX as u128) as u32;
         r.client_disconnected = client_disconnected;
-        self.meter.record(r);
+        self.meter.price(&mut r);
+        settle(&self.key, &r, self.holds_slot);
+        self.holds_slot = false;
+        self.meter.send(r);
     }
 }
 
@@ -248,10 +284,7 @@ where
     type Data = Bytes;
     type Error = std::io::Error;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -276,26 +309,18 @@ where
             Poll::Pending => {
                 let timeout = this.idle_timeout;
                 let deadline = tokio::time::Instant::now() + timeout;
-                let idle = this
-                    .idle
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                let idle = this.idle.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                 if !this.idle_armed {
                     idle.as_mut().reset(deadline);
                     this.idle_armed = true;
                 }
                 if idle.as_mut().poll(cx).is_ready() {
-                    tracing::warn!(
-                        timeout_s = timeout.as_secs(),
-                        "upstream body idle too long; closing"
-                    );
+                    tracing::warn!(timeout_s = timeout.as_secs(), "upstream body idle too long; closing");
                     if let Some(r) = this.record.as_mut() {
                         r.status = 504;
                     }
                     this.finish(false);
-                    return Poll::Ready(Some(Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "upstream idle",
-                    ))));
+                    return Poll::Ready(Some(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "upstream idle"))));
                 }
                 Poll::Pending
             }

@@ -26,9 +26,7 @@ impl Metrics {
 
     pub fn render(&self, keys: &KeyIndex, usage_dropped: u64) -> String {
         let mut out = String::new();
-        out.push_str(
-            "# HELP keyward_requests_total Requests answered, by virtual key and status class.\n",
-        );
+        out.push_str("# HELP keyward_requests_total Requests answered, by virtual key and status class.\n");
         out.push_str("# TYPE keyward_requests_total counter\n");
         let mut all = keys.all();
         all.sort_by(|a, b| a.id.cmp(&b.id));
@@ -45,28 +43,18 @@ impl Metrics {
                 );
             }
         }
-        out.push_str(
-            "# HELP keyward_refused_total Requests refused before forwarding, by reason.\n",
-        );
+        out.push_str("# HELP keyward_refused_total Requests refused before forwarding, by reason.\n");
         out.push_str("# TYPE keyward_refused_total counter\n");
-        let _ = writeln!(
-            out,
-            "keyward_refused_total{{reason=\"auth\"}} {}",
-            self.refused_auth.load(Ordering::Relaxed)
-        );
+        let _ = writeln!(out, "keyward_refused_total{{reason=\"auth\"}} {}", self.refused_auth.load(Ordering::Relaxed));
         out.push_str("# HELP keyward_usage_records_dropped_total Usage records dropped because the queue was full.\n");
         out.push_str("# TYPE keyward_usage_records_dropped_total counter\n");
         let _ = writeln!(out, "keyward_usage_records_dropped_total {usage_dropped}");
-        out.push_str(
-            "# HELP keyward_keys Virtual keys loaded in the index.\n# TYPE keyward_keys gauge\n",
-        );
+        out.push_str("# HELP keyward_keys Virtual keys loaded in the index.\n# TYPE keyward_keys gauge\n");
         let _ = writeln!(out, "keyward_keys {}", all.len());
         out
     }
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }

@@ -8,19 +8,22 @@
 //! drop ([`MeteredBody`]), so it also happens when the client disconnects.
 
 use crate::error::ApiError;
-use crate::index::KeyEntry;
-use crate::meter::MeteredBody;
+use crate::index::{Auth, KeyEntry};
+use crate::meter::{settle, MeteredBody};
 use crate::state::App;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use keyward_core::policy::glob_match;
+use keyward_core::prices::month_of_ms;
 use keyward_core::usage::UsageRecord;
 use serde::Deserialize;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -76,16 +79,12 @@ impl Endpoint {
 
     /// Requests whose body is a JSON object the gateway reads (model, stream).
     fn has_json_body(self, m: &Method) -> bool {
-        matches!(self, Endpoint::Messages | Endpoint::CountTokens)
-            || (self == Endpoint::Batches && m == Method::POST)
+        matches!(self, Endpoint::Messages | Endpoint::CountTokens) || (self == Endpoint::Batches && m == Method::POST)
     }
 }
 
 fn is_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Allowlist of (method, path) pairs; anything else is 404 and never forwarded.
@@ -100,9 +99,7 @@ pub fn classify(m: &Method, path: &str) -> Option<Endpoint> {
         ["models"] if get => Some(Endpoint::Models),
         ["models", id] if get && is_id(id) => Some(Endpoint::Model),
         ["messages", "batches"] if get || post => Some(Endpoint::Batches),
-        ["messages", "batches", id] if (get || m == Method::DELETE) && is_id(id) => {
-            Some(Endpoint::Batch)
-        }
+        ["messages", "batches", id] if (get || m == Method::DELETE) && is_id(id) => Some(Endpoint::Batch),
         ["messages", "batches", id, "cancel"] if post && is_id(id) => Some(Endpoint::BatchCancel),
         ["messages", "batches", id, "results"] if get && is_id(id) => Some(Endpoint::BatchResults),
         _ => None,
@@ -120,19 +117,25 @@ fn presented_credential(h: &HeaderMap) -> Option<&str> {
 }
 
 /// Phase `authenticate`: virtual key -> key record, in memory. Unknown,
-/// malformed, revoked and suspended keys get the same answer.
+/// malformed, revoked, suspended, expired and rotated-out keys get the same answer.
 pub async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
     if OPEN_ROUTES.contains(&req.uri().path()) {
         return next.run(req).await;
     }
-    let entry = presented_credential(req.headers())
-        .and_then(|k| app.keys.authenticate(&app.digester.digest(k)));
-    match entry {
-        Some(e) => {
+    let now = now_ms();
+    let auth = presented_credential(req.headers()).map(|k| app.keys.authenticate(&app.digester.digest(k), now));
+    match auth {
+        Some(Auth::Ok(e)) => {
             req.extensions_mut().insert(e);
             next.run(req).await
         }
-        None => {
+        Some(Auth::Stale(e)) => {
+            // someone still holds a secret of this key that no longer works
+            e.note_stale(now);
+            app.metrics.refused_auth();
+            ApiError::Unauthenticated.into_response()
+        }
+        _ => {
             app.metrics.refused_auth();
             ApiError::Unauthenticated.into_response()
         }
@@ -143,21 +146,26 @@ pub async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: N
 struct Probe {
     model: Option<String>,
     stream: Option<bool>,
+    /// Batch creation: each request names its own model.
+    requests: Option<Vec<BatchProbe>>,
+}
+
+#[derive(Deserialize)]
+struct BatchProbe {
+    params: Option<BatchParams>,
+}
+
+#[derive(Deserialize)]
+struct BatchParams {
+    model: Option<String>,
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// Everything after authentication for one request.
-pub async fn forward(
-    State(app): State<Arc<App>>,
-    Extension(key): Extension<Arc<KeyEntry>>,
-    req: Request,
-) -> Response {
+pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<KeyEntry>>, req: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let Some(endpoint) = classify(&parts.method, parts.uri.path()) else {
@@ -179,84 +187,115 @@ pub async fn forward(
         streamed: false,
         client_disconnected: false,
     };
-    let fail = |mut record: UsageRecord, e: ApiError| {
+    // a refusal after authentication is recorded too (phase `record`)
+    let fail = |mut record: UsageRecord, e: ApiError, holds_slot: bool| {
         record.status = e.status().as_u16();
         record.latency_ms = started.elapsed().as_millis().min(u32::MAX as u128) as u32;
-        app.meter.record(record);
+        app.meter.price(&mut record);
+        settle(&key, &record, holds_slot);
+        app.meter.send(record);
         app.metrics.finished(&key, None, e.status().as_u16());
         e.into_response()
     };
+    let eff = key.policy();
+
+    // phase `policy`, part 1: where the request comes from
+    if !eff.cidrs.is_empty() {
+        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        if !ip.is_some_and(|ip| eff.cidrs.iter().any(|c| c.contains(ip))) {
+            return fail(record, ApiError::Forbidden("this key may not be used from this network".into()), false);
+        }
+    }
 
     // read the body, bounded: 413 without reading past the limit
     let max = app.cfg.max_body_bytes;
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max) {
-        return fail(record, ApiError::TooLarge);
+        return fail(record, ApiError::TooLarge, false);
     }
     let bytes: Bytes = match Limited::new(body, max as usize).collect().await {
         Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<LengthLimitError>() => return fail(record, ApiError::TooLarge),
-        Err(_) => {
-            return fail(
-                record,
-                ApiError::InvalidRequest("could not read the request body".into()),
-            )
-        }
+        Err(e) if e.is::<LengthLimitError>() => return fail(record, ApiError::TooLarge, false),
+        Err(_) => return fail(record, ApiError::InvalidRequest("could not read the request body".into()), false),
     };
 
-    // phase `policy` (status was checked by `authenticate`; limits come later)
     let mut streamed = false;
+    let mut models: Vec<String> = Vec::new();
     if endpoint.has_json_body(&parts.method) {
         match serde_json::from_slice::<Probe>(&bytes) {
             Ok(p) => {
-                record.model = p.model;
                 streamed = endpoint == Endpoint::Messages && p.stream == Some(true);
+                models.extend(p.model.iter().cloned());
+                models.extend(p.requests.into_iter().flatten().filter_map(|r| r.params.and_then(|p| p.model)));
+                record.model = p.model;
             }
             Err(e) => {
-                let msg = if e.is_data() {
-                    "request body must be a JSON object"
-                } else {
-                    "request body is not valid JSON"
-                };
-                return fail(record, ApiError::InvalidRequest(msg.into()));
+                let msg =
+                    if e.is_data() { "request body must be a JSON object" } else { "request body is not valid JSON" };
+                return fail(record, ApiError::InvalidRequest(msg.into()), false);
             }
         }
     }
     record.streamed = streamed;
 
+    // phase `policy`, part 2: what the request asks for, then budget and limits
+    if let Some(allowed) = eff.policy.models.as_ref().filter(|m| !m.is_empty()) {
+        if let Some(m) = models.iter().find(|m| !allowed.iter().any(|g| glob_match(g, m))) {
+            return fail(record, ApiError::Forbidden(format!("model {m:?} is not allowed for this key")), false);
+        }
+    }
+    // budget: checked when a request starts; the request that crosses the line completes
+    if let Some(budget) = eff.policy.budget_usd {
+        if key.spend.get(&month_of_ms(record.ts_ms)) >= budget {
+            return fail(record, ApiError::BudgetExceeded, false);
+        }
+    }
+    let now = Instant::now();
+    if let Some(rpm) = eff.policy.rpm {
+        if let Err(retry_after_s) = key.rpm.take(rpm as f64, now) {
+            let message = format!("rate limit of {rpm} requests per minute exceeded for this key");
+            return fail(record, ApiError::RateLimited { message, retry_after_s }, false);
+        }
+    }
+    if let Some(tpm) = eff.policy.tpm {
+        if let Err(retry_after_s) = key.tpm.check_positive(tpm as f64, now) {
+            let message = format!("rate limit of {tpm} tokens per minute exceeded for this key");
+            return fail(record, ApiError::RateLimited { message, retry_after_s }, false);
+        }
+    }
+    let holds_slot = match eff.policy.max_concurrent {
+        Some(max) if !key.inflight.try_acquire(max) => {
+            let message = format!("more than {max} concurrent requests for this key");
+            return fail(record, ApiError::RateLimited { message, retry_after_s: 1 }, false);
+        }
+        Some(_) => true,
+        None => false,
+    };
+
+    // phase `screen_request` comes with the injection shield
+
     // phase `forward`: inject the upstream credential of the key's environment
     let Some(upstream) = app.upstreams.get(key.env) else {
-        return fail(
-            record,
-            ApiError::BadGateway("no upstream credential is configured for this key's environment"),
-        );
+        let e = ApiError::BadGateway("no upstream credential is configured for this key's environment");
+        return fail(record, e, holds_slot);
     };
     record.upstream_id = Some(upstream.id.clone());
     let cred = match app.secrets.get(&upstream.secret).await {
-        Ok(c) => c,
-        Err(_) => {
-            return fail(
-                record,
-                ApiError::BadGateway("the upstream credential is unavailable"),
-            )
-        }
+        Ok(c) => Ok(c),
+        // during an upstream rotation's grace window the old key is still loaded
+        Err(e) => match &upstream.previous {
+            Some((prev, until)) if now_ms() < *until => app.secrets.get(prev).await,
+            _ => Err(e),
+        },
     };
-    let uri = match build_uri(&app.upstream_base, &parts.uri) {
-        Some(u) => u,
-        None => {
-            return fail(
-                record,
-                ApiError::InvalidRequest("invalid request path".into()),
-            )
-        }
+    let Ok(cred) = cred else {
+        return fail(record, ApiError::BadGateway("the upstream credential is unavailable"), holds_slot);
     };
-    let mut up = http::Request::builder()
-        .method(parts.method.clone())
-        .uri(uri);
+    let Some(uri) = build_uri(&app.upstream_base, &parts.uri) else {
+        return fail(record, ApiError::InvalidRequest("invalid request path".into()), holds_slot);
+    };
+    let mut up = http::Request::builder().method(parts.method.clone()).uri(uri);
     if let Some(h) = up.headers_mut() {
         for name in &REQUEST_HEADERS {
             for v in parts.headers.get_all(name) {
@@ -265,31 +304,24 @@ pub async fn forward(
         }
         h.insert(X_API_KEY.clone(), cred.header().clone());
     }
-    let Ok(up) = up.body(Full::new(bytes)) else {
-        return fail(record, ApiError::Internal);
-    };
     drop(cred);
+    let Ok(up) = up.body(Full::new(bytes)) else {
+        return fail(record, ApiError::Internal, holds_slot);
+    };
 
     let resp = match tokio::time::timeout(app.cfg.response_timeout, app.client.request(up)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             tracing::warn!(key_id = %key.id, error = %ErrorChain(&e), "upstream request failed");
-            return fail(
-                record,
-                ApiError::BadGateway("the upstream API could not be reached"),
-            );
+            return fail(record, ApiError::BadGateway("the upstream API could not be reached"), holds_slot);
         }
-        Err(_) => return fail(record, ApiError::Timeout),
+        Err(_) => return fail(record, ApiError::Timeout, holds_slot),
     };
 
-    // phase `screen_response` comes later; build the client response
+    // phase `screen_response` comes with the tool-call allowlist; build the client response
     let (up_parts, up_body) = resp.into_parts();
     record.status = up_parts.status.as_u16();
-    if let Some(id) = up_parts
-        .headers
-        .get("request-id")
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(id) = up_parts.headers.get("request-id").and_then(|v| v.to_str().ok()) {
         record.request_id = id.to_string();
     }
     let is_sse = up_parts
@@ -298,8 +330,8 @@ pub async fn forward(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     record.streamed = is_sse;
-    app.metrics
-        .finished(&key, record.model.as_deref(), record.status);
+    app.metrics.finished(&key, record.model.as_deref(), record.status);
+    // phase `record` runs when this body ends, fails or is dropped
     let metered = MeteredBody::new(
         up_body,
         is_sse,
@@ -307,6 +339,8 @@ pub async fn forward(
         app.meter.clone(),
         started,
         app.cfg.idle_timeout,
+        key.clone(),
+        holds_slot,
     );
     let mut out = Response::new(Body::new(metered));
     *out.status_mut() = up_parts.status;
@@ -346,11 +380,7 @@ impl std::fmt::Display for ErrorChain<'_> {
 }
 
 pub async fn healthz() -> impl IntoResponse {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        "{\"status\":\"ok\"}",
-    )
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{\"status\":\"ok\"}")
 }
 
 pub async fn not_found() -> Response {
@@ -363,31 +393,13 @@ mod tests {
 
     #[test]
     fn classification_is_an_allowlist() {
-        assert_eq!(
-            classify(&Method::POST, "/v1/messages"),
-            Some(Endpoint::Messages)
-        );
+        assert_eq!(classify(&Method::POST, "/v1/messages"), Some(Endpoint::Messages));
         assert_eq!(classify(&Method::GET, "/v1/messages"), None);
-        assert_eq!(
-            classify(&Method::POST, "/v1/messages/count_tokens"),
-            Some(Endpoint::CountTokens)
-        );
-        assert_eq!(
-            classify(&Method::GET, "/v1/models/claude-sonnet-4-6"),
-            Some(Endpoint::Model)
-        );
-        assert_eq!(
-            classify(&Method::DELETE, "/v1/messages/batches/msgbatch_1"),
-            Some(Endpoint::Batch)
-        );
-        assert_eq!(
-            classify(&Method::GET, "/v1/messages/batches/msgbatch_1/results"),
-            Some(Endpoint::BatchResults)
-        );
-        assert_eq!(
-            classify(&Method::GET, "/v1/models/../organizations/api_keys"),
-            None
-        );
+        assert_eq!(classify(&Method::POST, "/v1/messages/count_tokens"), Some(Endpoint::CountTokens));
+        assert_eq!(classify(&Method::GET, "/v1/models/claude-sonnet-4-6"), Some(Endpoint::Model));
+        assert_eq!(classify(&Method::DELETE, "/v1/messages/batches/msgbatch_1"), Some(Endpoint::Batch));
+        assert_eq!(classify(&Method::GET, "/v1/messages/batches/msgbatch_1/results"), Some(Endpoint::BatchResults));
+        assert_eq!(classify(&Method::GET, "/v1/models/../organizations/api_keys"), None);
         assert_eq!(classify(&Method::GET, "/v1/organizations/api_keys"), None);
         assert_eq!(classify(&Method::GET, "/v1/models/a%2Fb"), None);
     }
@@ -395,10 +407,7 @@ mod tests {
     #[test]
     fn credentials_from_either_header() {
         let mut h = HeaderMap::new();
-        h.insert(
-            "authorization",
-            HeaderValue::from_static("Bearer kw_dev_abc"),
-        );
+        h.insert("authorization", HeaderValue::from_static("Bearer kw_dev_abc"));
         assert_eq!(presented_credential(&h), Some("kw_dev_abc"));
         h.insert("x-api-key", HeaderValue::from_static("kw_dev_xyz"));
         assert_eq!(presented_credential(&h), Some("kw_dev_xyz"));

@@ -13,10 +13,7 @@ use tokio::net::TcpListener;
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("{path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Config(#[from] keyward_core::config::ConfigError),
     #[error("{0}")]
@@ -24,29 +21,16 @@ pub enum ServeError {
     #[error("store: {0}")]
     Store(String),
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("{0}")]
     Other(String),
 }
 
 /// Load and validate a config file; relative paths resolve against its directory.
 pub fn load_config(path: &Path) -> Result<Config, ServeError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ServeError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let dir = path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let dir = if dir.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        dir
-    };
+    let text = std::fs::read_to_string(path).map_err(|source| ServeError::Read { path: path.to_path_buf(), source })?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
     Ok(Config::from_toml(&text, &dir)?)
 }
 
@@ -69,14 +53,13 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -94,35 +77,19 @@ pub async fn run(
     on_ready: impl FnOnce(Bound, &Arc<App>),
 ) -> Result<(), ServeError> {
     let master = install::load_master_key(&cfg.master_key_file)?;
-    let store =
-        SqliteStore::open(&cfg.sqlite_path).map_err(|e| ServeError::Store(e.to_string()))?;
+    let store = SqliteStore::open(&cfg.sqlite_path).map_err(|e| ServeError::Store(e.to_string()))?;
     let base_dir = cfg.base_dir.clone();
     let grace = cfg.shutdown_grace;
     let (data_addr, admin_addr) = (cfg.listen, cfg.admin_listen);
-    let (app, writer) = App::load(cfg, Arc::new(store), &master)
-        .await
-        .map_err(|e| ServeError::Store(e.to_string()))?;
+    let (app, writer) = App::load(cfg, Arc::new(store), &master).await.map_err(|e| ServeError::Store(e.to_string()))?;
     drop(master);
 
-    let data_l = TcpListener::bind(data_addr)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: data_addr,
-            source,
-        })?;
-    let admin_l = TcpListener::bind(admin_addr)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: admin_addr,
-            source,
-        })?;
+    let data_l = TcpListener::bind(data_addr).await.map_err(|source| ServeError::Bind { addr: data_addr, source })?;
+    let admin_l =
+        TcpListener::bind(admin_addr).await.map_err(|source| ServeError::Bind { addr: admin_addr, source })?;
     let bound = Bound {
-        data: data_l
-            .local_addr()
-            .map_err(|e| ServeError::Other(e.to_string()))?,
-        admin: admin_l
-            .local_addr()
-            .map_err(|e| ServeError::Other(e.to_string()))?,
+        data: data_l.local_addr().map_err(|e| ServeError::Other(e.to_string()))?,
+        admin: admin_l.local_addr().map_err(|e| ServeError::Other(e.to_string()))?,
     };
     let url_file = base_dir.join(ADMIN_URL_FILE);
     let _ = std::fs::write(&url_file, format!("http://{}\n", bound.admin));
@@ -131,21 +98,29 @@ pub async fn run(
     let (writer_tx, writer_rx) = tokio::sync::watch::channel(false);
     let writer_task = tokio::spawn(writer.run(writer_rx));
 
+    // timed work: scheduled rotations, grace windows, upstream retirements
+    let (maint_tx, mut maint_rx) = tokio::sync::watch::channel(false);
+    let maint_app = app.clone();
+    let maint_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(maint_app.cfg.rotation_check_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => maint_app.maintenance().await,
+                _ = maint_rx.changed() => break,
+            }
+        }
+    });
+
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
     let data_router = crate::admin::data_plane_router(app.clone());
     let admin_router = crate::admin::router(app.clone());
-    let data_srv = axum::serve(
-        data_l,
-        data_router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(wait(stop_rx.clone()));
-    let admin_srv = axum::serve(
-        admin_l,
-        admin_router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(wait(stop_rx));
+    let data_srv = axum::serve(data_l, data_router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(wait(stop_rx.clone()));
+    let admin_srv = axum::serve(admin_l, admin_router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(wait(stop_rx));
     let data_task = tokio::spawn(async move { data_srv.await });
     let admin_task = tokio::spawn(async move { admin_srv.await });
 
@@ -153,10 +128,7 @@ pub async fn run(
     on_ready(bound, &app);
 
     stop.await;
-    tracing::info!(
-        grace_s = grace.as_secs(),
-        "shutting down: draining in-flight requests"
-    );
+    tracing::info!(grace_s = grace.as_secs(), "shutting down: draining in-flight requests");
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(grace, async {
         let _ = data_task.await;
@@ -166,6 +138,9 @@ pub async fn run(
     if drained.is_err() {
         tracing::warn!("in-flight requests still open after the grace period; closing them");
     }
+    let _ = maint_tx.send(true);
+    let _ = maint_task.await;
+    app.flush_stale().await;
     let _ = writer_tx.send(true);
     let _ = writer_task.await;
     let _ = std::fs::remove_file(&url_file);

@@ -34,11 +34,8 @@ impl std::error::Error for ApiFailure {}
 
 impl AdminClient {
     pub fn new(base: &str, token: Option<SecretString>) -> Self {
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .build();
+        let https =
+            hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().build();
         AdminClient {
             base: base.trim_end_matches('/').to_string(),
             token,
@@ -47,14 +44,9 @@ impl AdminClient {
     }
 
     pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(format!("{}{}", self.base, path));
+        let mut req = Request::builder().method(method).uri(format!("{}{}", self.base, path));
         if let Some(t) = &self.token {
-            req = req.header(
-                header::AUTHORIZATION,
-                format!("Bearer {}", t.expose_secret()),
-            );
+            req = req.header(header::AUTHORIZATION, format!("Bearer {}", t.expose_secret()));
         }
         let payload = match body {
             Some(b) => {
@@ -63,31 +55,18 @@ impl AdminClient {
             }
             None => Bytes::new(),
         };
-        let req = req
-            .body(Full::new(payload))
-            .context("building the request")?;
+        let req = req.body(Full::new(payload)).context("building the request")?;
         let resp = self
             .http
             .request(req)
             .await
             .map_err(|e| anyhow!("cannot reach the keyward admin API at {}: {e}", self.base))?;
         let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .context("reading the admin API's answer")?
-            .to_bytes();
-        let v: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
+        let bytes = resp.into_body().collect().await.context("reading the admin API's answer")?.to_bytes();
+        let v: Value =
+            if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
         if !status.is_success() {
-            let message = v["error"]["message"]
-                .as_str()
-                .unwrap_or("request failed")
-                .to_string();
+            let message = v["error"]["message"].as_str().unwrap_or("request failed").to_string();
             return Err(ApiFailure { status, message }.into());
         }
         Ok(v)

@@ -4,7 +4,9 @@
 use crate::DemoArgs;
 use anyhow::{Context, Result};
 use keyward_gateway::install::{self, InitOptions};
+use keyward_gateway::keys::NewKey;
 use keyward_gateway::server;
+use keyward_gateway::upstreams::UpstreamSecret;
 use secrecy::{ExposeSecret, SecretString};
 
 pub async fn run(a: DemoArgs) -> Result<u8> {
@@ -12,9 +14,8 @@ pub async fn run(a: DemoArgs) -> Result<u8> {
     // the simulated upstream accepts exactly one upstream key: the one the
     // gateway injects (never a virtual key)
     let upstream_key = format!("sk-ant-demo-{}", keyward_core::base62::random(32));
-    let mock_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("starting the simulated upstream")?;
+    let mock_listener =
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.context("starting the simulated upstream")?;
     let mock_addr = mock_listener.local_addr()?;
     let mock_cfg = keyward_testkit::mock::MockConfig {
         accept_keys: vec![upstream_key.clone()],
@@ -22,10 +23,7 @@ pub async fn run(a: DemoArgs) -> Result<u8> {
     };
     tokio::spawn(keyward_testkit::mock::serve(mock_listener, mock_cfg));
 
-    let dir = tempfile::Builder::new()
-        .prefix("keyward-demo-")
-        .tempdir()
-        .context("creating a temporary directory")?;
+    let dir = tempfile::Builder::new().prefix("keyward-demo-").tempdir().context("creating a temporary directory")?;
     let installed = install::init(&InitOptions {
         data_dir: dir.path().to_path_buf(),
         listen: Some(a.listen.clone()),
@@ -38,13 +36,9 @@ pub async fn run(a: DemoArgs) -> Result<u8> {
     let admin_token = installed.token;
 
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let serving = tokio::spawn(server::run(
-        cfg,
-        server::shutdown_signal(),
-        move |bound, app| {
-            let _ = ready_tx.send((bound, app.clone()));
-        },
-    ));
+    let serving = tokio::spawn(server::run(cfg, server::shutdown_signal(), move |bound, app| {
+        let _ = ready_tx.send((bound, app.clone()));
+    }));
     let (bound, app) = match ready_rx.await {
         Ok(v) => v,
         Err(_) => {
@@ -54,21 +48,15 @@ pub async fn run(a: DemoArgs) -> Result<u8> {
         }
     };
     app.create_service("demo-app", "demo-team").await?;
-    app.create_upstream(
-        "demo-upstream",
-        "dev",
-        Some(SecretString::from(upstream_key)),
-        None,
-    )
-    .await?;
-    let (key, secret) = app.create_key("demo-app", "dev", Some("demo key")).await?;
+    let upstream = UpstreamSecret::Value(SecretString::from(upstream_key));
+    app.create_upstream("demo-upstream", "dev", upstream, None).await?;
+    let new_key =
+        NewKey { service: "demo-app".into(), env: "dev".into(), name: Some("demo key".into()), ..Default::default() };
+    let (key, secret) = app.create_key(new_key).await?;
     let secret = secret.expose_secret();
     let base = format!("http://{}", bound.data);
 
-    println!(
-        "keyward demo is running (temporary installation in {})",
-        dir.path().display()
-    );
+    println!("keyward demo is running (temporary installation in {})", dir.path().display());
     println!();
     println!("  data plane:  {base}   (speaks the Anthropic API)");
     println!("  admin plane: http://{}", bound.admin);

@@ -15,11 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "keyward",
-    version,
-    about = "A self-hosted security gateway for the Claude API"
-)]
+#[command(name = "keyward", version, about = "A self-hosted security gateway for the Claude API")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -46,6 +42,8 @@ enum Cmd {
     Key(manage::KeyCmd),
     /// Usage per key.
     Usage(manage::UsageArgs),
+    /// Inventory review: unrotated, unused, expiring, orphaned keys (exit 1 on findings).
+    Review(manage::ReviewArgs),
 }
 
 #[derive(Args)]
@@ -96,13 +94,9 @@ struct MockArgs {
 }
 
 fn init_tracing(level: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,h2=warn,rustls=warn"))
-    });
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYWARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,h2=warn,rustls=warn")));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
     if json {
         b.json().init();
     } else {
@@ -153,10 +147,7 @@ async fn run(cli: Cli) -> Result<u8> {
                 return Ok(0);
             }
             let cfg = server::load_config(&a.config)?;
-            init_tracing(
-                &cfg.log_level,
-                cfg.log_format == keyward_core::config::LogFormat::Json,
-            );
+            init_tracing(&cfg.log_level, cfg.log_format == keyward_core::config::LogFormat::Json);
             server::run(cfg, server::shutdown_signal(), |bound, _| {
                 println!("keyward: data plane listening on http://{}", bound.data);
                 println!("keyward: admin plane listening on http://{}", bound.admin);
@@ -168,10 +159,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Cmd::MockUpstream(a) => {
             init_tracing("info", false);
             let listener = tokio::net::TcpListener::bind(&a.listen).await?;
-            println!(
-                "keyward mock-upstream: listening on http://{}",
-                listener.local_addr()?
-            );
+            println!("keyward mock-upstream: listening on http://{}", listener.local_addr()?);
             let cfg = keyward_testkit::mock::MockConfig {
                 accept_keys: a.accept_keys,
                 latency: std::time::Duration::from_millis(a.latency_ms),
@@ -183,6 +171,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Cmd::Upstream(c) => manage::upstream(c).await,
         Cmd::Key(c) => manage::key(c).await,
         Cmd::Usage(a) => manage::usage(a).await,
+        Cmd::Review(a) => manage::review(a).await,
     }
 }
 
@@ -194,10 +183,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("keyward: cannot start the runtime: {e}");
@@ -207,9 +193,7 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let refused = e
-                .downcast_ref::<client::ApiFailure>()
-                .is_some_and(|f| f.status.is_client_error());
+            let refused = e.downcast_ref::<client::ApiFailure>().is_some_and(|f| f.status.is_client_error());
             eprintln!("keyward: {e:#}");
             ExitCode::from(if refused { 1 } else { 2 })
         }

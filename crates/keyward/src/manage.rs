@@ -36,26 +36,19 @@ impl Conn {
                 .unwrap_or_else(|| ".".into());
             if server.is_none() {
                 // a running server writes its actual admin address (it may listen on port 0)
-                server = std::fs::read_to_string(dir.join(ADMIN_URL_FILE))
-                    .ok()
-                    .map(|s| s.trim().to_string());
+                server = std::fs::read_to_string(dir.join(ADMIN_URL_FILE)).ok().map(|s| s.trim().to_string());
             }
             if server.is_none() {
                 let cfg = keyward_gateway::server::load_config(cfg_path)?;
                 server = Some(format!("http://{}", cfg.admin_listen));
             }
             if token.is_none() {
-                let t = std::fs::read_to_string(dir.join(TOKEN_FILE)).with_context(|| {
-                    format!(
-                        "reading the admin token from {}",
-                        dir.join(TOKEN_FILE).display()
-                    )
-                })?;
+                let t = std::fs::read_to_string(dir.join(TOKEN_FILE))
+                    .with_context(|| format!("reading the admin token from {}", dir.join(TOKEN_FILE).display()))?;
                 token = Some(SecretString::from(t.trim().to_string()));
             }
         }
-        let server = server
-            .unwrap_or_else(|| format!("http://{}", keyward_core::config::DEFAULT_ADMIN_LISTEN));
+        let server = server.unwrap_or_else(|| format!("http://{}", keyward_core::config::DEFAULT_ADMIN_LISTEN));
         if token.is_none() {
             bail!("no admin token: pass --config DIR/keyward.toml, --token, or set KEYWARD_TOKEN");
         }
@@ -88,6 +81,79 @@ pub enum ServiceCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Revoke every key of the service in one step and mark it retired.
+    Decommission {
+        name: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+/// Policy settings shared by `key create` and `key update`.
+#[derive(Args, Debug, Default)]
+pub struct KeySettings {
+    /// Requests per minute.
+    #[arg(long)]
+    rpm: Option<String>,
+    /// Input + output tokens per minute.
+    #[arg(long)]
+    tpm: Option<String>,
+    #[arg(long)]
+    max_concurrent: Option<String>,
+    /// USD per calendar month (UTC).
+    #[arg(long)]
+    budget_usd: Option<String>,
+    /// Allowed models, comma-separated globs (claude-sonnet-*,claude-haiku-*).
+    #[arg(long)]
+    models: Option<String>,
+    /// Allowed client networks, comma-separated CIDRs.
+    #[arg(long)]
+    allow_cidr: Option<String>,
+    /// Rotation period, e.g. 90d.
+    #[arg(long)]
+    rotate_every: Option<String>,
+    /// Where a rotated secret is written: file:/ABSOLUTE/PATH.
+    #[arg(long)]
+    deliver_to: Option<String>,
+}
+
+fn setting(v: &str, kind: &str) -> Result<Value> {
+    if v == "none" {
+        return Ok(Value::Null);
+    }
+    Ok(match kind {
+        "int" => json!(v.parse::<u64>().with_context(|| format!("{v:?} is not a whole number"))?),
+        "float" => json!(v.parse::<f64>().with_context(|| format!("{v:?} is not an amount"))?),
+        "list" => json!(v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>()),
+        _ => json!(v),
+    })
+}
+
+impl KeySettings {
+    fn apply(&self, body: &mut Value, allow_none: bool) -> Result<()> {
+        for (field, v, kind) in [
+            ("rpm", &self.rpm, "int"),
+            ("tpm", &self.tpm, "int"),
+            ("max_concurrent", &self.max_concurrent, "int"),
+            ("budget_usd", &self.budget_usd, "float"),
+            ("models", &self.models, "list"),
+            ("allow_cidr", &self.allow_cidr, "list"),
+            ("rotate_every", &self.rotate_every, "text"),
+            ("deliver_to", &self.deliver_to, "text"),
+        ] {
+            if let Some(v) = v {
+                if v == "none" && !allow_none {
+                    bail!("--{} none: only `key update` removes settings", field.replace('_', "-"));
+                }
+                body[field] = setting(v, kind)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Subcommand)]
@@ -100,6 +166,34 @@ pub enum UpstreamCmd {
         /// Where the key lives instead (env:VAR, local:NAME, ...).
         #[arg(long = "ref")]
         reference: Option<String>,
+        /// The key's id at Anthropic (apikey_...), to deactivate it through the Admin API after rotation.
+        #[arg(long)]
+        anthropic_key_id: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Replace an upstream key (new value on stdin, or --ref); the old one stays loaded for the grace window.
+    Rotate {
+        name: String,
+        #[arg(long = "ref")]
+        reference: Option<String>,
+        #[arg(long)]
+        grace: Option<String>,
+        /// The new key's id at Anthropic.
+        #[arg(long)]
+        anthropic_key_id: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Take an upstream key out of service (refused while keys still route to it, unless --force).
+    Retire {
+        name: String,
+        #[arg(long)]
+        force: bool,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -124,6 +218,58 @@ pub enum KeyCmd {
         env: String,
         #[arg(long)]
         name: Option<String>,
+        /// Refused after this long (contractor and third-party keys), e.g. 30d.
+        #[arg(long)]
+        expires_in: Option<String>,
+        #[command(flatten)]
+        settings: KeySettings,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Change a key's settings; "none" removes a setting (back to the environment default).
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// New expiry, counted from now (or "none").
+        #[arg(long)]
+        expires_in: Option<String>,
+        #[command(flatten)]
+        settings: KeySettings,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Issue a new secret for the same key id; the old one works for the grace window.
+    Rotate {
+        id: String,
+        /// How long the old secret keeps working (default from config, 15m; 0 = revoke it now).
+        #[arg(long)]
+        grace: Option<String>,
+        /// Repeating a rotation with the same key returns the same new secret.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Suspend a key (reversible): refused from the next request on.
+    Suspend {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Resume a suspended key.
+    Resume {
+        id: String,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -137,6 +283,9 @@ pub enum KeyCmd {
         env: Option<String>,
         #[arg(long)]
         status: Option<String>,
+        /// Only keys with this review finding (e.g. not_rotated, unused_30d, expiring_14d).
+        #[arg(long)]
+        finding: Option<String>,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -194,11 +343,7 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
         }
     }
     let line = |cells: Vec<String>| {
-        let parts: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect();
+        let parts: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
         println!("{}", parts.join("  ").trim_end());
     };
     line(headers.iter().map(|h| h.to_uppercase()).collect());
@@ -210,9 +355,7 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
 fn enc(v: &str) -> String {
     v.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -220,36 +363,19 @@ fn enc(v: &str) -> String {
 
 pub async fn service(c: ServiceCmd) -> Result<u8> {
     match c {
-        ServiceCmd::Add {
-            name,
-            owner,
-            json,
-            conn,
-        } => {
+        ServiceCmd::Add { name, owner, json, conn } => {
             let v = conn
                 .client()?
-                .call(
-                    Method::POST,
-                    "/admin/v1/services",
-                    Some(&json!({"name": name, "owner": owner})),
-                )
+                .call(Method::POST, "/admin/v1/services", Some(&json!({"name": name, "owner": owner})))
                 .await?;
             if json {
                 print_json(&v);
             } else {
-                println!(
-                    "service {} created ({}, owner {})",
-                    s(&v["name"]),
-                    s(&v["id"]),
-                    s(&v["owner"])
-                );
+                println!("service {} created ({}, owner {})", s(&v["name"]), s(&v["id"]), s(&v["owner"]));
             }
         }
         ServiceCmd::List { json, conn } => {
-            let v = conn
-                .client()?
-                .call(Method::GET, "/admin/v1/services", None)
-                .await?;
+            let v = conn.client()?.call(Method::GET, "/admin/v1/services", None).await?;
             if json {
                 print_json(&v["data"]);
             } else {
@@ -264,54 +390,52 @@ pub async fn service(c: ServiceCmd) -> Result<u8> {
                         s(&r["created_at"]),
                     ]
                 });
-                table(
-                    &["name", "id", "owner", "status", "keys", "created"],
-                    rows.collect(),
-                );
+                table(&["name", "id", "owner", "status", "keys", "created"], rows.collect());
+            }
+        }
+        ServiceCmd::Decommission { name, reason, json, conn } => {
+            let v = conn
+                .client()?
+                .call(Method::POST, &format!("/admin/v1/services/{}/decommission", enc(&name)), Some(&json!({"reason": reason})))
+                .await?;
+            if json {
+                print_json(&v);
+            } else {
+                println!("service {} retired; {} key(s) revoked", s(&v["service"]["name"]), s(&v["revoked_keys"]));
             }
         }
         ServiceCmd::Show { name, conn } => {
-            let v = conn
-                .client()?
-                .call(
-                    Method::GET,
-                    &format!("/admin/v1/services/{}", enc(&name)),
-                    None,
-                )
-                .await?;
+            let v = conn.client()?.call(Method::GET, &format!("/admin/v1/services/{}", enc(&name)), None).await?;
             print_json(&v);
         }
     }
     Ok(0)
 }
 
+/// The upstream key from stdin, or a reference.
+fn upstream_secret_body(reference: Option<String>) -> Result<Value> {
+    match reference {
+        Some(r) => Ok(json!({"ref": r})),
+        None => {
+            let mut value = String::new();
+            std::io::stdin().read_to_string(&mut value).context("reading the upstream key from stdin")?;
+            let value = value.trim().to_string();
+            if value.is_empty() {
+                bail!("no upstream key on stdin (pipe it in, or use --ref env:VAR)");
+            }
+            Ok(json!({"value": value}))
+        }
+    }
+}
+
 pub async fn upstream(c: UpstreamCmd) -> Result<u8> {
     match c {
-        UpstreamCmd::Add {
-            name,
-            env,
-            reference,
-            json,
-            conn,
-        } => {
-            let body = match reference {
-                Some(r) => json!({"name": name, "env": env, "ref": r}),
-                None => {
-                    let mut value = String::new();
-                    std::io::stdin()
-                        .read_to_string(&mut value)
-                        .context("reading the upstream key from stdin")?;
-                    let value = value.trim().to_string();
-                    if value.is_empty() {
-                        bail!("no upstream key on stdin (pipe it in, or use --ref env:VAR)");
-                    }
-                    json!({"name": name, "env": env, "value": value})
-                }
-            };
-            let v = conn
-                .client()?
-                .call(Method::POST, "/admin/v1/upstreams", Some(&body))
-                .await?;
+        UpstreamCmd::Add { name, env, reference, anthropic_key_id, json, conn } => {
+            let mut body = upstream_secret_body(reference)?;
+            body["name"] = json!(name);
+            body["env"] = json!(env);
+            body["anthropic_key_id"] = json!(anthropic_key_id);
+            let v = conn.client()?.call(Method::POST, "/admin/v1/upstreams", Some(&body)).await?;
             if json {
                 print_json(&v);
             } else {
@@ -325,29 +449,38 @@ pub async fn upstream(c: UpstreamCmd) -> Result<u8> {
                 );
             }
         }
-        UpstreamCmd::List { json, conn } => {
+        UpstreamCmd::Rotate { name, reference, grace, anthropic_key_id, json, conn } => {
+            let mut body = upstream_secret_body(reference)?;
+            body["grace"] = json!(grace);
+            body["anthropic_key_id"] = json!(anthropic_key_id);
+            let v = conn.client()?.call(Method::POST, &format!("/admin/v1/upstreams/{}/rotate", enc(&name)), Some(&body)).await?;
+            if json {
+                print_json(&v);
+            } else {
+                println!("upstream {} rotated: new requests use {} ({})", s(&v["name"]), s(&v["ref"]), s(&v["fingerprint"]));
+            }
+        }
+        UpstreamCmd::Retire { name, force, json, conn } => {
             let v = conn
                 .client()?
-                .call(Method::GET, "/admin/v1/upstreams", None)
+                .call(Method::POST, &format!("/admin/v1/upstreams/{}/retire", enc(&name)), Some(&json!({"force": force})))
                 .await?;
+            if json {
+                print_json(&v);
+            } else {
+                println!("upstream {} retired", s(&v["name"]));
+            }
+        }
+        UpstreamCmd::List { json, conn } => {
+            let v = conn.client()?.call(Method::GET, "/admin/v1/upstreams", None).await?;
             if json {
                 print_json(&v["data"]);
             } else {
                 let data = v["data"].as_array().cloned().unwrap_or_default();
                 let rows = data.iter().map(|r| {
-                    vec![
-                        s(&r["name"]),
-                        s(&r["id"]),
-                        s(&r["env"]),
-                        s(&r["ref"]),
-                        s(&r["fingerprint"]),
-                        s(&r["status"]),
-                    ]
+                    vec![s(&r["name"]), s(&r["id"]), s(&r["env"]), s(&r["ref"]), s(&r["fingerprint"]), s(&r["status"])]
                 });
-                table(
-                    &["name", "id", "env", "ref", "fingerprint", "status"],
-                    rows.collect(),
-                );
+                table(&["name", "id", "env", "ref", "fingerprint", "status"], rows.collect());
             }
         }
     }
@@ -370,63 +503,102 @@ fn key_rows(keys: &[Value]) -> Vec<Vec<String>> {
         .collect()
 }
 
-const KEY_HEADERS: &[&str] = &[
-    "id",
-    "service",
-    "env",
-    "status",
-    "name",
-    "created",
-    "last used",
-];
+const KEY_HEADERS: &[&str] = &["id", "service", "env", "status", "name", "created", "last used"];
 
 pub async fn key(c: KeyCmd) -> Result<u8> {
     match c {
-        KeyCmd::Create {
-            service,
-            env,
-            name,
-            json,
-            conn,
-        } => {
-            let body = json!({"service": service, "env": env, "name": name});
-            let v = conn
-                .client()?
-                .call(Method::POST, "/admin/v1/keys", Some(&body))
-                .await?;
+        KeyCmd::Create { service, env, name, expires_in, settings, json, conn } => {
+            let mut body = json!({"service": service, "env": env, "name": name, "expires_in": expires_in});
+            settings.apply(&mut body, false)?;
+            let v = conn.client()?.call(Method::POST, "/admin/v1/keys", Some(&body)).await?;
             if json {
                 print_json(&v);
             } else {
-                println!(
-                    "key {} created for service {} ({})",
-                    s(&v["id"]),
-                    s(&v["service"]),
-                    s(&v["env"])
-                );
+                println!("key {} created for service {} ({})", s(&v["id"]), s(&v["service"]), s(&v["env"]));
                 println!("secret: {}", s(&v["secret"]));
                 println!("This secret is shown once; keyward stores only a keyed digest of it.");
             }
         }
-        KeyCmd::List {
-            service,
-            env,
-            status,
-            json,
-            conn,
-        } => {
+        KeyCmd::Update { id, name, expires_in, settings, json, conn } => {
+            let mut body = json!({});
+            if let Some(n) = name {
+                body["name"] = setting(&n, "text")?;
+            }
+            if let Some(e) = expires_in {
+                body["expires_in"] = setting(&e, "text")?;
+            }
+            settings.apply(&mut body, true)?;
+            let v = conn.client()?.call(Method::PATCH, &format!("/admin/v1/keys/{}", enc(&id)), Some(&body)).await?;
+            if json {
+                print_json(&v);
+            } else {
+                println!("key {} updated", s(&v["id"]));
+            }
+        }
+        KeyCmd::Rotate { id, grace, idempotency_key, json, conn } => {
+            let body = json!({"grace": grace, "idempotency_key": idempotency_key});
+            let v = conn.client()?.call(Method::POST, &format!("/admin/v1/keys/{}/rotate", enc(&id)), Some(&body)).await?;
+            if json {
+                print_json(&v);
+            } else {
+                println!("key {} rotated", s(&v["id"]));
+                println!("new secret: {}", s(&v["secret"]));
+                match v["old_secret_valid_until"].as_str() {
+                    Some(t) => println!("the old secret keeps working until {t}"),
+                    None => println!("the old secret no longer works"),
+                }
+                if let Some(t) = v["delivery"]["delivered_to"].as_str() {
+                    println!("delivered to {t}");
+                }
+                if let Some(e) = v["delivery"]["error"].as_str() {
+                    println!("delivery FAILED: {e}");
+                }
+                println!("This secret is shown once.");
+            }
+        }
+        KeyCmd::Suspend { id, reason, json, conn } => {
+            let v = conn
+                .client()?
+                .call(Method::POST, &format!("/admin/v1/keys/{}/suspend", enc(&id)), Some(&json!({"reason": reason})))
+                .await?;
+            if json {
+                print_json(&v);
+            } else {
+                println!("key {} suspended", s(&v["id"]));
+            }
+        }
+        KeyCmd::Resume { id, json, conn } => {
+            let v = conn.client()?.call(Method::POST, &format!("/admin/v1/keys/{}/resume", enc(&id)), Some(&json!({}))).await?;
+            if json {
+                print_json(&v);
+            } else {
+                println!("key {} resumed", s(&v["id"]));
+            }
+        }
+        KeyCmd::List { service, env, status, finding, json, conn } => {
             let mut q = Vec::new();
             for (k, v) in [("service", service), ("env", env), ("status", status)] {
                 if let Some(v) = v {
                     q.push(format!("{k}={}", enc(&v)));
                 }
             }
-            let path = if q.is_empty() {
-                "/admin/v1/keys".to_string()
-            } else {
-                format!("/admin/v1/keys?{}", q.join("&"))
-            };
-            let v = conn.client()?.call(Method::GET, &path, None).await?;
-            let data = v["data"].as_array().cloned().unwrap_or_default();
+            let path =
+                if q.is_empty() { "/admin/v1/keys".to_string() } else { format!("/admin/v1/keys?{}", q.join("&")) };
+            let client = conn.client()?;
+            let v = client.call(Method::GET, &path, None).await?;
+            let mut data = v["data"].as_array().cloned().unwrap_or_default();
+            if let Some(f) = finding {
+                let review = client.call(Method::GET, "/admin/v1/review", None).await?;
+                let with: Vec<String> = review["data"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|r| r["findings"].as_array().is_some_and(|a| a.iter().any(|x| x.as_str() == Some(f.as_str()))))
+                    .filter_map(|r| r["key_id"].as_str().map(str::to_string))
+                    .collect();
+                data.retain(|k| k["id"].as_str().is_some_and(|id| with.iter().any(|w| w == id)));
+            }
             if json {
                 print_json(&Value::Array(data));
             } else {
@@ -434,10 +606,7 @@ pub async fn key(c: KeyCmd) -> Result<u8> {
             }
         }
         KeyCmd::Show { id, json, conn } => {
-            let v = conn
-                .client()?
-                .call(Method::GET, &format!("/admin/v1/keys/{}", enc(&id)), None)
-                .await?;
+            let v = conn.client()?.call(Method::GET, &format!("/admin/v1/keys/{}", enc(&id)), None).await?;
             if json {
                 print_json(&v);
             } else {
@@ -446,19 +615,10 @@ pub async fn key(c: KeyCmd) -> Result<u8> {
                 }
             }
         }
-        KeyCmd::Revoke {
-            id,
-            reason,
-            json,
-            conn,
-        } => {
+        KeyCmd::Revoke { id, reason, json, conn } => {
             let v = conn
                 .client()?
-                .call(
-                    Method::POST,
-                    &format!("/admin/v1/keys/{}/revoke", enc(&id)),
-                    Some(&json!({"reason": reason})),
-                )
+                .call(Method::POST, &format!("/admin/v1/keys/{}/revoke", enc(&id)), Some(&json!({"reason": reason})))
                 .await?;
             if json {
                 print_json(&v);
@@ -487,11 +647,7 @@ pub async fn usage(a: UsageArgs) -> Result<u8> {
         .map(|r| {
             let cost = r["cost_usd"].as_f64().unwrap_or(0.0);
             let unpriced = r["unpriced_requests"].as_u64().unwrap_or(0);
-            let cost = if unpriced > 0 {
-                format!("{cost:.6} (+{unpriced} unpriced)")
-            } else {
-                format!("{cost:.6}")
-            };
+            let cost = if unpriced > 0 { format!("{cost:.6} (+{unpriced} unpriced)") } else { format!("{cost:.6}") };
             vec![
                 s(&r["key_id"]),
                 s(&r["service"]),
@@ -505,19 +661,47 @@ pub async fn usage(a: UsageArgs) -> Result<u8> {
             ]
         })
         .collect();
-    table(
-        &[
-            "key",
-            "service",
-            "requests",
-            "errors",
-            "input",
-            "output",
-            "cache write",
-            "cache read",
-            "cost usd",
-        ],
-        rows,
-    );
+    table(&["key", "service", "requests", "errors", "input", "output", "cache write", "cache read", "cost usd"], rows);
     Ok(0)
+}
+
+#[derive(Args)]
+pub struct ReviewArgs {
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// The inventory review; exit 1 when there are findings (for CI or cron).
+pub async fn review(a: ReviewArgs) -> Result<u8> {
+    let v = a.conn.client()?.call(Method::GET, "/admin/v1/review", None).await?;
+    let data = v["data"].as_array().cloned().unwrap_or_default();
+    let findings = data.iter().filter(|r| r["findings"].as_array().is_some_and(|f| !f.is_empty())).count();
+    if a.json {
+        print_json(&Value::Array(data));
+    } else {
+        let rows = data
+            .iter()
+            .map(|r| {
+                let f: Vec<String> =
+                    r["findings"].as_array().cloned().unwrap_or_default().iter().map(s).collect();
+                vec![
+                    s(&r["key_id"]),
+                    s(&r["service"]),
+                    s(&r["owner"]),
+                    s(&r["env"]),
+                    s(&r["status"]),
+                    s(&r["age_days"]),
+                    s(&r["last_rotated_at"]),
+                    s(&r["last_used_at"]),
+                    s(&r["expires_at"]),
+                    if f.is_empty() { "-".into() } else { f.join(",") },
+                ]
+            })
+            .collect();
+        table(&["key", "service", "owner", "env", "status", "age d", "rotated", "last used", "expires", "findings"], rows);
+        println!("{findings} key(s) with findings");
+    }
+    Ok(if findings > 0 { 1 } else { 0 })
 }

@@ -9,10 +9,7 @@ use common::*;
 use std::io::{Read, Write};
 
 fn repo_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
 #[test]
@@ -43,11 +40,7 @@ fn init_refuses_an_existing_installation_and_serve_checks_config() {
     gw.append_config("\n[secrets]\ncache_tll = \"20s\"\n");
     let bad = cli(&["serve", "--config", cfg, "--check"], None);
     assert_eq!(bad.status.code(), Some(2));
-    assert!(
-        text(&bad).contains("cache_tll") || text(&bad).contains("duplicate"),
-        "{}",
-        text(&bad)
-    );
+    assert!(text(&bad).contains("cache_tll") || text(&bad).contains("duplicate"), "{}", text(&bad));
 }
 
 #[test]
@@ -57,10 +50,7 @@ fn serve_refuses_a_master_key_readable_by_others() {
     let mk = gw.data_dir().join("master.key");
     std::fs::set_permissions(&mk, std::fs::Permissions::from_mode(0o644)).unwrap();
     let cfg = gw.config.to_str().unwrap();
-    for args in [
-        vec!["serve", "--config", cfg, "--check"],
-        vec!["serve", "--config", cfg],
-    ] {
+    for args in [vec!["serve", "--config", cfg, "--check"], vec!["serve", "--config", cfg]] {
         let out = cli(&args, None);
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
         assert!(text(&out).contains("chmod 600"), "{}", text(&out));
@@ -85,10 +75,7 @@ fn python_sdk_against_the_gateway() {
         .output()
         .expect("python3 with the anthropic package (pip install -r tests/requirements.txt)");
     let t = text(&out);
-    assert!(
-        out.status.success() && t.contains("ALL OK"),
-        "SDK check failed:\n{t}"
-    );
+    assert!(out.status.success() && t.contains("ALL OK"), "SDK check failed:\n{t}");
 
     // what reached the upstream: the injected key, never the client's credential
     let seen = http("GET", &format!("{}/_mock/requests", mock.url), &[], b"").json();
@@ -97,12 +84,7 @@ fn python_sdk_against_the_gateway() {
     for r in seen {
         assert_eq!(r["key_accepted"], true, "{r}");
         assert_eq!(r["authorization_present"], false, "{r}");
-        let names: Vec<&str> = r["header_names"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
+        let names: Vec<&str> = r["header_names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         for n in &names {
             assert!(
                 [
@@ -136,23 +118,13 @@ fn errors_use_the_anthropic_envelope() {
     assert!(gw.kw(&["key", "revoke", &rid]).status.success());
     let unknown = format!("{}{}", &key[..key.len() - 6], "AAAAAA");
     let mut bodies = Vec::new();
-    for k in [
-        unknown.as_str(),
-        "kw_dev_short",
-        revoked.as_str(),
-        "sk-ant-api03-nope",
-    ] {
+    for k in [unknown.as_str(), "kw_dev_short", revoked.as_str(), "sk-ant-api03-nope"] {
         let r = post_messages(&base, k, MSG);
         assert_eq!(r.status, 401);
         assert_eq!(r.json()["error"]["type"], "authentication_error");
         bodies.push(r.body);
     }
-    let none = http(
-        "POST",
-        &format!("{base}/v1/messages"),
-        &[("content-type", "application/json")],
-        MSG.as_bytes(),
-    );
+    let none = http("POST", &format!("{base}/v1/messages"), &[("content-type", "application/json")], MSG.as_bytes());
     assert_eq!(none.status, 401);
     bodies.push(none.body);
     assert!(bodies.windows(2).all(|w| w[0] == w[1]), "401 bodies differ");
@@ -165,10 +137,7 @@ fn errors_use_the_anthropic_envelope() {
 
     // malformed JSON
     let r = post_messages(&base, &key, "{\"model\": ");
-    assert_eq!(
-        (r.status, r.json()["error"]["type"].as_str()),
-        (400, Some("invalid_request_error"))
-    );
+    assert_eq!((r.status, r.json()["error"]["type"].as_str()), (400, Some("invalid_request_error")));
     let r = post_messages(&base, &key, "[1,2]");
     assert_eq!(r.status, 400);
 
@@ -176,17 +145,10 @@ fn errors_use_the_anthropic_envelope() {
     let r = http(
         "POST",
         &format!("{base}/v1/messages"),
-        &[
-            ("x-api-key", &key),
-            ("content-type", "application/json"),
-            ("content-length", "40000000"),
-        ],
+        &[("x-api-key", &key), ("content-type", "application/json"), ("content-length", "40000000")],
         b"{}",
     );
-    assert_eq!(
-        (r.status, r.json()["error"]["type"].as_str()),
-        (413, Some("request_too_large"))
-    );
+    assert_eq!((r.status, r.json()["error"]["type"].as_str()), (413, Some("request_too_large")));
 
     // over 32 MiB in chunks, no length declared: refused once the limit is crossed
     let (host, _) = split_url(&base);
@@ -208,16 +170,8 @@ fn errors_use_the_anthropic_envelope() {
     assert_eq!(r.status, 413);
 
     // paths outside the allowlist are not forwarded
-    let r = http(
-        "GET",
-        &format!("{base}/v1/organizations/api_keys"),
-        &[("x-api-key", &key)],
-        b"",
-    );
-    assert_eq!(
-        (r.status, r.json()["error"]["type"].as_str()),
-        (404, Some("not_found_error"))
-    );
+    let r = http("GET", &format!("{base}/v1/organizations/api_keys"), &[("x-api-key", &key)], b"");
+    assert_eq!((r.status, r.json()["error"]["type"].as_str()), (404, Some("not_found_error")));
 
     // upstream errors pass through as they are
     let r = post_messages(
@@ -232,33 +186,18 @@ fn errors_use_the_anthropic_envelope() {
         &key,
         r#"{"model":"mock-error-529","max_tokens":5,"messages":[{"role":"user","content":"x"}]}"#,
     );
-    assert_eq!(
-        (r.status, r.json()["error"]["type"].as_str()),
-        (529, Some("overloaded_error"))
-    );
+    assert_eq!((r.status, r.json()["error"]["type"].as_str()), (529, Some("overloaded_error")));
 
     // a key of another environment has no upstream here: refused by policy, not forwarded
     let (_, prod_key) = gw.create_key("search", "prod");
     let r = post_messages(&base, &prod_key, MSG);
-    assert_eq!(
-        (r.status, r.json()["error"]["type"].as_str()),
-        (502, Some("api_error"))
-    );
+    assert_eq!((r.status, r.json()["error"]["type"].as_str()), (502, Some("api_error")));
 
     // health answers on both planes without credentials
-    assert_eq!(
-        http("GET", &format!("{base}/healthz"), &[], b"").status,
-        200
-    );
-    assert_eq!(
-        http("GET", &format!("{}/healthz", gw.admin_url), &[], b"").status,
-        200
-    );
+    assert_eq!(http("GET", &format!("{base}/healthz"), &[], b"").status, 200);
+    assert_eq!(http("GET", &format!("{}/healthz", gw.admin_url), &[], b"").status, 200);
     // the admin plane needs a token
-    assert_eq!(
-        http("GET", &format!("{}/admin/v1/keys", gw.admin_url), &[], b"").status,
-        401
-    );
+    assert_eq!(http("GET", &format!("{}/admin/v1/keys", gw.admin_url), &[], b"").status, 401);
     let _ = id;
     gw.stop();
 }
@@ -273,15 +212,8 @@ fn upstream_down_is_502_and_a_hung_upstream_is_504() {
     gw.start();
     let (_, key) = gw.provision("svc", "dev", "sk-ant-test-unused");
     let r = post_messages(&gw.data_url, &key, MSG);
-    assert_eq!(
-        (r.status, r.json()["error"]["type"].as_str()),
-        (502, Some("api_error"))
-    );
-    assert!(
-        !r.text().contains("127.0.0.1"),
-        "5xx bodies say nothing internal: {}",
-        r.text()
-    );
+    assert_eq!((r.status, r.json()["error"]["type"].as_str()), (502, Some("api_error")));
+    assert!(!r.text().contains("127.0.0.1"), "5xx bodies say nothing internal: {}", r.text());
     gw.stop();
 
     // an upstream that never answers: 504 after the response timeout
@@ -301,10 +233,7 @@ fn upstream_down_is_502_and_a_hung_upstream_is_504() {
         &key,
         r#"{"model":"mock-hang","max_tokens":5,"messages":[{"role":"user","content":"x"}]}"#,
     );
-    assert_eq!(
-        (r.status, r.json()["error"]["type"].as_str()),
-        (504, Some("api_error"))
-    );
+    assert_eq!((r.status, r.json()["error"]["type"].as_str()), (504, Some("api_error")));
     gw.stop();
 }
 
@@ -315,15 +244,12 @@ fn streams_pass_through_as_they_arrive() {
     let (mut gw, _) = Gateway::init(&mock.url);
     gw.start();
     let (_, key) = gw.provision("chat", "dev", &upstream_key);
-    let body = r#"{"model":"mock-slow-stream","max_tokens":20,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let body =
+        r#"{"model":"mock-slow-stream","max_tokens":20,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     let mut s = connect_and_send(
         "POST",
         &format!("{}/v1/messages", gw.data_url),
-        &[
-            ("x-api-key", &key),
-            ("anthropic-version", "2023-06-01"),
-            ("content-type", "application/json"),
-        ],
+        &[("x-api-key", &key), ("anthropic-version", "2023-06-01"), ("content-type", "application/json")],
         body.as_bytes(),
     );
     // read until the first event has arrived: the rest of the stream (spaced
@@ -337,21 +263,12 @@ fn streams_pass_through_as_they_arrive() {
     }
     let first = String::from_utf8_lossy(&got).to_string();
     assert!(first.contains("text/event-stream"), "{first}");
-    assert!(
-        !first.contains("message_stop"),
-        "the whole stream was buffered before the first byte"
-    );
+    assert!(!first.contains("message_stop"), "the whole stream was buffered before the first byte");
     let mut rest = Vec::new();
     s.read_to_end(&mut rest).unwrap();
     got.extend_from_slice(&rest);
     let all = String::from_utf8_lossy(&got);
-    for ev in [
-        "message_start",
-        "content_block_start",
-        "content_block_delta",
-        "message_delta",
-        "message_stop",
-    ] {
+    for ev in ["message_start", "content_block_start", "content_block_delta", "message_delta", "message_stop"] {
         assert!(all.contains(&format!("event: {ev}")), "missing {ev}");
     }
     gw.stop();
@@ -381,11 +298,7 @@ fn metering_records_every_request_and_survives_disconnects() {
     let mut s = connect_and_send(
         "POST",
         &format!("{base}/v1/messages"),
-        &[
-            ("x-api-key", &key),
-            ("anthropic-version", "2023-06-01"),
-            ("content-type", "application/json"),
-        ],
+        &[("x-api-key", &key), ("anthropic-version", "2023-06-01"), ("content-type", "application/json")],
         slow.as_bytes(),
     );
     let mut got = Vec::new();
@@ -403,11 +316,7 @@ fn metering_records_every_request_and_survives_disconnects() {
     gw.stop();
     let db = rusqlite_rows(&gw.db_path());
     assert_eq!(db.len(), 5, "{db:?}");
-    let by_model = |m: &str| {
-        db.iter()
-            .filter(|r| r.model.as_deref() == Some(m))
-            .collect::<Vec<_>>()
-    };
+    let by_model = |m: &str| db.iter().filter(|r| r.model.as_deref() == Some(m)).collect::<Vec<_>>();
     let sonnet = by_model("claude-sonnet-4-6");
     assert_eq!(sonnet.len(), 2);
     for r in &sonnet {
@@ -419,10 +328,7 @@ fn metering_records_every_request_and_survives_disconnects() {
     assert_eq!(sonnet.iter().filter(|r| r.streamed).count(), 1);
     let unknown = by_model("claude-nonexistent-9");
     assert_eq!(unknown.len(), 1);
-    assert!(
-        unknown[0].cost.is_none(),
-        "unknown model must have unknown cost"
-    );
+    assert!(unknown[0].cost.is_none(), "unknown model must have unknown cost");
     let cut = by_model("mock-slow-stream");
     assert_eq!(cut.len(), 1);
     assert!(cut[0].disconnected && cut[0].streamed, "{:?}", cut[0]);
@@ -435,17 +341,9 @@ fn metering_records_every_request_and_survives_disconnects() {
     let o = gw.kw(&["usage", "--since", "1h", "--json"]);
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let row = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["key_id"] == key_id.as_str())
-        .unwrap();
+    let row = v.as_array().unwrap().iter().find(|r| r["key_id"] == key_id.as_str()).unwrap();
     assert_eq!(row["requests"], 5);
-    assert_eq!(
-        row["output_tokens"].as_u64().unwrap(),
-        10 + 10 + 10 + cut[0].output
-    );
+    assert_eq!(row["output_tokens"].as_u64().unwrap(), 10 + 10 + 10 + cut[0].output);
     assert!(row["cost_usd"].as_f64().unwrap() > 0.0);
     gw.stop();
 }
@@ -498,10 +396,7 @@ fn revocation_is_effective_when_the_command_returns() {
     assert_eq!(post_messages(&gw.data_url, &key, MSG).status, 401);
     let o = gw.kw(&["key", "show", &id, "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(
-        (v["status"].as_str(), v["status_reason"].as_str()),
-        (Some("revoked"), Some("leaked"))
-    );
+    assert_eq!((v["status"].as_str(), v["status_reason"].as_str()), (Some("revoked"), Some("leaked")));
     // still refused after a restart (state is in the store)
     gw.stop();
     gw.start();
@@ -524,34 +419,17 @@ fn management_cli_lists_and_filters() {
     let o = gw.kw(&["key", "list", "--json", "--service", "beta"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 2);
-    assert!(v
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|k| k["owner"] == "team-b" && k.get("secret").is_none()));
+    assert!(v.as_array().unwrap().iter().all(|k| k["owner"] == "team-b" && k.get("secret").is_none()));
     let o = gw.kw(&["key", "list", "--json", "--env", "prod"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 1);
     let o = gw.kw(&["key", "list"]);
-    assert!(
-        String::from_utf8_lossy(&o.stdout).lines().count() == 4,
-        "{}",
-        text(&o)
-    );
+    assert!(String::from_utf8_lossy(&o.stdout).lines().count() == 4, "{}", text(&o));
     let o = gw.kw(&["upstream", "list", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v[0]["ref"], "local:dev-main");
     assert!(v[0]["fingerprint"].as_str().unwrap().starts_with("sha256:"));
-    let o = gw.kw(&[
-        "upstream",
-        "add",
-        "byref",
-        "--env",
-        "stg",
-        "--ref",
-        "env:ANTHROPIC_KEY_STG",
-        "--json",
-    ]);
+    let o = gw.kw(&["upstream", "add", "byref", "--env", "stg", "--ref", "env:ANTHROPIC_KEY_STG", "--json"]);
     assert!(o.status.success(), "{}", text(&o));
 
     // refusals exit 1 with a clear message; a service needs an owner
@@ -564,38 +442,12 @@ fn management_cli_lists_and_filters() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("unknown environment"));
     // the same through --server/--token instead of --config
-    let o = cli(
-        &[
-            "service",
-            "list",
-            "--json",
-            "--server",
-            &gw.admin_url,
-            "--token",
-            &gw.token.clone(),
-        ],
-        None,
-    );
+    let o = cli(&["service", "list", "--json", "--server", &gw.admin_url, "--token", &gw.token.clone()], None);
     assert!(o.status.success(), "{}", text(&o));
-    let o = cli(
-        &[
-            "service",
-            "list",
-            "--server",
-            &gw.admin_url,
-            "--token",
-            "kwa_wrong",
-        ],
-        None,
-    );
+    let o = cli(&["service", "list", "--server", &gw.admin_url, "--token", "kwa_wrong"], None);
     assert_eq!(o.status.code(), Some(1));
     // the admin API documents itself
-    let r = http(
-        "GET",
-        &format!("{}/admin/v1/openapi.json", gw.admin_url),
-        &[],
-        b"",
-    );
+    let r = http("GET", &format!("{}/admin/v1/openapi.json", gw.admin_url), &[], b"");
     assert_eq!(r.json()["openapi"], "3.1.0");
     gw.stop();
 }
@@ -609,31 +461,20 @@ fn no_secret_leaks_into_logs_responses_or_the_database() {
     gw.start();
     let (id, key) = gw.provision("leaky", "dev", &upstream_key);
     let (id2, key2) = gw.create_key("leaky", "dev");
-    let master = std::fs::read_to_string(gw.data_dir().join("master.key"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let master = std::fs::read_to_string(gw.data_dir().join("master.key")).unwrap().trim().to_string();
     let token = gw.token.clone();
 
     // exercise every path that could echo a credential
     let mut responses = String::new();
-    for body in [
-        MSG.to_string(),
-        MSG.replace("\"max_tokens\":32", "\"max_tokens\":32,\"stream\":true"),
-        "{bad".into(),
-    ] {
+    for body in [MSG.to_string(), MSG.replace("\"max_tokens\":32", "\"max_tokens\":32,\"stream\":true"), "{bad".into()]
+    {
         responses.push_str(&post_messages(&gw.data_url, &key, &body).text());
     }
     for k in [key2.as_str(), "kw_dev_garbage", &upstream_key, &token] {
         let r = post_messages(&gw.data_url, k, MSG);
         responses.push_str(&format!("{:?}{}", r.headers, r.text()));
     }
-    let r = http(
-        "GET",
-        &format!("{}/metrics", gw.admin_url),
-        &[("authorization", &format!("Bearer {token}"))],
-        b"",
-    );
+    let r = http("GET", &format!("{}/metrics", gw.admin_url), &[("authorization", &format!("Bearer {token}"))], b"");
     responses.push_str(&r.text());
     for cmd in [
         vec!["key", "list", "--json"],
@@ -654,10 +495,7 @@ fn no_secret_leaks_into_logs_responses_or_the_database() {
             db.push_str(&String::from_utf8_lossy(&b));
         }
     }
-    assert!(
-        server_out.contains("keyward is serving"),
-        "the server log was captured"
-    );
+    assert!(server_out.contains("keyward is serving"), "the server log was captured");
     assert!(db.contains(&id), "the database was read");
     let places = [
         ("server output", &server_out),

@@ -35,20 +35,34 @@ pub trait Store: Send + Sync + 'static {
     async fn list_services(&self) -> Result<Vec<ServiceRow>>;
     async fn set_service_status(&self, id: &str, status: &str) -> Result<()>;
 
-    async fn create_upstream(&self, u: &UpstreamRow, sealed: Option<&LocalSecretRow>)
-        -> Result<()>;
+    async fn create_upstream(&self, u: &UpstreamRow, sealed: Option<&LocalSecretRow>) -> Result<()>;
     async fn list_upstreams(&self) -> Result<Vec<UpstreamRow>>;
+    /// Write an upstream's new state, with an optional new sealed secret and a
+    /// pending retirement of the old key, atomically.
+    async fn update_upstream(
+        &self,
+        u: &UpstreamRow,
+        sealed: Option<&LocalSecretRow>,
+        retirement: Option<&UpstreamRetirement>,
+    ) -> Result<()>;
+    async fn pending_retirements(&self) -> Result<Vec<UpstreamRetirement>>;
+    async fn finish_retirement(&self, id: i64, at_ms: i64, outcome: &str) -> Result<()>;
     async fn get_local_secret(&self, name: &str) -> Result<LocalSecretRow>;
 
     async fn create_key(&self, k: &KeyRow) -> Result<()>;
     async fn list_keys(&self) -> Result<Vec<KeyRow>>;
-    async fn update_key_status(
-        &self,
-        id: &str,
-        status: KeyStatus,
-        at_ms: i64,
-        reason: Option<&str>,
-    ) -> Result<()>;
+    /// Write a key's full state; with a rotation, also the digest that left
+    /// service and the idempotency record, in one transaction.
+    async fn save_key(&self, k: &KeyRow, retired: Option<[u8; 32]>, rotation: Option<&RotationRow>) -> Result<()>;
+    async fn get_rotation(&self, key_id: &str, idempotency_key: &str) -> Result<Option<RotationRow>>;
+    async fn purge_rotations(&self, now_ms: i64) -> Result<()>;
+    /// Digests of secrets that were rotated out, with their key ids.
+    async fn list_retired_digests(&self) -> Result<Vec<([u8; 32], String)>>;
+    /// Add (key id, count, last time) presentations of stale secrets.
+    async fn add_stale_presented(&self, counts: &[(String, i64, i64)]) -> Result<()>;
+    /// Spend per key since a time (for monthly budgets).
+    async fn spend_since(&self, since_ms: i64) -> Result<Vec<(String, f64)>>;
+    async fn update_key_status(&self, id: &str, status: KeyStatus, at_ms: i64, reason: Option<&str>) -> Result<()>;
     async fn touch_keys(&self, last_used: &[(String, i64)]) -> Result<()>;
 
     async fn create_token(&self, t: &TokenRow) -> Result<()>;

@@ -5,8 +5,8 @@
 //! from the metering task), so a single writer is all it needs.
 
 use crate::{
-    KeyRow, KeyStatus, LocalSecretRow, Result, ServiceRow, Store, StoreError, TokenRow,
-    UpstreamRow, UsageSummary,
+    KeyRow, KeyStatus, LocalSecretRow, Result, RotationRow, ServiceRow, Store, StoreError, TokenRow,
+    UpstreamRetirement, UpstreamRow, UsageSummary,
 };
 use async_trait::async_trait;
 use keyward_core::usage::UsageRecord;
@@ -15,7 +15,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// Schema migrations, applied in order; the index + 1 is the schema version.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE services (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -82,7 +83,44 @@ CREATE TABLE usage (
 );
 CREATE INDEX usage_ts ON usage(ts_ms);
 CREATE INDEX usage_key_ts ON usage(key_id, ts_ms);
-"#];
+"#,
+    r#"
+ALTER TABLE keys ADD COLUMN expires_at_ms INTEGER;
+ALTER TABLE keys ADD COLUMN rotated_at_ms INTEGER;
+ALTER TABLE keys ADD COLUMN prev_digest BLOB;
+ALTER TABLE keys ADD COLUMN prev_valid_until_ms INTEGER;
+ALTER TABLE keys ADD COLUMN policy TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE keys ADD COLUMN rotate_every_s INTEGER;
+ALTER TABLE keys ADD COLUMN deliver_to TEXT;
+ALTER TABLE keys ADD COLUMN stale_presented INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE keys ADD COLUMN stale_presented_last_ms INTEGER;
+CREATE TABLE retired_digests (
+    digest BLOB PRIMARY KEY,
+    key_id TEXT NOT NULL,
+    retired_at_ms INTEGER NOT NULL
+);
+CREATE TABLE rotations (
+    key_id TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    wrapped_key BLOB NOT NULL,
+    ciphertext BLOB NOT NULL,
+    valid_until_ms INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (key_id, idempotency_key)
+);
+ALTER TABLE upstreams ADD COLUMN anthropic_key_id TEXT;
+ALTER TABLE upstreams ADD COLUMN rotated_at_ms INTEGER;
+CREATE TABLE upstream_retirements (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    upstream_id TEXT NOT NULL,
+    secret_ref TEXT NOT NULL,
+    anthropic_key_id TEXT,
+    retire_at_ms INTEGER NOT NULL,
+    done_at_ms INTEGER,
+    outcome TEXT
+);
+"#,
+];
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -95,9 +133,7 @@ fn backend(e: rusqlite::Error) -> StoreError {
 
 fn conflict_or_backend(e: rusqlite::Error, what: &str) -> StoreError {
     match &e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
             StoreError::Conflict(what.to_string())
         }
         _ => backend(e),
@@ -117,34 +153,22 @@ impl SqliteStore {
     }
 
     fn init(mut conn: Connection) -> Result<Self> {
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(backend)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(backend)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(backend)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(backend)?;
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(backend)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(backend)?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(backend)?;
         let supported = MIGRATIONS.len() as i64;
         if version > supported {
-            return Err(StoreError::SchemaTooNew {
-                found: version,
-                supported,
-            });
+            return Err(StoreError::SchemaTooNew { found: version, supported });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = conn.transaction().map_err(backend)?;
             tx.execute_batch(sql).map_err(backend)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)
-                .map_err(backend)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(backend)?;
             tx.commit().map_err(backend)?;
         }
-        Ok(SqliteStore {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)) })
     }
 
     async fn call<R, F>(&self, f: F) -> Result<R>
@@ -154,9 +178,7 @@ impl SqliteStore {
     {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| StoreError::Backend("connection lock poisoned".into()))?;
+            let mut guard = conn.lock().map_err(|_| StoreError::Backend("connection lock poisoned".into()))?;
             f(&mut guard)
         })
         .await
@@ -166,11 +188,7 @@ impl SqliteStore {
 
 fn digest_from(v: Vec<u8>) -> rusqlite::Result<[u8; 32]> {
     <[u8; 32]>::try_from(v.as_slice()).map_err(|_| {
-        rusqlite::Error::FromSqlConversionFailure(
-            0,
-            rusqlite::types::Type::Blob,
-            "digest is not 32 bytes".into(),
-        )
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, "digest is not 32 bytes".into())
     })
 }
 
@@ -188,7 +206,56 @@ fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRow> {
         status_changed_at_ms: r.get(7)?,
         status_reason: r.get(8)?,
         last_used_ms: r.get(9)?,
+        expires_at_ms: r.get(10)?,
+        rotated_at_ms: r.get(11)?,
+        prev_digest: r.get::<_, Option<Vec<u8>>>(12)?.map(digest_from).transpose()?,
+        prev_valid_until_ms: r.get(13)?,
+        policy: r.get(14)?,
+        rotate_every_s: r.get(15)?,
+        deliver_to: r.get(16)?,
+        stale_presented: r.get(17)?,
+        stale_presented_last_ms: r.get(18)?,
     })
+}
+
+const KEY_COLUMNS: &str = "id, service_id, env, name, digest, status, created_at_ms, status_changed_at_ms, status_reason, last_used_ms, \
+     expires_at_ms, rotated_at_ms, prev_digest, prev_valid_until_ms, policy, rotate_every_s, deliver_to, stale_presented, stale_presented_last_ms";
+
+fn write_key(c: &Connection, k: &KeyRow, insert: bool) -> rusqlite::Result<usize> {
+    let sql = if insert {
+        "INSERT INTO keys (id, service_id, env, name, digest, status, created_at_ms, status_changed_at_ms, status_reason, last_used_ms, \
+         expires_at_ms, rotated_at_ms, prev_digest, prev_valid_until_ms, policy, rotate_every_s, deliver_to, stale_presented, stale_presented_last_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+    } else {
+        "UPDATE keys SET service_id = ?2, env = ?3, name = ?4, digest = ?5, status = ?6, created_at_ms = ?7, status_changed_at_ms = ?8, \
+         status_reason = ?9, last_used_ms = MAX(COALESCE(last_used_ms, 0), COALESCE(?10, 0)), expires_at_ms = ?11, rotated_at_ms = ?12, prev_digest = ?13, \
+         prev_valid_until_ms = ?14, policy = ?15, rotate_every_s = ?16, deliver_to = ?17, stale_presented = MAX(stale_presented, ?18), \
+         stale_presented_last_ms = ?19 WHERE id = ?1"
+    };
+    c.execute(
+        sql,
+        params![
+            k.id,
+            k.service_id,
+            k.env,
+            k.name,
+            k.digest.as_slice(),
+            k.status.as_str(),
+            k.created_at_ms,
+            k.status_changed_at_ms,
+            k.status_reason,
+            k.last_used_ms,
+            k.expires_at_ms,
+            k.rotated_at_ms,
+            k.prev_digest.as_ref().map(|d| d.as_slice()),
+            k.prev_valid_until_ms,
+            k.policy,
+            k.rotate_every_s,
+            k.deliver_to,
+            k.stale_presented,
+            k.stale_presented_last_ms
+        ],
+    )
 }
 
 #[async_trait]
@@ -209,9 +276,7 @@ impl Store for SqliteStore {
     async fn list_services(&self) -> Result<Vec<ServiceRow>> {
         self.call(|c| {
             let mut st = c
-                .prepare(
-                    "SELECT id, name, owner, status, created_at_ms FROM services ORDER BY name",
-                )
+                .prepare("SELECT id, name, owner, status, created_at_ms FROM services ORDER BY name")
                 .map_err(backend)?;
             let rows = st
                 .query_map([], |r| {
@@ -232,12 +297,7 @@ impl Store for SqliteStore {
     async fn set_service_status(&self, id: &str, status: &str) -> Result<()> {
         let (id, status) = (id.to_string(), status.to_string());
         self.call(move |c| {
-            let n = c
-                .execute(
-                    "UPDATE services SET status = ?1 WHERE id = ?2",
-                    params![status, id],
-                )
-                .map_err(backend)?;
+            let n = c.execute("UPDATE services SET status = ?1 WHERE id = ?2", params![status, id]).map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::NotFound(format!("service {id}")));
             }
@@ -246,11 +306,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_upstream(
-        &self,
-        u: &UpstreamRow,
-        sealed: Option<&LocalSecretRow>,
-    ) -> Result<()> {
+    async fn create_upstream(&self, u: &UpstreamRow, sealed: Option<&LocalSecretRow>) -> Result<()> {
         let (u, sealed) = (u.clone(), sealed.cloned());
         self.call(move |c| {
             let tx = c.transaction().map_err(backend)?;
@@ -262,9 +318,19 @@ impl Store for SqliteStore {
                 .map_err(|e| conflict_or_backend(e, &format!("local secret {:?}", s.name)))?;
             }
             tx.execute(
-                "INSERT INTO upstreams (id, name, env, secret_ref, fingerprint, status, created_at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![u.id, u.name, u.env, u.secret_ref, u.fingerprint, u.status, u.created_at_ms],
+                "INSERT INTO upstreams (id, name, env, secret_ref, fingerprint, status, created_at_ms, anthropic_key_id, rotated_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    u.id,
+                    u.name,
+                    u.env,
+                    u.secret_ref,
+                    u.fingerprint,
+                    u.status,
+                    u.created_at_ms,
+                    u.anthropic_key_id,
+                    u.rotated_at_ms
+                ],
             )
             .map_err(|e| conflict_or_backend(e, &format!("upstream {:?}", u.name)))?;
             tx.commit().map_err(backend)
@@ -276,7 +342,7 @@ impl Store for SqliteStore {
         self.call(|c| {
             let mut st = c
                 .prepare(
-                    "SELECT id, name, env, secret_ref, fingerprint, status, created_at_ms FROM upstreams ORDER BY name",
+                    "SELECT id, name, env, secret_ref, fingerprint, status, created_at_ms, anthropic_key_id, rotated_at_ms FROM upstreams ORDER BY name",
                 )
                 .map_err(backend)?;
             let rows = st
@@ -289,10 +355,88 @@ impl Store for SqliteStore {
                         fingerprint: r.get(4)?,
                         status: r.get(5)?,
                         created_at_ms: r.get(6)?,
+                        anthropic_key_id: r.get(7)?,
+                        rotated_at_ms: r.get(8)?,
                     })
                 })
                 .map_err(backend)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn update_upstream(
+        &self,
+        u: &UpstreamRow,
+        sealed: Option<&LocalSecretRow>,
+        retirement: Option<&UpstreamRetirement>,
+    ) -> Result<()> {
+        let (u, sealed, retirement) = (u.clone(), sealed.cloned(), retirement.cloned());
+        self.call(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            if let Some(s) = &sealed {
+                tx.execute(
+                    "INSERT INTO local_secrets (name, wrapped_key, ciphertext, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                    params![s.name, s.wrapped_key, s.ciphertext, s.created_at_ms],
+                )
+                .map_err(|e| conflict_or_backend(e, &format!("local secret {:?}", s.name)))?;
+            }
+            let n = tx
+                .execute(
+                    "UPDATE upstreams SET secret_ref = ?2, fingerprint = ?3, status = ?4, anthropic_key_id = ?5, rotated_at_ms = ?6 WHERE id = ?1",
+                    params![u.id, u.secret_ref, u.fingerprint, u.status, u.anthropic_key_id, u.rotated_at_ms],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("upstream {}", u.name)));
+            }
+            if let Some(r) = &retirement {
+                tx.execute(
+                    "INSERT INTO upstream_retirements (upstream_id, secret_ref, anthropic_key_id, retire_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                    params![r.upstream_id, r.secret_ref, r.anthropic_key_id, r.retire_at_ms],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn pending_retirements(&self) -> Result<Vec<UpstreamRetirement>> {
+        self.call(|c| {
+            let mut st = c
+                .prepare(
+                    "SELECT id, upstream_id, secret_ref, anthropic_key_id, retire_at_ms, done_at_ms, outcome \
+                     FROM upstream_retirements WHERE done_at_ms IS NULL ORDER BY retire_at_ms",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok(UpstreamRetirement {
+                        id: r.get(0)?,
+                        upstream_id: r.get(1)?,
+                        secret_ref: r.get(2)?,
+                        anthropic_key_id: r.get(3)?,
+                        retire_at_ms: r.get(4)?,
+                        done_at_ms: r.get(5)?,
+                        outcome: r.get(6)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn finish_retirement(&self, id: i64, at_ms: i64, outcome: &str) -> Result<()> {
+        let outcome = outcome.to_string();
+        self.call(move |c| {
+            c.execute(
+                "UPDATE upstream_retirements SET done_at_ms = ?2, outcome = ?3 WHERE id = ?1",
+                params![id, at_ms, outcome],
+            )
+            .map_err(backend)?;
+            Ok(())
         })
         .await
     }
@@ -322,49 +466,118 @@ impl Store for SqliteStore {
     async fn create_key(&self, k: &KeyRow) -> Result<()> {
         let k = k.clone();
         self.call(move |c| {
-            c.execute(
-                "INSERT INTO keys (id, service_id, env, name, digest, status, created_at_ms, status_changed_at_ms, status_reason, last_used_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    k.id,
-                    k.service_id,
-                    k.env,
-                    k.name,
-                    k.digest.as_slice(),
-                    k.status.as_str(),
-                    k.created_at_ms,
-                    k.status_changed_at_ms,
-                    k.status_reason,
-                    k.last_used_ms
-                ],
-            )
-            .map_err(|e| conflict_or_backend(e, &format!("key {}", k.id)))?;
+            write_key(c, &k, true).map_err(|e| conflict_or_backend(e, &format!("key {}", k.id)))?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn save_key(&self, k: &KeyRow, retired: Option<[u8; 32]>, rotation: Option<&RotationRow>) -> Result<()> {
+        let (k, rotation) = (k.clone(), rotation.cloned());
+        self.call(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            if write_key(&tx, &k, false).map_err(backend)? == 0 {
+                return Err(StoreError::NotFound(format!("key {}", k.id)));
+            }
+            if let Some(d) = retired {
+                tx.execute(
+                    "INSERT OR IGNORE INTO retired_digests (digest, key_id, retired_at_ms) VALUES (?1, ?2, ?3)",
+                    params![d.as_slice(), k.id, k.rotated_at_ms.unwrap_or(0)],
+                )
+                .map_err(backend)?;
+            }
+            if let Some(r) = rotation {
+                tx.execute(
+                    "INSERT INTO rotations (key_id, idempotency_key, wrapped_key, ciphertext, valid_until_ms, created_at_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![r.key_id, r.idempotency_key, r.wrapped_key, r.ciphertext, r.valid_until_ms, r.created_at_ms],
+                )
+                .map_err(|e| conflict_or_backend(e, "rotation with this idempotency key"))?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn get_rotation(&self, key_id: &str, idempotency_key: &str) -> Result<Option<RotationRow>> {
+        let (k, i) = (key_id.to_string(), idempotency_key.to_string());
+        self.call(move |c| {
+            c.query_row(
+                "SELECT key_id, idempotency_key, wrapped_key, ciphertext, valid_until_ms, created_at_ms FROM rotations \
+                 WHERE key_id = ?1 AND idempotency_key = ?2",
+                params![k, i],
+                |r| {
+                    Ok(RotationRow {
+                        key_id: r.get(0)?,
+                        idempotency_key: r.get(1)?,
+                        wrapped_key: r.get(2)?,
+                        ciphertext: r.get(3)?,
+                        valid_until_ms: r.get(4)?,
+                        created_at_ms: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn purge_rotations(&self, now_ms: i64) -> Result<()> {
+        self.call(move |c| {
+            c.execute("DELETE FROM rotations WHERE valid_until_ms < ?1", params![now_ms]).map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_retired_digests(&self) -> Result<Vec<([u8; 32], String)>> {
+        self.call(|c| {
+            let mut st = c.prepare("SELECT digest, key_id FROM retired_digests").map_err(backend)?;
+            let rows = st.query_map([], |r| Ok((digest_from(r.get(0)?)?, r.get(1)?))).map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn add_stale_presented(&self, counts: &[(String, i64, i64)]) -> Result<()> {
+        let items = counts.to_vec();
+        self.call(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            for (id, n, last) in &items {
+                tx.execute(
+                    "UPDATE keys SET stale_presented = stale_presented + ?1, stale_presented_last_ms = ?2 WHERE id = ?3",
+                    params![n, last, id],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn spend_since(&self, since_ms: i64) -> Result<Vec<(String, f64)>> {
+        self.call(move |c| {
+            let mut st = c
+                .prepare("SELECT key_id, COALESCE(SUM(cost_usd), 0.0) FROM usage WHERE ts_ms >= ?1 GROUP BY key_id")
+                .map_err(backend)?;
+            let rows = st.query_map(params![since_ms], |r| Ok((r.get(0)?, r.get(1)?))).map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
         })
         .await
     }
 
     async fn list_keys(&self) -> Result<Vec<KeyRow>> {
         self.call(|c| {
-            let mut st = c
-                .prepare(
-                    "SELECT id, service_id, env, name, digest, status, created_at_ms, status_changed_at_ms, status_reason, last_used_ms \
-                     FROM keys ORDER BY created_at_ms, id",
-                )
-                .map_err(backend)?;
+            let mut st =
+                c.prepare(&format!("SELECT {KEY_COLUMNS} FROM keys ORDER BY created_at_ms, id")).map_err(backend)?;
             let rows = st.query_map([], key_from_row).map_err(backend)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
         })
         .await
     }
 
-    async fn update_key_status(
-        &self,
-        id: &str,
-        status: KeyStatus,
-        at_ms: i64,
-        reason: Option<&str>,
-    ) -> Result<()> {
+    async fn update_key_status(&self, id: &str, status: KeyStatus, at_ms: i64, reason: Option<&str>) -> Result<()> {
         let (id, reason) = (id.to_string(), reason.map(str::to_string));
         self.call(move |c| {
             let n = c
@@ -552,6 +765,15 @@ mod tests {
             status_changed_at_ms: None,
             status_reason: None,
             last_used_ms: None,
+            expires_at_ms: None,
+            rotated_at_ms: None,
+            prev_digest: None,
+            prev_valid_until_ms: None,
+            policy: "{}".into(),
+            rotate_every_s: None,
+            deliver_to: None,
+            stale_presented: 0,
+            stale_presented_last_ms: None,
         }
     }
 
@@ -566,11 +788,7 @@ mod tests {
             endpoint: "/v1/messages".into(),
             model: Some("m".into()),
             status,
-            usage: TokenUsage {
-                input_tokens: 10,
-                output_tokens: 5,
-                ..Default::default()
-            },
+            usage: TokenUsage { input_tokens: 10, output_tokens: 5, ..Default::default() },
             cost_usd: cost,
             latency_ms: 3,
             streamed: false,
@@ -583,30 +801,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(&dir.path().join("k.db")).unwrap();
         s.create_service(&service()).await.unwrap();
-        assert!(matches!(
-            s.create_service(&service()).await,
-            Err(StoreError::Conflict(_))
-        ));
+        assert!(matches!(s.create_service(&service()).await, Err(StoreError::Conflict(_))));
         s.create_key(&key("key_a", 1)).await.unwrap();
-        assert!(matches!(
-            s.create_key(&key("key_b", 1)).await,
-            Err(StoreError::Conflict(_))
-        ));
-        s.update_key_status("key_a", KeyStatus::Revoked, 5, Some("left"))
-            .await
-            .unwrap();
+        assert!(matches!(s.create_key(&key("key_b", 1)).await, Err(StoreError::Conflict(_))));
+        s.update_key_status("key_a", KeyStatus::Revoked, 5, Some("left")).await.unwrap();
         let keys = s.list_keys().await.unwrap();
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].status, KeyStatus::Revoked);
         assert_eq!(keys[0].status_reason.as_deref(), Some("left"));
         assert!(matches!(
-            s.update_key_status("key_zz", KeyStatus::Revoked, 5, None)
-                .await,
+            s.update_key_status("key_zz", KeyStatus::Revoked, 5, None).await,
             Err(StoreError::NotFound(_))
         ));
-        s.touch_keys(&[("key_a".into(), 9), ("key_a".into(), 7)])
-            .await
-            .unwrap();
+        s.touch_keys(&[("key_a".into(), 9), ("key_a".into(), 7)]).await.unwrap();
         assert_eq!(s.list_keys().await.unwrap()[0].last_used_ms, Some(9));
         drop(s);
         // reopening applies no migration twice
@@ -625,30 +832,19 @@ mod tests {
             fingerprint: Some("sha256:00".into()),
             status: "active".into(),
             created_at_ms: 1,
+            anthropic_key_id: None,
+            rotated_at_ms: None,
         };
-        let sealed = LocalSecretRow {
-            name: "prod-main".into(),
-            wrapped_key: vec![1],
-            ciphertext: vec![2],
-            created_at_ms: 1,
-        };
+        let sealed =
+            LocalSecretRow { name: "prod-main".into(), wrapped_key: vec![1], ciphertext: vec![2], created_at_ms: 1 };
         s.create_upstream(&up, Some(&sealed)).await.unwrap();
         // the same upstream name again fails and leaves no second secret behind
         let mut again = up.clone();
         again.id = "ups_2".into();
-        let sealed2 = LocalSecretRow {
-            name: "other".into(),
-            ..sealed.clone()
-        };
+        let sealed2 = LocalSecretRow { name: "other".into(), ..sealed.clone() };
         assert!(s.create_upstream(&again, Some(&sealed2)).await.is_err());
-        assert!(matches!(
-            s.get_local_secret("other").await,
-            Err(StoreError::NotFound(_))
-        ));
-        assert_eq!(
-            s.get_local_secret("prod-main").await.unwrap().ciphertext,
-            vec![2]
-        );
+        assert!(matches!(s.get_local_secret("other").await, Err(StoreError::NotFound(_))));
+        assert_eq!(s.get_local_secret("prod-main").await.unwrap().ciphertext, vec![2]);
     }
 
     #[tokio::test]
@@ -662,6 +858,9 @@ mod tests {
         ])
         .await
         .unwrap();
+        let spend = s.spend_since(100).await.unwrap();
+        assert_eq!(spend.len(), 1);
+        assert!((spend[0].1 - 0.75).abs() < 1e-9);
         let sum = s.usage_by_key(100).await.unwrap();
         assert_eq!(sum.len(), 1);
         let a = &sum[0];

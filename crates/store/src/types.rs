@@ -24,6 +24,9 @@ pub struct UpstreamRow {
     pub fingerprint: Option<String>,
     pub status: String,
     pub created_at_ms: i64,
+    /// The key's id at Anthropic (`apikey_...`), for deactivation via the Admin API.
+    pub anthropic_key_id: Option<String>,
+    pub rotated_at_ms: Option<i64>,
 }
 
 /// A secret sealed under the master key's envelope (see `keyward_core::crypto`).
@@ -37,9 +40,7 @@ pub struct LocalSecretRow {
 
 impl std::fmt::Debug for LocalSecretRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalSecretRow")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
+        f.debug_struct("LocalSecretRow").field("name", &self.name).finish_non_exhaustive()
     }
 }
 
@@ -82,6 +83,51 @@ pub struct KeyRow {
     pub status_changed_at_ms: Option<i64>,
     pub status_reason: Option<String>,
     pub last_used_ms: Option<i64>,
+    pub expires_at_ms: Option<i64>,
+    /// When the current secret was issued by a rotation (None: never rotated).
+    pub rotated_at_ms: Option<i64>,
+    /// The rotated-out secret still valid during its grace window.
+    pub prev_digest: Option<[u8; 32]>,
+    pub prev_valid_until_ms: Option<i64>,
+    /// `keyward_core::policy::KeyPolicy` as JSON.
+    pub policy: String,
+    pub rotate_every_s: Option<i64>,
+    /// Where a rotated secret is delivered (`file:PATH`, ...).
+    pub deliver_to: Option<String>,
+    /// Requests that presented a rotated-out or revoked secret of this key.
+    pub stale_presented: i64,
+    pub stale_presented_last_ms: Option<i64>,
+}
+
+/// A rotation's new secret, sealed, kept for the grace window so that the
+/// same rotation repeated with the same idempotency key returns it again.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RotationRow {
+    pub key_id: String,
+    pub idempotency_key: String,
+    pub wrapped_key: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+    pub valid_until_ms: i64,
+    pub created_at_ms: i64,
+}
+
+impl std::fmt::Debug for RotationRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotationRow").field("key_id", &self.key_id).finish_non_exhaustive()
+    }
+}
+
+/// An upstream key taken out of service by a rotation, deactivated at the
+/// Anthropic Admin API once `retire_at_ms` has passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamRetirement {
+    pub id: i64,
+    pub upstream_id: String,
+    pub secret_ref: String,
+    pub anthropic_key_id: Option<String>,
+    pub retire_at_ms: i64,
+    pub done_at_ms: Option<i64>,
+    pub outcome: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,11 +19,7 @@ pub struct Proc {
     pub stderr: Arc<Mutex<String>>,
 }
 
-fn pump<R: Read + Send + 'static>(
-    r: R,
-    buf: Arc<Mutex<String>>,
-    ready: Option<std::sync::mpsc::Sender<String>>,
-) {
+fn pump<R: Read + Send + 'static>(r: R, buf: Arc<Mutex<String>>, ready: Option<std::sync::mpsc::Sender<String>>) {
     std::thread::spawn(move || {
         let mut reader = BufReader::new(r);
         let mut line = String::new();
@@ -42,10 +38,7 @@ impl Proc {
     /// matching lines in marker order.
     pub fn spawn(args: &[&str], envs: &[(&str, &str)], markers: &[&str]) -> (Proc, Vec<String>) {
         let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdin(Stdio::null());
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
         for (k, v) in envs {
             cmd.env(k, v);
         }
@@ -59,33 +52,21 @@ impl Proc {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while found.iter().any(|f| f.is_empty()) {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
-                panic!(
-                    "process {args:?} not ready; stderr:\n{}",
-                    stderr.lock().unwrap()
-                )
-            });
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("process {args:?} not ready; stderr:\n{}", stderr.lock().unwrap()));
             for (i, m) in markers.iter().enumerate() {
                 if line.contains(m) {
                     found[i] = line.trim().to_string();
                 }
             }
         }
-        (
-            Proc {
-                child,
-                stdout,
-                stderr,
-            },
-            found,
-        )
+        (Proc { child, stdout, stderr }, found)
     }
 
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
@@ -102,11 +83,7 @@ impl Proc {
     }
 
     pub fn output(&self) -> String {
-        format!(
-            "{}{}",
-            self.stdout.lock().unwrap(),
-            self.stderr.lock().unwrap()
-        )
+        format!("{}{}", self.stdout.lock().unwrap(), self.stderr.lock().unwrap())
     }
 }
 
@@ -125,11 +102,7 @@ fn addr_after(line: &str, prefix: &str) -> String {
 pub fn cli(args: &[&str], stdin: Option<&str>) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     let mut child = cmd.spawn().unwrap();
     if let Some(s) = stdin {
         use std::io::Write;
@@ -139,20 +112,13 @@ pub fn cli(args: &[&str], stdin: Option<&str>) -> Output {
 }
 
 pub fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 /// A fake upstream key of a shape the leak scanner does not flag.
 pub fn fake_upstream_key() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let n = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
     format!("sk-ant-test-{:x}{:x}", n, std::process::id())
 }
 
@@ -163,13 +129,7 @@ pub struct Mock {
 
 pub fn mock(accept_key: &str) -> Mock {
     let (proc, lines) = Proc::spawn(
-        &[
-            "mock-upstream",
-            "--listen",
-            "127.0.0.1:0",
-            "--accept-key",
-            accept_key,
-        ],
+        &["mock-upstream", "--listen", "127.0.0.1:0", "--accept-key", accept_key],
         &[],
         &["listening on http://"],
     );
@@ -209,14 +169,8 @@ impl Gateway {
         );
         assert!(out.status.success(), "init failed: {}", text(&out));
         let init_text = text(&out);
-        let token = std::fs::read_to_string(data.join("admin.token"))
-            .unwrap()
-            .trim()
-            .to_string();
-        assert!(
-            init_text.contains(&token),
-            "init prints the owner token once"
-        );
+        let token = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_string();
+        assert!(init_text.contains(&token), "init prints the owner token once");
         (
             Gateway {
                 config: data.join("keyward.toml"),
@@ -245,10 +199,7 @@ impl Gateway {
         let (proc, lines) = Proc::spawn(
             &["serve", "--config", self.config.to_str().unwrap()],
             &[("KEYWARD_LOG", "debug")],
-            &[
-                "data plane listening on http://",
-                "admin plane listening on http://",
-            ],
+            &["data plane listening on http://", "admin plane listening on http://"],
         );
         self.data_url = format!("http://{}", addr_after(&lines[0], "listening on http://"));
         self.admin_url = format!("http://{}", addr_after(&lines[1], "listening on http://"));
@@ -281,10 +232,7 @@ impl Gateway {
     pub fn provision(&mut self, svc: &str, env: &str, upstream_key: &str) -> (String, String) {
         let o = self.kw(&["service", "add", svc, "--owner", "team-a"]);
         assert!(o.status.success(), "{}", text(&o));
-        let o = self.kw_stdin(
-            &["upstream", "add", &format!("{env}-main"), "--env", env],
-            Some(upstream_key),
-        );
+        let o = self.kw_stdin(&["upstream", "add", &format!("{env}-main"), "--env", env], Some(upstream_key));
         assert!(o.status.success(), "{}", text(&o));
         self.create_key(svc, env)
     }
@@ -292,26 +240,10 @@ impl Gateway {
     /// Returns (key id, secret). The creating output is not added to `cli_log`.
     pub fn create_key(&mut self, svc: &str, env: &str) -> (String, String) {
         let cfg = self.config.to_str().unwrap().to_string();
-        let o = cli(
-            &[
-                "key",
-                "create",
-                "--service",
-                svc,
-                "--env",
-                env,
-                "--json",
-                "--config",
-                &cfg,
-            ],
-            None,
-        );
+        let o = cli(&["key", "create", "--service", svc, "--env", env, "--json", "--config", &cfg], None);
         assert!(o.status.success(), "{}", text(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        (
-            v["id"].as_str().unwrap().to_string(),
-            v["secret"].as_str().unwrap().to_string(),
-        )
+        (v["id"].as_str().unwrap().to_string(), v["secret"].as_str().unwrap().to_string())
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -341,10 +273,7 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
@@ -363,12 +292,7 @@ pub fn split_url(url: &str) -> (String, String) {
     }
 }
 
-pub fn connect_and_send(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> std::net::TcpStream {
+pub fn connect_and_send(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> std::net::TcpStream {
     use std::io::Write;
     let (host, path) = split_url(url);
     let mut s = std::net::TcpStream::connect(&host).unwrap();
@@ -394,16 +318,8 @@ fn decode_chunked(mut b: &[u8]) -> Vec<u8> {
         let Some(i) = b.windows(2).position(|w| w == b"\r\n") else {
             return out;
         };
-        let n = usize::from_str_radix(
-            std::str::from_utf8(&b[..i])
-                .unwrap()
-                .split(';')
-                .next()
-                .unwrap()
-                .trim(),
-            16,
-        )
-        .unwrap();
+        let n =
+            usize::from_str_radix(std::str::from_utf8(&b[..i]).unwrap().split(';').next().unwrap().trim(), 16).unwrap();
         if n == 0 {
             return out;
         }
@@ -413,36 +329,19 @@ fn decode_chunked(mut b: &[u8]) -> Vec<u8> {
 }
 
 pub fn parse_response(raw: &[u8]) -> Resp {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("no header end");
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("no header end");
     let head = std::str::from_utf8(&raw[..end]).unwrap();
     let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
     let mut body = raw[end + 4..].to_vec();
-    if headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
-    {
+    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
         body = decode_chunked(&body);
     }
-    Resp {
-        status,
-        headers,
-        body,
-    }
+    Resp { status, headers, body }
 }
 
 pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
@@ -452,17 +351,14 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> R
     parse_response(&raw)
 }
 
-pub const MSG: &str = r#"{"model":"claude-sonnet-4-6","max_tokens":32,"messages":[{"role":"user","content":"Hello there, gateway!"}]}"#;
+pub const MSG: &str =
+    r#"{"model":"claude-sonnet-4-6","max_tokens":32,"messages":[{"role":"user","content":"Hello there, gateway!"}]}"#;
 
 pub fn post_messages(base: &str, key: &str, body: &str) -> Resp {
     http(
         "POST",
         &format!("{base}/v1/messages"),
-        &[
-            ("x-api-key", key),
-            ("anthropic-version", "2023-06-01"),
-            ("content-type", "application/json"),
-        ],
+        &[("x-api-key", key), ("anthropic-version", "2023-06-01"), ("content-type", "application/json")],
         body.as_bytes(),
     )
 }

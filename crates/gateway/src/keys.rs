@@ -1,0 +1,409 @@
+//! The key lifecycle: create, update, rotate (with a grace window and
+//! idempotency), suspend, resume, revoke, expire; and the inventory review.
+
+use crate::deliver;
+use crate::index::{Effective, KeyEntry, Slot};
+use crate::state::{now_ms, parse_env, rfc3339, App, OpError};
+use keyward_core::crypto::{KeyDigest, Sealed};
+use keyward_core::policy::KeyPolicy;
+use keyward_core::{keys, Environment};
+use keyward_store::{KeyRow, KeyStatus, RotationRow};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A key as the admin API shows it: never the secret, never the digest.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyView {
+    pub id: String,
+    pub service: String,
+    pub service_id: String,
+    pub owner: String,
+    pub env: String,
+    pub name: Option<String>,
+    pub status: KeyStatus,
+    pub created_at: String,
+    pub status_changed_at: Option<String>,
+    pub status_reason: Option<String>,
+    pub last_used_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub last_rotated_at: Option<String>,
+    /// Until when the rotated-out secret still works.
+    pub old_secret_valid_until: Option<String>,
+    pub rotate_every: Option<String>,
+    pub next_rotation_at: Option<String>,
+    pub deliver_to: Option<String>,
+    /// The key's own settings (unset fields fall back to the environment's defaults).
+    pub policy: KeyPolicy,
+    /// What applies: the key's settings over the environment's defaults.
+    pub effective_policy: KeyPolicy,
+    /// Requests that presented a revoked, suspended, expired or rotated-out secret of this key.
+    pub stale_secret_presented: i64,
+    pub stale_secret_last_presented_at: Option<String>,
+}
+
+/// Settings for a new key.
+#[derive(Debug, Clone, Default)]
+pub struct NewKey {
+    pub service: String,
+    pub env: String,
+    pub name: Option<String>,
+    pub expires_in: Option<Duration>,
+    pub rotate_every: Option<Duration>,
+    pub deliver_to: Option<String>,
+    pub policy: KeyPolicy,
+}
+
+/// A change to a key: `None` leaves a field alone, `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct KeyUpdate {
+    pub name: Option<Option<String>>,
+    pub expires_at_ms: Option<Option<i64>>,
+    pub rotate_every: Option<Option<Duration>>,
+    pub deliver_to: Option<Option<String>>,
+    pub rpm: Option<Option<u32>>,
+    pub tpm: Option<Option<u64>>,
+    pub max_concurrent: Option<Option<u32>>,
+    pub budget_usd: Option<Option<f64>>,
+    pub models: Option<Option<Vec<String>>>,
+    pub allow_cidr: Option<Option<Vec<String>>>,
+}
+
+pub struct Rotated {
+    pub key: KeyView,
+    pub secret: SecretString,
+    pub old_secret_valid_until: Option<String>,
+    /// Where the new secret was delivered, or why delivery failed.
+    pub delivery: Option<Result<String, String>>,
+}
+
+fn duration_text(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+fn policy_of(k: &KeyRow) -> Result<KeyPolicy, OpError> {
+    serde_json::from_str(&k.policy).map_err(|e| OpError::Store(format!("key {} has an unreadable policy: {e}", k.id)))
+}
+
+fn check_deliver_target(t: &str) -> Result<(), OpError> {
+    deliver::check_target(t).map_err(OpError::Invalid)
+}
+
+impl App {
+    pub(crate) fn effective(&self, env: Environment, p: &KeyPolicy) -> Result<Effective, OpError> {
+        let d = self.cfg.env(env);
+        let policy = p.or(&d.policy);
+        let cidrs = policy.validate().map_err(OpError::Invalid)?;
+        Ok(Effective { policy, cidrs, log_request_metadata: d.log_request_metadata })
+    }
+
+    /// Put a key row into the index (current and previous secrets).
+    pub(crate) fn index_key(&self, k: &KeyRow) -> Option<Arc<KeyEntry>> {
+        let Ok(env) = k.env.parse::<Environment>() else {
+            tracing::error!(key_id = %k.id, "key has an unknown environment; not loaded (fail closed)");
+            return None;
+        };
+        let service_name = self.service(&k.service_id).map(|s| s.name).unwrap_or_default();
+        let mut status = k.status;
+        let effective = match policy_of(k).and_then(|p| self.effective(env, &p)) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(key_id = %k.id, error = %e, "key policy cannot be established; key refused (fail closed)");
+                status = KeyStatus::Revoked;
+                Effective::default()
+            }
+        };
+        let entry = match self.keys.get(&k.id) {
+            Some(e) => {
+                e.set_status(status);
+                self.keys.set_slot(KeyDigest(k.digest), &e, Slot::Current);
+                e
+            }
+            None => self.keys.insert(
+                KeyDigest(k.digest),
+                KeyEntry::new(k.id.clone(), k.service_id.clone(), service_name, env, status),
+            ),
+        };
+        entry.set_policy(effective);
+        entry.set_expiry(k.expires_at_ms);
+        entry.set_prev_valid_until(k.prev_valid_until_ms);
+        if let Some(prev) = k.prev_digest {
+            self.keys.set_slot(KeyDigest(prev), &entry, Slot::Previous);
+        }
+        Some(entry)
+    }
+
+    pub(crate) async fn key_row(&self, id: &str) -> Result<KeyRow, OpError> {
+        self.store
+            .list_keys()
+            .await?
+            .into_iter()
+            .find(|k| k.id == id)
+            .ok_or_else(|| OpError::NotFound(format!("key {id:?}")))
+    }
+
+    pub(crate) fn rotate_every_of(&self, k: &KeyRow) -> Duration {
+        match k.rotate_every_s {
+            Some(s) => Duration::from_secs(s.max(0) as u64),
+            None => k
+                .env
+                .parse::<Environment>()
+                .map(|e| self.cfg.env(e).rotate_every)
+                .unwrap_or(Duration::from_secs(90 * 86_400)),
+        }
+    }
+
+    /// When the key is next due for rotation (from its last rotation or creation).
+    pub(crate) fn next_rotation_ms(&self, k: &KeyRow) -> i64 {
+        k.rotated_at_ms.unwrap_or(k.created_at_ms) + self.rotate_every_of(k).as_millis() as i64
+    }
+
+    pub(crate) fn key_view(&self, k: &KeyRow) -> KeyView {
+        let svc = self.service(&k.service_id);
+        let policy = policy_of(k).unwrap_or_default();
+        let effective_policy =
+            k.env.parse::<Environment>().map(|e| policy.or(&self.cfg.env(e).policy)).unwrap_or_else(|_| policy.clone());
+        let now = now_ms();
+        KeyView {
+            id: k.id.clone(),
+            service: svc.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
+            service_id: k.service_id.clone(),
+            owner: svc.map(|s| s.owner).unwrap_or_default(),
+            env: k.env.clone(),
+            name: k.name.clone(),
+            status: k.status,
+            created_at: rfc3339(k.created_at_ms),
+            status_changed_at: k.status_changed_at_ms.map(rfc3339),
+            status_reason: k.status_reason.clone(),
+            last_used_at: k.last_used_ms.map(rfc3339),
+            expires_at: k.expires_at_ms.map(rfc3339),
+            last_rotated_at: k.rotated_at_ms.map(rfc3339),
+            old_secret_valid_until: k.prev_valid_until_ms.filter(|t| *t > now && k.prev_digest.is_some()).map(rfc3339),
+            rotate_every: Some(duration_text(self.rotate_every_of(k))),
+            next_rotation_at: (k.status == KeyStatus::Active).then(|| rfc3339(self.next_rotation_ms(k))),
+            deliver_to: k.deliver_to.clone(),
+            policy,
+            effective_policy,
+            stale_secret_presented: k.stale_presented + self.keys.get(&k.id).map(|e| e.peek_stale()).unwrap_or(0),
+            stale_secret_last_presented_at: k.stale_presented_last_ms.map(rfc3339),
+        }
+    }
+
+    pub async fn list_keys(&self) -> Result<Vec<KeyView>, OpError> {
+        Ok(self.store.list_keys().await?.iter().map(|k| self.key_view(k)).collect())
+    }
+
+    pub async fn get_key(&self, id: &str) -> Result<KeyView, OpError> {
+        Ok(self.key_view(&self.key_row(id).await?))
+    }
+
+    /// Mint a virtual key. The secret is returned once, here, and never stored.
+    pub async fn create_key(&self, n: NewKey) -> Result<(KeyView, SecretString), OpError> {
+        let env = parse_env(&n.env)?;
+        let svc = self
+            .service_by_name(&n.service)
+            .or_else(|| self.service(&n.service))
+            .ok_or_else(|| OpError::NotFound(format!("service {:?}", n.service)))?;
+        if svc.status != "active" {
+            return Err(OpError::Invalid(format!("service {:?} is {}", svc.name, svc.status)));
+        }
+        self.effective(env, &n.policy)?;
+        if let Some(t) = &n.deliver_to {
+            check_deliver_target(t)?;
+        }
+        let now = now_ms();
+        let secret = keys::generate_virtual(env);
+        let row = KeyRow {
+            id: keyward_core::ids::key_id(),
+            service_id: svc.id.clone(),
+            env: env.as_str().to_string(),
+            name: n.name,
+            digest: self.digester.digest(secret.expose_secret()).0,
+            status: KeyStatus::Active,
+            created_at_ms: now,
+            status_changed_at_ms: None,
+            status_reason: None,
+            last_used_ms: None,
+            expires_at_ms: n.expires_in.map(|d| now + d.as_millis() as i64),
+            rotated_at_ms: None,
+            prev_digest: None,
+            prev_valid_until_ms: None,
+            policy: serde_json::to_string(&n.policy).map_err(|e| OpError::Store(e.to_string()))?,
+            rotate_every_s: n.rotate_every.map(|d| d.as_secs() as i64),
+            deliver_to: n.deliver_to,
+            stale_presented: 0,
+            stale_presented_last_ms: None,
+        };
+        self.store.create_key(&row).await?;
+        self.index_key(&row);
+        Ok((self.key_view(&row), secret))
+    }
+
+    pub async fn update_key(&self, id: &str, u: KeyUpdate) -> Result<KeyView, OpError> {
+        let _w = self.write_lock.lock().await;
+        let mut row = self.key_row(id).await?;
+        if row.status == KeyStatus::Revoked {
+            return Err(OpError::Invalid(format!("key {id} is revoked")));
+        }
+        let mut p = policy_of(&row)?;
+        if let Some(v) = u.rpm {
+            p.rpm = v;
+        }
+        if let Some(v) = u.tpm {
+            p.tpm = v;
+        }
+        if let Some(v) = u.max_concurrent {
+            p.max_concurrent = v;
+        }
+        if let Some(v) = u.budget_usd {
+            p.budget_usd = v;
+        }
+        if let Some(v) = u.models {
+            p.models = v;
+        }
+        if let Some(v) = u.allow_cidr {
+            p.allow_cidr = v;
+        }
+        let env = parse_env(&row.env)?;
+        self.effective(env, &p)?;
+        row.policy = serde_json::to_string(&p).map_err(|e| OpError::Store(e.to_string()))?;
+        if let Some(v) = u.name {
+            row.name = v;
+        }
+        if let Some(v) = u.expires_at_ms {
+            row.expires_at_ms = v;
+        }
+        if let Some(v) = u.rotate_every {
+            row.rotate_every_s = v.map(|d| d.as_secs() as i64);
+        }
+        if let Some(v) = u.deliver_to {
+            if let Some(t) = &v {
+                check_deliver_target(t)?;
+            }
+            row.deliver_to = v;
+        }
+        self.store.save_key(&row, None, None).await?;
+        self.index_key(&row);
+        Ok(self.key_view(&row))
+    }
+
+    /// Issue a new secret for the same key id. The old secret keeps working
+    /// until `grace` has passed (0: refused at once). At most two secrets are
+    /// valid at a time: rotating again within a grace window retires the
+    /// older of the two at once. Repeating a rotation with the same
+    /// idempotency key returns the same new secret while its window lasts.
+    pub async fn rotate_key(
+        &self,
+        id: &str,
+        grace: Option<Duration>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Rotated, OpError> {
+        let _w = self.write_lock.lock().await;
+        let grace = grace.unwrap_or(self.cfg.default_grace);
+        let now = now_ms();
+        let context = format!("rotation:{id}");
+        if let Some(ik) = idempotency_key {
+            if let Some(r) = self.store.get_rotation(id, ik).await? {
+                let row = self.key_row(id).await?;
+                let secret = self
+                    .envelope
+                    .open(&Sealed { wrapped_key: r.wrapped_key, ciphertext: r.ciphertext }, &context)
+                    .map_err(|e| OpError::Store(e.to_string()))?;
+                // the same rotation again: same secret, nothing new minted
+                if KeyDigest(row.digest).ct_eq(&self.digester.digest(secret.expose_secret())) {
+                    return Ok(Rotated {
+                        old_secret_valid_until: row.prev_valid_until_ms.map(rfc3339),
+                        key: self.key_view(&row),
+                        secret,
+                        delivery: None,
+                    });
+                }
+                return Err(OpError::Conflict(format!(
+                    "idempotency key {ik:?} belongs to an earlier rotation of {id}, superseded since"
+                )));
+            }
+        }
+        let mut row = self.key_row(id).await?;
+        if row.status == KeyStatus::Revoked {
+            return Err(OpError::Invalid(format!("key {id} is revoked; create a new key instead")));
+        }
+        let env = parse_env(&row.env)?;
+        let secret = keys::generate_virtual(env);
+        let old_current = row.digest;
+        // at most two valid secrets: an earlier rotated-out secret leaves now
+        let mut retired = row.prev_digest.take();
+        if grace.is_zero() {
+            retired = retired.or(Some(old_current));
+            row.prev_digest = None;
+            row.prev_valid_until_ms = None;
+        } else {
+            if let Some(r) = retired {
+                // two secrets leave: persist the older one now, the other below
+                self.store.save_key(&row, Some(r), None).await?;
+            }
+            retired = None;
+            row.prev_digest = Some(old_current);
+            row.prev_valid_until_ms = Some(now + grace.as_millis() as i64);
+        }
+        row.digest = self.digester.digest(secret.expose_secret()).0;
+        row.rotated_at_ms = Some(now);
+        let rotation = idempotency_key.map(|ik| {
+            let s = self.envelope.seal(&secret, &context);
+            RotationRow {
+                key_id: id.to_string(),
+                idempotency_key: ik.to_string(),
+                wrapped_key: s.wrapped_key,
+                ciphertext: s.ciphertext,
+                valid_until_ms: now + grace.max(Duration::from_secs(3600)).as_millis() as i64,
+                created_at_ms: now,
+            }
+        });
+        // one transaction: a failure here leaves the key working with its old secret
+        self.store.save_key(&row, retired, rotation.as_ref()).await?;
+        let entry = self.index_key(&row);
+        if let Some(e) = &entry {
+            for d in retired.iter().chain(row.prev_digest.is_none().then_some(&old_current)) {
+                self.keys.set_slot(KeyDigest(*d), e, Slot::Retired);
+            }
+        }
+        let delivery = match &row.deliver_to {
+            Some(t) => Some(deliver::deliver(t, &secret).await.map(|_| t.clone())),
+            None => None,
+        };
+        if let Some(Err(e)) = &delivery {
+            tracing::error!(key_id = %id, reason = %e, "delivering the rotated key failed; the old secret works until the grace window ends");
+        }
+        Ok(Rotated {
+            old_secret_valid_until: row.prev_valid_until_ms.map(rfc3339),
+            key: self.key_view(&row),
+            secret,
+            delivery,
+        })
+    }
+
+    /// Revoke, suspend or resume a key: stored first, then effective on the next request.
+    pub async fn set_key_status(&self, id: &str, status: KeyStatus, reason: Option<&str>) -> Result<KeyView, OpError> {
+        let _w = self.write_lock.lock().await;
+        let row = self.key_row(id).await?;
+        match (row.status, status) {
+            (KeyStatus::Revoked, KeyStatus::Revoked) => return Ok(self.key_view(&row)),
+            (KeyStatus::Revoked, _) => {
+                return Err(OpError::Invalid(format!("key {id} is revoked; revocation is permanent")));
+            }
+            (KeyStatus::Active, KeyStatus::Active) => {
+                return Err(OpError::Invalid(format!("key {id} is not suspended")));
+            }
+            _ => {}
+        }
+        self.store.update_key_status(id, status, now_ms(), reason).await?;
+        if let Some(e) = self.keys.get(id) {
+            e.set_status(status);
+        }
+        self.get_key(id).await
+    }
+
+    pub async fn revoke_key(&self, id: &str, reason: Option<&str>) -> Result<KeyView, OpError> {
+        self.set_key_status(id, KeyStatus::Revoked, reason).await
+    }
+}
