@@ -48,54 +48,32 @@ impl FromStr for SecretRef {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(v) = s.strip_prefix("local:") {
             let name = non_empty(s, v, "a name is required")?;
-            if !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
-                return Err(RefError::Shape(
-                    s.into(),
-                    "a local name uses letters, digits, '-', '_' and '.'",
-                ));
+            if !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                return Err(RefError::Shape(s.into(), "a local name uses letters, digits, '-', '_' and '.'"));
             }
             return Ok(SecretRef::Local(name.into()));
         }
         if let Some(v) = s.strip_prefix("env:") {
-            return Ok(SecretRef::Env(
-                non_empty(s, v, "a variable name is required")?.into(),
-            ));
+            return Ok(SecretRef::Env(non_empty(s, v, "a variable name is required")?.into()));
         }
         if let Some(v) = s.strip_prefix("file:") {
-            return Ok(SecretRef::File(
-                non_empty(s, v, "a path is required")?.into(),
-            ));
+            return Ok(SecretRef::File(non_empty(s, v, "a path is required")?.into()));
         }
         if let Some(v) = s.strip_prefix("exec:") {
-            return Ok(SecretRef::Exec(
-                non_empty(s, v, "a command is required")?.into(),
-            ));
+            return Ok(SecretRef::Exec(non_empty(s, v, "a command is required")?.into()));
         }
         if let Some(v) = s.strip_prefix("aws-sm://") {
             let (id, field) = match v.split_once('#') {
-                Some((id, f)) => (
-                    id,
-                    Some(non_empty(s, f, "the JSON field after '#' is empty")?.to_string()),
-                ),
+                Some((id, f)) => (id, Some(non_empty(s, f, "the JSON field after '#' is empty")?.to_string())),
                 None => (v, None),
             };
-            return Ok(SecretRef::AwsSm {
-                secret_id: non_empty(s, id, "a secret id is required")?.into(),
-                field,
-            });
+            return Ok(SecretRef::AwsSm { secret_id: non_empty(s, id, "a secret id is required")?.into(), field });
         }
         if let Some(v) = s.strip_prefix("vault://") {
-            let (p, field) = v.split_once('#').ok_or(RefError::Shape(
-                s.into(),
-                "vault://MOUNT/PATH#FIELD needs #FIELD",
-            ))?;
-            let (mount, path) = p.split_once('/').ok_or(RefError::Shape(
-                s.into(),
-                "vault://MOUNT/PATH#FIELD needs a path",
-            ))?;
+            let (p, field) =
+                v.split_once('#').ok_or(RefError::Shape(s.into(), "vault://MOUNT/PATH#FIELD needs #FIELD"))?;
+            let (mount, path) =
+                p.split_once('/').ok_or(RefError::Shape(s.into(), "vault://MOUNT/PATH#FIELD needs a path"))?;
             return Ok(SecretRef::Vault {
                 mount: non_empty(s, mount, "mount is empty")?.into(),
                 path: non_empty(s, path, "path is empty")?.into(),
@@ -104,17 +82,12 @@ impl FromStr for SecretRef {
         }
         if let Some(v) = s.strip_prefix("gcp-sm://") {
             if !v.starts_with("projects/") || !v.contains("/secrets/") {
-                return Err(RefError::Shape(
-                    s.into(),
-                    "use gcp-sm://projects/P/secrets/S",
-                ));
+                return Err(RefError::Shape(s.into(), "use gcp-sm://projects/P/secrets/S"));
             }
             return Ok(SecretRef::GcpSm(v.into()));
         }
         if let Some(v) = s.strip_prefix("azure-kv://") {
-            let (vault, secret) = v
-                .split_once('/')
-                .ok_or(RefError::Shape(s.into(), "use azure-kv://VAULT/SECRET"))?;
+            let (vault, secret) = v.split_once('/').ok_or(RefError::Shape(s.into(), "use azure-kv://VAULT/SECRET"))?;
             return Ok(SecretRef::AzureKv {
                 vault: non_empty(s, vault, "vault is empty")?.into(),
                 secret: non_empty(s, secret, "secret is empty")?.into(),
@@ -131,14 +104,8 @@ impl fmt::Display for SecretRef {
             SecretRef::Env(v) => write!(f, "env:{v}"),
             SecretRef::File(p) => write!(f, "file:{}", p.display()),
             SecretRef::Exec(c) => write!(f, "exec:{c}"),
-            SecretRef::AwsSm {
-                secret_id,
-                field: Some(fl),
-            } => write!(f, "aws-sm://{secret_id}#{fl}"),
-            SecretRef::AwsSm {
-                secret_id,
-                field: None,
-            } => write!(f, "aws-sm://{secret_id}"),
+            SecretRef::AwsSm { secret_id, field: Some(fl) } => write!(f, "aws-sm://{secret_id}#{fl}"),
+            SecretRef::AwsSm { secret_id, field: None } => write!(f, "aws-sm://{secret_id}"),
             SecretRef::Vault { mount, path, field } => write!(f, "vault://{mount}/{path}#{field}"),
             SecretRef::GcpSm(p) => write!(f, "gcp-sm://{p}"),
             SecretRef::AzureKv { vault, secret } => write!(f, "azure-kv://{vault}/{secret}"),

@@ -1,1 +1,2 @@
+pub mod fakes;
 pub mod mock;
