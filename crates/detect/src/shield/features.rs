@@ -1,0 +1,507 @@
+//! Feature extraction for the fast stage.
+//!
+//! A normalised text is cut into overlapping windows of `window` bytes every
+//! `stride` bytes (one window if it is shorter). A window's features are
+//! * hashed byte 3-, 4- and 5-grams and hashed word uni- and bigrams, each
+//!   counted where it starts, the counts scaled by `1/sqrt(n)` (n = events in the
+//!   window), so that the n-gram part of the score is an average, not a sum, and
+//!   a window's length says nothing by itself;
+//! * [`DENSE`] hand-made features for what injections do: addressing the AI,
+//!   claiming authority, pointing at prior instructions or the system prompt,
+//!   fake role or turn markers, send/forward verbs joined to exfiltration targets
+//!   (URLs, e-mail addresses, markdown images), secrets, second-person orders,
+//!   known non-English injection phrases, decoded payloads, and what
+//!   normalisation had to undo (invisible characters, look-alikes, leetspeak).
+//!
+//! Because the n-gram part is additive, the scorer needs no per-window vector:
+//! it keeps prefix sums of weights and event counts per byte position and reads
+//! each window off them in O(1).
+
+use super::normalize::{Flags, ENC_MARKER};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use std::sync::LazyLock;
+
+/// Number of hand-made features.
+pub const DENSE: usize = 16;
+
+/// Shape of the feature space; stored in the weights file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Params {
+    /// log2 of the number of n-gram buckets.
+    pub bits: u32,
+    /// Window length in bytes of normalised text.
+    pub window: u32,
+    /// Distance between window starts.
+    pub stride: u32,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params { bits: 18, window: 160, stride: 64 }
+    }
+}
+
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+const CHAR_SEED: u64 = 0xcbf2_9ce4_8422_2325;
+const WORD_SEED: u64 = 0x84222325_cbf29ce4;
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+#[inline]
+fn bucket(h: u64, bits: u32) -> u32 {
+    (h.wrapping_mul(GOLDEN) >> (64 - bits)) as u32
+}
+
+#[inline]
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b >= 0x80
+}
+
+/// Call `emit(position, bucket)` for every n-gram event of `text`, in
+/// increasing position order per kind (char n-grams first, then words).
+#[inline]
+pub fn for_each_event(text: &[u8], bits: u32, mut emit: impl FnMut(usize, u32)) {
+    for_each_char_position(text, bits, |i, buckets| {
+        for &b in buckets {
+            emit(i, b);
+        }
+    });
+    for_each_word_event(text, bits, emit);
+}
+
+/// Byte 3-, 4- and 5-grams starting at each position: `emit(position,
+/// buckets)` with up to three buckets (fewer near the end).
+#[inline]
+pub fn for_each_char_position(text: &[u8], bits: u32, mut emit: impl FnMut(usize, &[u32])) {
+    let n = text.len();
+    let step = |h: u64, b: u8| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+    for (i, w) in text.windows(5).enumerate() {
+        if let &[a, b, c, d, e] = w {
+            let h3 = step(step(step(CHAR_SEED, a), b), c);
+            let h4 = step(h3, d);
+            let h5 = step(h4, e);
+            emit(i, &[bucket(h3, bits), bucket(h4, bits), bucket(h5, bits)]);
+        }
+    }
+    let mut i = n.saturating_sub(4);
+    // The last positions, where not every length fits.
+    while i < n {
+        let mut h = CHAR_SEED;
+        let mut out = [0u32; 3];
+        let mut k = 0;
+        for (j, &b) in text[i..].iter().enumerate() {
+            h = step(h, b);
+            if j >= 2 {
+                out[k] = bucket(h, bits);
+                k += 1;
+            }
+        }
+        emit(i, &out[..k]);
+        i += 1;
+    }
+}
+
+/// Word unigrams and bigrams, at the position where the (second) word starts.
+#[inline]
+pub fn for_each_word_event(text: &[u8], bits: u32, mut emit: impl FnMut(usize, u32)) {
+    let n = text.len();
+    let mut prev: u64 = 0;
+    let mut i = 0;
+    while i < n {
+        if !is_word_byte(text[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut h = WORD_SEED;
+        while i < n && is_word_byte(text[i]) {
+            h = (h ^ u64::from(text[i])).wrapping_mul(FNV_PRIME);
+            i += 1;
+        }
+        emit(start, bucket(h, bits));
+        if prev != 0 {
+            let bi = (prev.rotate_left(29) ^ h).wrapping_mul(FNV_PRIME) ^ 0x5bd1_e995;
+            emit(start, bucket(bi, bits));
+        }
+        prev = h;
+    }
+}
+
+/// Categories of the hand-made lexicon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Cat {
+    Ai = 0,
+    Authority = 1,
+    Prior = 2,
+    Role = 3,
+    Send = 4,
+    Target = 5,
+    Secret = 6,
+    You = 7,
+    Foreign = 8,
+    Encoded = 9,
+}
+const CATS: usize = 10;
+
+/// (pattern, category, whole word). Patterns are matched on folded text; a
+/// "whole word" pattern must have word boundaries on both sides, the others
+/// only on the left (so `send` also matches `sending`).
+const LEXICON: &[(&str, Cat, bool)] = &[
+    // addressing the AI
+    ("ai", Cat::Ai, true),
+    ("a.i.", Cat::Ai, true),
+    ("assistant", Cat::Ai, false),
+    ("chatbot", Cat::Ai, false),
+    ("chatgpt", Cat::Ai, false),
+    ("gpt", Cat::Ai, false),
+    ("claude", Cat::Ai, false),
+    ("llm", Cat::Ai, false),
+    ("language model", Cat::Ai, false),
+    ("ai model", Cat::Ai, false),
+    ("copilot", Cat::Ai, false),
+    ("dear ai", Cat::Ai, false),
+    ("agent", Cat::Ai, true),
+    ("bot", Cat::Ai, true),
+    ("model", Cat::Ai, true),
+    // authority
+    ("admin", Cat::Authority, false),
+    ("administrator", Cat::Authority, false),
+    ("developer mode", Cat::Authority, false),
+    ("dev mode", Cat::Authority, false),
+    ("god mode", Cat::Authority, false),
+    ("jailbreak", Cat::Authority, false),
+    ("dan", Cat::Authority, true),
+    ("security team", Cat::Authority, false),
+    ("it department", Cat::Authority, false),
+    ("from now on", Cat::Authority, false),
+    ("important", Cat::Authority, false),
+    ("urgent", Cat::Authority, false),
+    ("mandatory", Cat::Authority, false),
+    ("override", Cat::Authority, false),
+    ("authorized", Cat::Authority, false),
+    ("authorised", Cat::Authority, false),
+    ("root access", Cat::Authority, false),
+    ("sudo", Cat::Authority, true),
+    ("compliance", Cat::Authority, false),
+    ("unrestricted", Cat::Authority, false),
+    ("no restrictions", Cat::Authority, false),
+    ("without restrictions", Cat::Authority, false),
+    ("maintenance mode", Cat::Authority, false),
+    ("debug mode", Cat::Authority, false),
+    // prior instructions, the system prompt
+    ("ignore", Cat::Prior, false),
+    ("disregard", Cat::Prior, false),
+    ("forget", Cat::Prior, false),
+    ("previous instructions", Cat::Prior, false),
+    ("prior instructions", Cat::Prior, false),
+    ("above instructions", Cat::Prior, false),
+    ("earlier instructions", Cat::Prior, false),
+    ("all instructions", Cat::Prior, false),
+    ("original instructions", Cat::Prior, false),
+    ("new instructions", Cat::Prior, false),
+    ("updated instructions", Cat::Prior, false),
+    ("system prompt", Cat::Prior, false),
+    ("initial prompt", Cat::Prior, false),
+    ("hidden prompt", Cat::Prior, false),
+    ("your instructions", Cat::Prior, false),
+    ("your rules", Cat::Prior, false),
+    ("your guidelines", Cat::Prior, false),
+    ("your programming", Cat::Prior, false),
+    ("the user", Cat::Prior, true),
+    ("instead", Cat::Prior, true),
+    ("do not summarize", Cat::Prior, false),
+    ("do not summarise", Cat::Prior, false),
+    ("stop summarizing", Cat::Prior, false),
+    // role and turn markers
+    ("system:", Cat::Role, false),
+    ("[system]", Cat::Role, false),
+    ("(system", Cat::Role, false),
+    ("<system>", Cat::Role, false),
+    ("</system>", Cat::Role, false),
+    ("<|system|>", Cat::Role, false),
+    ("<|im_start|>", Cat::Role, false),
+    ("<|im_end|>", Cat::Role, false),
+    ("<|endoftext|>", Cat::Role, false),
+    ("[inst]", Cat::Role, false),
+    ("[/inst]", Cat::Role, false),
+    ("<<sys>>", Cat::Role, false),
+    ("### instruction", Cat::Role, false),
+    ("### system", Cat::Role, false),
+    ("### response", Cat::Role, false),
+    ("human:", Cat::Role, false),
+    ("assistant:", Cat::Role, false),
+    ("user:", Cat::Role, false),
+    ("</s>", Cat::Role, false),
+    ("<instructions>", Cat::Role, false),
+    ("end of document", Cat::Role, false),
+    ("end of email", Cat::Role, false),
+    ("system note", Cat::Role, false),
+    ("system message", Cat::Role, false),
+    ("note to ai", Cat::Role, false),
+    ("ai instructions", Cat::Role, false),
+    // send / forward verbs
+    ("send", Cat::Send, false),
+    ("forward", Cat::Send, false),
+    ("email", Cat::Send, true),
+    ("e-mail", Cat::Send, true),
+    ("upload", Cat::Send, false),
+    ("exfiltrate", Cat::Send, false),
+    ("transmit", Cat::Send, false),
+    ("leak", Cat::Send, false),
+    ("reveal", Cat::Send, false),
+    ("disclose", Cat::Send, false),
+    ("post", Cat::Send, true),
+    ("submit", Cat::Send, false),
+    ("include", Cat::Send, true),
+    ("append", Cat::Send, false),
+    ("fetch", Cat::Send, false),
+    ("visit", Cat::Send, false),
+    ("navigate", Cat::Send, false),
+    ("click", Cat::Send, false),
+    ("render", Cat::Send, false),
+    ("print", Cat::Send, true),
+    ("output", Cat::Send, true),
+    ("repeat", Cat::Send, true),
+    ("copy", Cat::Send, true),
+    // exfiltration targets
+    ("http://", Cat::Target, false),
+    ("https://", Cat::Target, false),
+    ("www.", Cat::Target, false),
+    ("![", Cat::Target, false),
+    ("webhook", Cat::Target, false),
+    ("pastebin", Cat::Target, false),
+    ("ngrok", Cat::Target, false),
+    // secrets and private data
+    ("password", Cat::Secret, false),
+    ("passwd", Cat::Secret, false),
+    ("api key", Cat::Secret, false),
+    ("api_key", Cat::Secret, false),
+    ("apikey", Cat::Secret, false),
+    ("credential", Cat::Secret, false),
+    ("token", Cat::Secret, false),
+    ("secret", Cat::Secret, false),
+    ("private key", Cat::Secret, false),
+    ("ssh key", Cat::Secret, false),
+    ("credit card", Cat::Secret, false),
+    ("social security", Cat::Secret, false),
+    ("conversation history", Cat::Secret, false),
+    ("chat history", Cat::Secret, false),
+    ("previous messages", Cat::Secret, false),
+    ("personal data", Cat::Secret, false),
+    ("contacts", Cat::Secret, true),
+    ("inbox", Cat::Secret, true),
+    // second-person orders
+    ("you must", Cat::You, false),
+    ("you will", Cat::You, false),
+    ("you are now", Cat::You, false),
+    ("you are no longer", Cat::You, false),
+    ("you should now", Cat::You, false),
+    ("you have been", Cat::You, false),
+    ("act as", Cat::You, false),
+    ("pretend", Cat::You, false),
+    ("roleplay", Cat::You, false),
+    ("role-play", Cat::You, false),
+    ("do not tell", Cat::You, false),
+    ("don't tell", Cat::You, false),
+    ("do not mention", Cat::You, false),
+    ("don't mention", Cat::You, false),
+    ("do not inform", Cat::You, false),
+    ("without telling", Cat::You, false),
+    ("without informing", Cat::You, false),
+    ("without asking", Cat::You, false),
+    ("do not reveal", Cat::You, false),
+    ("respond only", Cat::You, false),
+    ("reply only", Cat::You, false),
+    ("only respond", Cat::You, false),
+    ("your response", Cat::You, false),
+    ("your answer", Cat::You, false),
+    ("your reply", Cat::You, false),
+    ("your summary", Cat::You, false),
+    ("when summarizing", Cat::You, false),
+    ("when summarising", Cat::You, false),
+    ("if you are an", Cat::You, false),
+    ("if you're an", Cat::You, false),
+    ("if you are reading", Cat::You, false),
+    ("whoever reads", Cat::You, false),
+    ("reading this", Cat::You, false),
+    // non-English injection phrases
+    ("ignoriere", Cat::Foreign, false),
+    ("vergiss", Cat::Foreign, false),
+    ("anweisungen", Cat::Foreign, false),
+    ("ignorez", Cat::Foreign, false),
+    ("ignore les", Cat::Foreign, false),
+    ("oubliez", Cat::Foreign, false),
+    ("oublie", Cat::Foreign, false),
+    ("instructions précédentes", Cat::Foreign, false),
+    ("ignora", Cat::Foreign, false),
+    ("olvida", Cat::Foreign, false),
+    ("instrucciones", Cat::Foreign, false),
+    ("istruzioni", Cat::Foreign, false),
+    ("ignore as", Cat::Foreign, false),
+    ("instruções", Cat::Foreign, false),
+    ("negeer", Cat::Foreign, false),
+    ("instructies", Cat::Foreign, false),
+    ("zignoruj", Cat::Foreign, false),
+    ("instrukcje", Cat::Foreign, false),
+    ("игнорируй", Cat::Foreign, false),
+    ("инструкции", Cat::Foreign, false),
+    ("забудь", Cat::Foreign, false),
+    ("忽略", Cat::Foreign, false),
+    ("忘记", Cat::Foreign, false),
+    ("指令", Cat::Foreign, false),
+    ("指示を無視", Cat::Foreign, false),
+    ("無視して", Cat::Foreign, false),
+    ("무시", Cat::Foreign, false),
+    ("지시", Cat::Foreign, false),
+    ("تجاهل", Cat::Foreign, false),
+    ("अनदेखा", Cat::Foreign, false),
+    ("निर्देश", Cat::Foreign, false),
+    ("talimat", Cat::Foreign, false),
+    ("bỏ qua", Cat::Foreign, false),
+    ("abaikan", Cat::Foreign, false),
+    // decoded payload marker
+    (ENC_MARKER, Cat::Encoded, true),
+];
+
+static MATCHER: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
+    AhoCorasickBuilder::new()
+        .match_kind(MatchKind::LeftmostLongest)
+        .kind(Some(AhoCorasickKind::DFA))
+        .build(LEXICON.iter().map(|(p, _, _)| p))
+        .ok()
+});
+
+/// Build the keyword automaton now rather than on the first score.
+pub fn warm_up() {
+    LazyLock::force(&MATCHER);
+}
+
+fn boundary_before(text: &[u8], start: usize) -> bool {
+    start == 0 || !is_word_byte(text[start - 1])
+}
+
+fn boundary_after(text: &[u8], end: usize) -> bool {
+    end >= text.len() || !is_word_byte(text[end])
+}
+
+/// Lexicon hits and e-mail addresses: `(position, category)`, by position.
+fn lexicon_hits(text: &str) -> Vec<(usize, Cat)> {
+    let b = text.as_bytes();
+    let mut hits = Vec::new();
+    if let Some(ac) = MATCHER.as_ref() {
+        for m in ac.find_iter(text) {
+            let (pat, cat, whole) = LEXICON[m.pattern().as_usize()];
+            let first_is_word = pat.as_bytes().first().is_some_and(|&c| is_word_byte(c));
+            if first_is_word && !boundary_before(b, m.start()) {
+                continue;
+            }
+            let last_is_word = pat.as_bytes().last().is_some_and(|&c| is_word_byte(c));
+            if whole && last_is_word && !boundary_after(b, m.end()) {
+                continue;
+            }
+            hits.push((m.start(), cat));
+        }
+    }
+    // E-mail addresses: word@word.word
+    for (at, _) in b.iter().enumerate().filter(|(_, &c)| c == b'@') {
+        let left = at > 0 && b[at - 1].is_ascii_alphanumeric();
+        let domain = &b[at + 1..];
+        let dom_len = domain.iter().take_while(|&&c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-').count();
+        let dom = &domain[..dom_len];
+        let dotted = dom.iter().position(|&c| c == b'.').is_some_and(|p| p > 0 && p + 1 < dom.len());
+        if left && dotted {
+            hits.push((at, Cat::Target));
+        }
+    }
+    hits.sort_by_key(|h| h.0);
+    hits
+}
+
+/// Start and end (exclusive) of each window over a text of `len` bytes.
+pub fn windows(len: usize, p: Params) -> Vec<(usize, usize)> {
+    let (w, s) = (p.window as usize, (p.stride as usize).max(1));
+    if len <= w {
+        return vec![(0, len)];
+    }
+    let mut out = Vec::with_capacity((len - w) / s + 2);
+    let mut start = 0;
+    while start + w < len {
+        out.push((start, start + w));
+        start += s;
+    }
+    out.push((len - w, len));
+    out
+}
+
+/// Text-level context for the dense features.
+#[derive(Debug, Clone)]
+pub struct Context {
+    hits: Vec<(usize, Cat)>,
+    flags: Flags,
+}
+
+impl Context {
+    pub fn new(text: &str, flags: Flags) -> Self {
+        Context { hits: lexicon_hits(text), flags }
+    }
+
+    /// The dense features of the window `[start, end)`.
+    pub fn dense(&self, start: usize, end: usize) -> [f32; DENSE] {
+        let mut c = [0u32; CATS];
+        let from = self.hits.partition_point(|h| h.0 < start);
+        for &(pos, cat) in &self.hits[from..] {
+            if pos >= end {
+                break;
+            }
+            c[cat as usize] += 1;
+        }
+        let mut d = [0f32; DENSE];
+        for (k, &n) in c.iter().enumerate() {
+            d[k] = (n as f32).ln_1p();
+        }
+        let has = |cat: Cat| c[cat as usize] > 0;
+        let both = |a: bool, b: bool| if a && b { 1.0 } else { 0.0 };
+        d[10] = both(has(Cat::Send), has(Cat::Target));
+        d[11] = both(has(Cat::Prior), has(Cat::Ai) || has(Cat::You));
+        d[12] = both(has(Cat::Send), has(Cat::Secret));
+        d[13] = both(has(Cat::Role), has(Cat::Authority) || has(Cat::Prior) || has(Cat::You));
+        d[14] = if self.flags.invisible { 1.0 } else { 0.0 };
+        d[15] = if self.flags.obfuscated { 1.0 } else { 0.0 };
+        d
+    }
+}
+
+/// The explicit features of one window, as the trainer needs them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowFeatures {
+    /// Byte range of the window in the normalised text.
+    pub start: usize,
+    pub end: usize,
+    /// Bucket and value (count / sqrt(events)), sorted by bucket, no repeats.
+    pub sparse: Vec<(u32, f32)>,
+    pub dense: [f32; DENSE],
+}
+
+/// Explicit features of every window of a normalised text.
+pub fn window_features(text: &str, flags: Flags, p: Params) -> Vec<WindowFeatures> {
+    let mut events: Vec<(usize, u32)> = Vec::new();
+    for_each_event(text.as_bytes(), p.bits, |pos, b| events.push((pos, b)));
+    let ctx = Context::new(text, flags);
+    windows(text.len(), p)
+        .into_iter()
+        .map(|(start, end)| {
+            let mut bs: Vec<u32> = events.iter().filter(|(pos, _)| *pos >= start && *pos < end).map(|e| e.1).collect();
+            let n = bs.len().max(1) as f32;
+            let inv = 1.0 / n.sqrt();
+            bs.sort_unstable();
+            let mut sparse: Vec<(u32, f32)> = Vec::new();
+            for b in bs {
+                match sparse.last_mut() {
+                    Some((lb, v)) if *lb == b => *v += inv,
+                    _ => sparse.push((b, inv)),
+                }
+            }
+            WindowFeatures { start, end, sparse, dense: ctx.dense(start, end) }
+        })
+        .collect()
+}

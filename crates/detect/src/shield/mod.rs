@@ -1,0 +1,156 @@
+//! Prompt-injection shield: a local classifier for untrusted request content.
+//!
+//! ```text
+//! text ─► normalize ─► main text + decoded payloads
+//!                        │ each: overlapping windows ─► fast stage (linear model)
+//!                        ▼
+//!                      Score = highest window probability over all of them
+//! ```
+//!
+//! * [`normalize`] undoes obfuscation (NFKC, invisible characters, look-alikes,
+//!   leetspeak, spaced letters, base64/hex/binary/URL encoding).
+//! * [`features`] hashes byte and word n-grams and computes hand-made features
+//!   per window; [`model`] holds the weights (a committed file, compiled in, or
+//!   bytes the caller read) and scores a window in O(1) from prefix sums.
+//! * [`parts`] picks the screened parts out of a Messages request.
+//! * [`train`] and [`metrics`] serve the tooling (`training/shield/`, `keyward
+//!   shield eval`).
+//!
+//! Only the fast stage exists so far; [`Stage::Fast`] says which stage decided.
+//! Everything here is pure and synchronous: no I/O, no global state besides a
+//! lazily built keyword automaton.
+
+pub mod features;
+pub mod metrics;
+pub mod model;
+pub mod normalize;
+pub mod parts;
+pub mod train;
+
+pub use model::{Model, ModelError};
+pub use normalize::{normalize, Normalized};
+pub use parts::{screened_parts, Part, PartKind};
+
+/// The weights shipped with this build (see `training/shield/README.md`).
+pub static BUILTIN_WEIGHTS: &[u8] = include_bytes!("weights/fast.kwsh");
+
+/// Which stage produced a score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// Hashed n-grams and hand-made features, linear model.
+    Fast,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Fast => "fast",
+        }
+    }
+}
+
+/// Where the highest-scoring window was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The text itself (after normalisation).
+    Text,
+    /// A base64 or hex payload decoded from the text (index among the payloads).
+    Payload(usize),
+}
+
+/// The result of screening one text.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score {
+    /// Probability that the text carries an injection, 0..=1.
+    pub score: f32,
+    /// The raw logit behind `score`.
+    pub logit: f32,
+    pub stage: Stage,
+    pub origin: Origin,
+    /// Byte range of the deciding window in the normalised text or payload.
+    pub window: (usize, usize),
+    /// Windows scored, over the text and its payloads.
+    pub windows: usize,
+}
+
+impl Score {
+    /// Is this score at or above `threshold`?
+    pub fn exceeds(&self, threshold: f32) -> bool {
+        self.score >= threshold
+    }
+}
+
+/// The classifier. Build one at start (it parses and holds the weights, about
+/// 512 KiB) and share it (`Arc<Shield>`); every method takes `&self`, and
+/// scoring allocates only scratch space proportional to the text.
+#[derive(Debug, Clone)]
+pub struct Shield {
+    model: Model,
+}
+
+fn sigmoid(z: f32) -> f32 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+impl Shield {
+    /// The shield with the weights compiled into this build.
+    pub fn builtin() -> Result<Self, ModelError> {
+        Self::from_bytes(BUILTIN_WEIGHTS)
+    }
+
+    /// A shield from the bytes of a weights file (`*.kwsh`).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ModelError> {
+        Ok(Self::from_model(Model::from_bytes(bytes)?))
+    }
+
+    /// A shield around a model (e.g. one just trained).
+    pub fn from_model(model: Model) -> Self {
+        features::warm_up();
+        Shield { model }
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The default decision threshold that came with the weights.
+    pub fn threshold(&self) -> f32 {
+        self.model.threshold
+    }
+
+    /// Score a text: normalise it, score the text and each decoded payload,
+    /// keep the highest window.
+    pub fn score(&self, text: &str) -> Score {
+        self.score_normalized(&normalize(text))
+    }
+
+    /// Screen a Messages API request body: score each untrusted part (user
+    /// turns, documents, tool results; never the system prompt), in request
+    /// order. The request's verdict is the highest part score.
+    pub fn screen_request<'a>(&self, request: &'a serde_json::Value) -> Vec<(Part<'a>, Score)> {
+        screened_parts(request)
+            .into_iter()
+            .map(|p| {
+                let s = self.score(&p.text);
+                (p, s)
+            })
+            .collect()
+    }
+
+    /// Score an already normalised text.
+    pub fn score_normalized(&self, n: &Normalized) -> Score {
+        let (logit, window, mut windows) = self.model.max_logit(&n.text, n.flags);
+        let mut best = (logit, window, Origin::Text);
+        for (i, p) in n.payloads.iter().enumerate() {
+            let (l, w, k) = self.model.max_logit(p, n.flags);
+            windows += k;
+            if l > best.0 {
+                best = (l, w, Origin::Payload(i));
+            }
+        }
+        Score { score: sigmoid(best.0), logit: best.0, stage: Stage::Fast, origin: best.2, window: best.1, windows }
+    }
+}
+
+#[cfg(test)]
+mod tests;

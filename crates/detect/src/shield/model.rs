@@ -1,0 +1,201 @@
+//! The fast-stage model and its file format.
+//!
+//! ```text
+//! magic    "KWSH"
+//! u32      version (1)
+//! u32      bits, window, stride, dense (= features::DENSE)
+//! f32      bias, scale, threshold
+//! f32      dense weights  x dense
+//! i16      n-gram weights x 2^bits   (real weight = value * scale)
+//! ```
+//! All numbers little-endian. n-gram weights are quantised to i16 with one
+//! scale, so a window's n-gram sum is exact integer arithmetic and the table
+//! (512 KiB at 18 bits) stays in a core's L2 cache.
+
+use super::features::{for_each_char_position, for_each_word_event, windows, Context, Params, WindowFeatures, DENSE};
+use super::normalize::Flags;
+
+const MAGIC: &[u8; 4] = b"KWSH";
+const VERSION: u32 = 1;
+const HEADER: usize = 4 + 4 * 5 + 4 * 3;
+
+/// Why a weights file was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ModelError {
+    #[error("not a keyward shield weights file (bad magic)")]
+    BadMagic,
+    #[error("unsupported weights file version {0}")]
+    Version(u32),
+    #[error("weights file is truncated or has trailing bytes (expected {expected} bytes, got {got})")]
+    Size { expected: usize, got: usize },
+    #[error("weights file has an invalid shape: {0}")]
+    Shape(&'static str),
+}
+
+/// A trained linear model over [`features`](super::features).
+#[derive(Clone, PartialEq)]
+pub struct Model {
+    pub params: Params,
+    pub bias: f32,
+    pub scale: f32,
+    /// Default decision threshold on the probability.
+    pub threshold: f32,
+    pub dense: [f32; DENSE],
+    pub ngram: Vec<i16>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("params", &self.params)
+            .field("bias", &self.bias)
+            .field("threshold", &self.threshold)
+            .field("buckets", &self.ngram.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn f32_at(b: &[u8], at: usize) -> f32 {
+    f32::from_bits(u32_at(b, at))
+}
+
+impl Model {
+    /// Parse a weights file.
+    pub fn from_bytes(b: &[u8]) -> Result<Self, ModelError> {
+        if b.len() < HEADER {
+            return Err(ModelError::Size { expected: HEADER, got: b.len() });
+        }
+        if &b[..4] != MAGIC {
+            return Err(ModelError::BadMagic);
+        }
+        let version = u32_at(b, 4);
+        if version != VERSION {
+            return Err(ModelError::Version(version));
+        }
+        let (bits, window, stride, dense) = (u32_at(b, 8), u32_at(b, 12), u32_at(b, 16), u32_at(b, 20));
+        if !(8..=24).contains(&bits) {
+            return Err(ModelError::Shape("bits outside 8..=24"));
+        }
+        if window == 0 || stride == 0 || stride > window {
+            return Err(ModelError::Shape("window and stride must be positive, stride <= window"));
+        }
+        if dense as usize != DENSE {
+            return Err(ModelError::Shape("dense feature count does not match this build"));
+        }
+        let buckets = 1usize << bits;
+        let expected = HEADER + 4 * DENSE + 2 * buckets;
+        if b.len() != expected {
+            return Err(ModelError::Size { expected, got: b.len() });
+        }
+        let (bias, scale, threshold) = (f32_at(b, 24), f32_at(b, 28), f32_at(b, 32));
+        if !(bias.is_finite() && scale.is_finite() && threshold.is_finite()) {
+            return Err(ModelError::Shape("non-finite bias, scale or threshold"));
+        }
+        let mut dw = [0f32; DENSE];
+        for (k, w) in dw.iter_mut().enumerate() {
+            *w = f32_at(b, HEADER + 4 * k);
+            if !w.is_finite() {
+                return Err(ModelError::Shape("non-finite dense weight"));
+            }
+        }
+        let off = HEADER + 4 * DENSE;
+        let ngram = b[off..].chunks_exact(2).map(|p| i16::from_le_bytes([p[0], p[1]])).collect();
+        Ok(Model { params: Params { bits, window, stride }, bias, scale, threshold, dense: dw, ngram })
+    }
+
+    /// Serialise to the weights file format.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER + 4 * DENSE + 2 * self.ngram.len());
+        out.extend_from_slice(MAGIC);
+        for v in [VERSION, self.params.bits, self.params.window, self.params.stride, DENSE as u32] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [self.bias, self.scale, self.threshold] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in self.dense {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in &self.ngram {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out
+    }
+
+    /// Build from real-valued weights, quantising the n-gram table.
+    pub fn from_float(params: Params, bias: f32, dense: [f32; DENSE], ngram: &[f32], threshold: f32) -> Self {
+        let max = ngram.iter().fold(0f32, |m, w| m.max(w.abs()));
+        let scale = if max > 0.0 { max / f32::from(i16::MAX) } else { 1.0 };
+        let q =
+            ngram.iter().map(|w| (w / scale).round().clamp(f32::from(i16::MIN), f32::from(i16::MAX)) as i16).collect();
+        Model { params, bias, scale, threshold, dense, ngram: q }
+    }
+
+    /// A model whose every weight is zero (scores 0.5 everywhere).
+    pub fn zero(params: Params) -> Self {
+        Model {
+            params,
+            bias: 0.0,
+            scale: 1.0,
+            threshold: 0.5,
+            dense: [0.0; DENSE],
+            ngram: vec![0; 1usize << params.bits],
+        }
+    }
+
+    #[inline]
+    fn weight(&self, bucket: u32) -> i32 {
+        self.ngram.get(bucket as usize).map_or(0, |&w| i32::from(w))
+    }
+
+    /// Highest window logit of a normalised text, and the window it came from.
+    pub fn max_logit(&self, text: &str, flags: Flags) -> (f32, (usize, usize), usize) {
+        let b = text.as_bytes();
+        let n = b.len();
+        // Per-position sums, turned into prefix sums below.
+        let mut acc = vec![0i32; n + 1];
+        let mut cnt = vec![0u32; n + 1];
+        let table = &self.ngram[..];
+        let w = |bucket: u32| table.get(bucket as usize).map_or(0, |&w| i32::from(w));
+        for_each_char_position(b, self.params.bits, |pos, buckets| {
+            acc[pos + 1] = buckets.iter().map(|&k| w(k)).sum();
+            cnt[pos + 1] = buckets.len() as u32;
+        });
+        for_each_word_event(b, self.params.bits, |pos, bucket| {
+            acc[pos + 1] += w(bucket);
+            cnt[pos + 1] += 1;
+        });
+        for i in 1..=n {
+            acc[i] += acc[i - 1];
+            cnt[i] += cnt[i - 1];
+        }
+        let ctx = Context::new(text, flags);
+        let wins = windows(n, self.params);
+        let mut best = (f32::NEG_INFINITY, (0, 0));
+        for &(s, e) in &wins {
+            let events = (cnt[e] - cnt[s]).max(1) as f32;
+            let ng = (acc[e] - acc[s]) as f32 * self.scale / events.sqrt();
+            let d = ctx.dense(s, e);
+            let dense: f32 = d.iter().zip(self.dense.iter()).map(|(x, w)| x * w).sum();
+            let logit = self.bias + ng + dense;
+            if logit > best.0 {
+                best = (logit, (s, e));
+            }
+        }
+        (best.0, best.1, wins.len())
+    }
+
+    /// Logit of one window from its explicit features (the trainer's view;
+    /// equal to what [`max_logit`](Self::max_logit) computes for that window).
+    pub fn window_logit(&self, w: &WindowFeatures) -> f32 {
+        let ng: f32 = w.sparse.iter().map(|&(b, v)| self.weight(b) as f32 * self.scale * v).sum();
+        let dense: f32 = w.dense.iter().zip(self.dense.iter()).map(|(x, w)| x * w).sum();
+        self.bias + ng + dense
+    }
+}

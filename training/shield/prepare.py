@@ -1,0 +1,103 @@
+"""Build the training set and the evaluation sets (no row is in both).
+
+Usage: python3 prepare.py --data ../../../shared/data/prompt-injection --out build
+
+Writes
+  build/train.jsonl                 training rows
+  build/eval/deepset_test.jsonl     deepset `test` split
+  build/eval/jackhhao_test.jsonl    jackhhao `test` split
+  build/eval/notinject.jsonl        NotInject, all rows (never trained on)
+  build/eval/cyberseceval.jsonl     CyberSecEval prompt injection, all rows (never trained on)
+  build/eval/docs_heldout.jsonl     generated documents, held-out families and attack pools
+  build/eval/docs_seen.jsonl        generated documents, training families, fresh seed
+Training rows from deepset/jackhhao are their `train` splits minus any text that
+also occurs in an evaluation set.
+"""
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+
+from prompts import attack_prompt, benign_prompt, benign_trigger_prompt
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SEED = 20241127
+# Real rows are few next to generated ones: each counts this much more.
+REAL_WEIGHT = {"deepset": 6.0, "jackhhao": 1.0}
+
+
+def read(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def write(path, rows):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def gen_docs(families, n, seed):
+    out = subprocess.run([sys.executable, os.path.join(HERE, "gen_docs.py"), "--families", families,
+                          "--n", str(n), "--seed", str(seed)], check=True, capture_output=True, text=True).stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--out", default=os.path.join(HERE, "build"))
+    a = ap.parse_args()
+    d = a.data
+    deepset = read(os.path.join(d, "deepset_prompt_injections.jsonl"))
+    jack = read(os.path.join(d, "jackhhao_jailbreak_classification.jsonl"))
+    notinject = read(os.path.join(d, "notinject.jsonl"))
+    cse = read(os.path.join(d, "cyberseceval_prompt_injection.jsonl"))
+
+    ev = {
+        "deepset_test": [{"text": r["text"], "label": r["label"]} for r in deepset if r["split"] == "test"],
+        "jackhhao_test": [{"text": r["text"], "label": r["label"]} for r in jack if r["split"] == "test"],
+        "notinject": [{"text": r["text"], "label": 0} for r in notinject],
+        "cyberseceval": [{"text": r["text"], "label": 1, "injection_type": r.get("injection_type"),
+                          "language": r.get("language")} for r in cse],
+        "docs_heldout": [{k: r[k] for k in ("text", "label", "family", "position", "attack_kind")}
+                         for r in gen_docs("heldout", 3000, SEED + 1)],
+        "docs_seen": [{k: r[k] for k in ("text", "label", "family", "position", "attack_kind")}
+                      for r in gen_docs("train", 1500, SEED + 2)],
+    }
+    held_texts = {r["text"].strip() for rows in ev.values() for r in rows}
+
+    rng = random.Random(SEED)
+    train = []
+    for src, rows in [("deepset", deepset), ("jackhhao", jack)]:
+        for r in rows:
+            if r["split"] == "train" and r["text"].strip() not in held_texts:
+                train.append({"text": r["text"], "label": r["label"], "src": src, "weight": REAL_WEIGHT[src]})
+    for _ in range(2500):
+        train.append({"text": benign_prompt(rng), "label": 0, "src": "gen_benign_prompt"})
+    for _ in range(2500):
+        train.append({"text": benign_trigger_prompt(rng), "label": 0, "src": "gen_benign_trigger"})
+    for _ in range(2000):
+        text, kind = attack_prompt(rng)
+        train.append({"text": text, "label": 1, "src": "gen_attack_prompt", "attack_kind": kind})
+    for r in gen_docs("train", 5000, SEED):
+        train.append({"text": r["text"], "label": r["label"], "src": "gen_doc_" + r["family"],
+                      "prefix": r["prefix"], "insert": r["insert"], "suffix": r["suffix"]})
+    train = [r for r in train if r["text"].strip() not in held_texts or r["src"].startswith("gen_")]
+    rng.shuffle(train)
+    write(os.path.join(a.out, "train.jsonl"), train)
+    for name, rows in ev.items():
+        write(os.path.join(a.out, "eval", name + ".jsonl"), rows)
+    counts = {}
+    for r in train:
+        counts[r["src"]] = counts.get(r["src"], 0) + 1
+    print(json.dumps({"train": len(train), "by_source": counts,
+                      "eval": {k: len(v) for k, v in ev.items()}}, indent=1), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
