@@ -41,6 +41,10 @@ pub struct RawConfig {
     pub environments: RawEnvironments,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prices: Vec<PriceRow>,
+    /// `[monitor]`: anomaly detection; validated by keyward-monitor when the
+    /// config is loaded (core cannot name its types).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<toml::Value>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -124,6 +128,9 @@ pub struct RawStore {
 pub struct RawSecrets {
     pub cache_ttl: Option<String>,
     pub stale_window: Option<String>,
+    /// Allow `exec:` references (runs a command on the gateway host; off by default,
+    /// since references arrive through the admin API).
+    pub allow_exec: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -179,6 +186,9 @@ pub struct Config {
     pub sqlite_path: PathBuf,
     pub secrets_cache_ttl: Duration,
     pub secrets_stale_window: Duration,
+    pub secrets_allow_exec: bool,
+    /// The raw `[monitor]` table (validated by keyward-monitor).
+    pub monitor: Option<toml::Value>,
     pub metering_flush_interval: Duration,
     pub metering_batch_size: usize,
     pub log_level: String,
@@ -310,6 +320,8 @@ impl RawConfig {
             default_grace: duration("keys.default_grace", &self.keys.default_grace, Duration::from_secs(15 * 60))?,
             rotation_check_interval,
             env_defaults,
+            secrets_allow_exec: self.secrets.allow_exec.unwrap_or(false),
+            monitor: self.monitor.clone(),
             base_dir: base_dir.to_path_buf(),
             listen: addr("server.listen", &self.server.listen, DEFAULT_LISTEN)?,
             admin_listen: addr("server.admin_listen", &self.server.admin_listen, DEFAULT_ADMIN_LISTEN)?,

@@ -126,7 +126,8 @@ impl PriceTable {
     /// Cost in USD, or `None` when the model has no price (unknown, not zero).
     pub fn cost(&self, model: &str, date: &str, u: &TokenUsage) -> Option<f64> {
         let r = self.lookup(model, date)?;
-        let prompt = u.input_tokens + u.cache_creation_input_tokens + u.cache_read_input_tokens;
+        let prompt =
+            u.input_tokens.saturating_add(u.cache_creation_input_tokens).saturating_add(u.cache_read_input_tokens);
         let long = r.long_context_threshold.is_some_and(|t| prompt > t);
         let input_rate = if long { r.long_context_input.unwrap_or(r.input) } else { r.input };
         let output_rate = if long { r.long_context_output.unwrap_or(r.output) } else { r.output };

@@ -12,7 +12,10 @@ pub enum ApiError {
     InvalidRequest(String),
     NotFound,
     TooLarge,
-    RateLimited { message: String, retry_after_s: u64 },
+    RateLimited {
+        message: String,
+        retry_after_s: u64,
+    },
     /// The key's monthly budget is spent: 429 without `retry-after`, with
     /// `error.details.error_code = "budget_exceeded"`, so SDKs do not retry.
     BudgetExceeded,

@@ -116,7 +116,7 @@ impl KeyEntry {
     /// Take the pending stale-presentation count (for the store).
     pub fn take_stale(&self) -> Option<(i64, i64)> {
         let mut s = self.stale.lock().unwrap_or_else(|p| p.into_inner());
-        (s.0 > 0).then(|| std::mem::replace(&mut *s, (0, 0)))
+        (s.0 > 0).then(|| std::mem::take(&mut *s))
     }
 }
 

@@ -87,7 +87,7 @@ fn policy_of(k: &KeyRow) -> Result<KeyPolicy, OpError> {
 }
 
 fn check_deliver_target(t: &str) -> Result<(), OpError> {
-    deliver::check_target(t).map_err(OpError::Invalid)
+    deliver::check_target(t).map(|_| ()).map_err(OpError::Invalid)
 }
 
 impl App {
@@ -283,7 +283,7 @@ impl App {
             }
             row.deliver_to = v;
         }
-        self.store.save_key(&row, None, None).await?;
+        self.store.save_key(&row, &[], None).await?;
         self.index_key(&row);
         Ok(self.key_view(&row))
     }
@@ -332,17 +332,13 @@ impl App {
         let secret = keys::generate_virtual(env);
         let old_current = row.digest;
         // at most two valid secrets: an earlier rotated-out secret leaves now
-        let mut retired = row.prev_digest.take();
+        // at most two valid secrets: an earlier rotated-out secret leaves now,
+        // and with no grace the current one leaves too
+        let mut leaving: Vec<[u8; 32]> = row.prev_digest.take().into_iter().collect();
         if grace.is_zero() {
-            retired = retired.or(Some(old_current));
-            row.prev_digest = None;
+            leaving.push(old_current);
             row.prev_valid_until_ms = None;
         } else {
-            if let Some(r) = retired {
-                // two secrets leave: persist the older one now, the other below
-                self.store.save_key(&row, Some(r), None).await?;
-            }
-            retired = None;
             row.prev_digest = Some(old_current);
             row.prev_valid_until_ms = Some(now + grace.as_millis() as i64);
         }
@@ -360,15 +356,15 @@ impl App {
             }
         });
         // one transaction: a failure here leaves the key working with its old secret
-        self.store.save_key(&row, retired, rotation.as_ref()).await?;
+        self.store.save_key(&row, &leaving, rotation.as_ref()).await?;
         let entry = self.index_key(&row);
         if let Some(e) = &entry {
-            for d in retired.iter().chain(row.prev_digest.is_none().then_some(&old_current)) {
+            for d in &leaving {
                 self.keys.set_slot(KeyDigest(*d), e, Slot::Retired);
             }
         }
         let delivery = match &row.deliver_to {
-            Some(t) => Some(deliver::deliver(t, &secret).await.map(|_| t.clone())),
+            Some(t) => Some(deliver::deliver(self.sink.as_ref(), t, &secret).await.map(|_| t.clone())),
             None => None,
         };
         if let Some(Err(e)) = &delivery {

@@ -70,7 +70,7 @@ impl App {
             }
             k.prev_digest = None;
             k.prev_valid_until_ms = None;
-            self.store.save_key(&k, Some(prev), None).await?;
+            self.store.save_key(&k, &[prev], None).await?;
             if let Some(e) = self.keys.get(&k.id) {
                 self.keys.set_slot(KeyDigest(prev), &e, Slot::Retired);
                 e.set_prev_valid_until(None);

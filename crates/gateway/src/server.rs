@@ -31,7 +31,13 @@ pub fn load_config(path: &Path) -> Result<Config, ServeError> {
     let text = std::fs::read_to_string(path).map_err(|source| ServeError::Read { path: path.to_path_buf(), source })?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
-    Ok(Config::from_toml(&text, &dir)?)
+    let cfg = Config::from_toml(&text, &dir)?;
+    if let Some(m) = &cfg.monitor {
+        keyward_monitor::MonitorConfig::from_toml_value(m.clone())
+            .and_then(|m| m.settings().map(|_| ()))
+            .map_err(|e| ServeError::Other(format!("config: [monitor]: {e}")))?;
+    }
+    Ok(cfg)
 }
 
 /// `serve --check`: everything `serve` verifies before listening.

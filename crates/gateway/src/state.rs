@@ -10,9 +10,7 @@ use keyward_core::config::Config;
 use keyward_core::crypto::{Digester, Envelope, MasterKey};
 use keyward_core::{ids, keys, Environment};
 use keyward_secrets::{DefaultSources, SecretCache};
-use keyward_store::{
-    ServiceRow, Store, StoreError, TokenRow, UsageSummary,
-};
+use keyward_store::{ServiceRow, Store, StoreError, TokenRow, UsageSummary};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -27,6 +25,8 @@ pub struct App {
     pub tokens: TokenIndex,
     pub upstreams: UpstreamIndex,
     pub secrets: SecretCache,
+    /// Where rotated virtual keys are delivered (`--deliver-to`).
+    pub sink: Arc<dyn keyward_secrets::SecretSink>,
     pub meter: Meter,
     pub metrics: Metrics,
     pub client: UpstreamClient,
@@ -108,7 +108,8 @@ impl App {
     ) -> Result<(Arc<App>, MeterWriter), OpError> {
         let digester = master.digester();
         let envelope = Arc::new(master.envelope());
-        let sources = Arc::new(DefaultSources::new(store.clone(), envelope.clone()));
+        let sources = Arc::new(DefaultSources::new(store.clone(), envelope.clone()).allow_exec(cfg.secrets_allow_exec));
+        let sink: Arc<dyn keyward_secrets::SecretSink> = sources.clone();
         let secrets = SecretCache::new(sources, cfg.secrets_cache_ttl, cfg.secrets_stale_window);
         let (meter, writer) = Meter::new(
             store.clone(),
@@ -127,6 +128,7 @@ impl App {
             tokens: TokenIndex::default(),
             upstreams: UpstreamIndex::default(),
             secrets,
+            sink,
             meter,
             metrics: Metrics::default(),
             client,

@@ -20,6 +20,7 @@ pub async fn run(a: DemoArgs) -> Result<u8> {
     let mock_cfg = keyward_testkit::mock::MockConfig {
         accept_keys: vec![upstream_key.clone()],
         latency: std::time::Duration::ZERO,
+        admin_keys: Vec::new(),
     };
     tokio::spawn(keyward_testkit::mock::serve(mock_listener, mock_cfg));
 

@@ -6,6 +6,9 @@
 mod client;
 mod demo;
 mod manage;
+mod monitor_cmd;
+mod secrets_cmd;
+mod shield_cmd;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -44,6 +47,26 @@ enum Cmd {
     Usage(manage::UsageArgs),
     /// Inventory review: unrotated, unused, expiring, orphaned keys (exit 1 on findings).
     Review(manage::ReviewArgs),
+    /// Secret references: fetch one once and print its fingerprint and version (never the value).
+    #[command(subcommand)]
+    Secrets(secrets_cmd::SecretsCmd),
+    /// Anomaly detection offline: replay a recorded trace through the detectors.
+    #[command(subcommand)]
+    Monitor(monitor_cmd::MonitorCmd),
+    /// Prompt-injection shield: score a text, evaluate on labelled data.
+    #[command(subcommand)]
+    Shield(shield_cmd::ShieldCmd),
+    /// Find Claude API keys and keyward keys in files, archives and git history (exit 1 on findings).
+    Scan(keyward_scanner::ScanArgs),
+    /// Git hooks.
+    #[command(subcommand)]
+    Hook(HookCmd),
+}
+
+#[derive(Subcommand)]
+enum HookCmd {
+    /// Install a pre-commit hook that scans staged changes and blocks commits with keys.
+    Install(keyward_scanner::HookArgs),
 }
 
 #[derive(Args)]
@@ -91,6 +114,9 @@ struct MockArgs {
     /// Delay before every response, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// A key accepted on the simulated Admin API (/v1/organizations/...), repeatable.
+    #[arg(long = "admin-key")]
+    admin_keys: Vec<String>,
 }
 
 fn init_tracing(level: &str, json: bool) {
@@ -163,6 +189,7 @@ async fn run(cli: Cli) -> Result<u8> {
             let cfg = keyward_testkit::mock::MockConfig {
                 accept_keys: a.accept_keys,
                 latency: std::time::Duration::from_millis(a.latency_ms),
+                admin_keys: a.admin_keys,
             };
             keyward_testkit::mock::serve(listener, cfg).await?;
             Ok(0)
@@ -172,7 +199,16 @@ async fn run(cli: Cli) -> Result<u8> {
         Cmd::Key(c) => manage::key(c).await,
         Cmd::Usage(a) => manage::usage(a).await,
         Cmd::Review(a) => manage::review(a).await,
+        Cmd::Secrets(c) => secrets_cmd::run(c).await,
+        Cmd::Monitor(c) => monitor_cmd::run(c),
+        Cmd::Shield(c) => shield_cmd::run(c),
+        Cmd::Scan(a) => exit_code(keyward_scanner::run_scan(a)?),
+        Cmd::Hook(HookCmd::Install(a)) => exit_code(keyward_scanner::run_hook_install(a)?),
     }
+}
+
+fn exit_code(code: i32) -> Result<u8> {
+    Ok(u8::try_from(code).unwrap_or(2))
 }
 
 fn main() -> ExitCode {

@@ -396,7 +396,11 @@ pub async fn service(c: ServiceCmd) -> Result<u8> {
         ServiceCmd::Decommission { name, reason, json, conn } => {
             let v = conn
                 .client()?
-                .call(Method::POST, &format!("/admin/v1/services/{}/decommission", enc(&name)), Some(&json!({"reason": reason})))
+                .call(
+                    Method::POST,
+                    &format!("/admin/v1/services/{}/decommission", enc(&name)),
+                    Some(&json!({"reason": reason})),
+                )
                 .await?;
             if json {
                 print_json(&v);
@@ -453,17 +457,29 @@ pub async fn upstream(c: UpstreamCmd) -> Result<u8> {
             let mut body = upstream_secret_body(reference)?;
             body["grace"] = json!(grace);
             body["anthropic_key_id"] = json!(anthropic_key_id);
-            let v = conn.client()?.call(Method::POST, &format!("/admin/v1/upstreams/{}/rotate", enc(&name)), Some(&body)).await?;
+            let v = conn
+                .client()?
+                .call(Method::POST, &format!("/admin/v1/upstreams/{}/rotate", enc(&name)), Some(&body))
+                .await?;
             if json {
                 print_json(&v);
             } else {
-                println!("upstream {} rotated: new requests use {} ({})", s(&v["name"]), s(&v["ref"]), s(&v["fingerprint"]));
+                println!(
+                    "upstream {} rotated: new requests use {} ({})",
+                    s(&v["name"]),
+                    s(&v["ref"]),
+                    s(&v["fingerprint"])
+                );
             }
         }
         UpstreamCmd::Retire { name, force, json, conn } => {
             let v = conn
                 .client()?
-                .call(Method::POST, &format!("/admin/v1/upstreams/{}/retire", enc(&name)), Some(&json!({"force": force})))
+                .call(
+                    Method::POST,
+                    &format!("/admin/v1/upstreams/{}/retire", enc(&name)),
+                    Some(&json!({"force": force})),
+                )
                 .await?;
             if json {
                 print_json(&v);
@@ -537,7 +553,8 @@ pub async fn key(c: KeyCmd) -> Result<u8> {
         }
         KeyCmd::Rotate { id, grace, idempotency_key, json, conn } => {
             let body = json!({"grace": grace, "idempotency_key": idempotency_key});
-            let v = conn.client()?.call(Method::POST, &format!("/admin/v1/keys/{}/rotate", enc(&id)), Some(&body)).await?;
+            let v =
+                conn.client()?.call(Method::POST, &format!("/admin/v1/keys/{}/rotate", enc(&id)), Some(&body)).await?;
             if json {
                 print_json(&v);
             } else {
@@ -568,7 +585,10 @@ pub async fn key(c: KeyCmd) -> Result<u8> {
             }
         }
         KeyCmd::Resume { id, json, conn } => {
-            let v = conn.client()?.call(Method::POST, &format!("/admin/v1/keys/{}/resume", enc(&id)), Some(&json!({}))).await?;
+            let v = conn
+                .client()?
+                .call(Method::POST, &format!("/admin/v1/keys/{}/resume", enc(&id)), Some(&json!({})))
+                .await?;
             if json {
                 print_json(&v);
             } else {
@@ -594,7 +614,9 @@ pub async fn key(c: KeyCmd) -> Result<u8> {
                     .cloned()
                     .unwrap_or_default()
                     .iter()
-                    .filter(|r| r["findings"].as_array().is_some_and(|a| a.iter().any(|x| x.as_str() == Some(f.as_str()))))
+                    .filter(|r| {
+                        r["findings"].as_array().is_some_and(|a| a.iter().any(|x| x.as_str() == Some(f.as_str())))
+                    })
                     .filter_map(|r| r["key_id"].as_str().map(str::to_string))
                     .collect();
                 data.retain(|k| k["id"].as_str().is_some_and(|id| with.iter().any(|w| w == id)));
@@ -684,8 +706,7 @@ pub async fn review(a: ReviewArgs) -> Result<u8> {
         let rows = data
             .iter()
             .map(|r| {
-                let f: Vec<String> =
-                    r["findings"].as_array().cloned().unwrap_or_default().iter().map(s).collect();
+                let f: Vec<String> = r["findings"].as_array().cloned().unwrap_or_default().iter().map(s).collect();
                 vec![
                     s(&r["key_id"]),
                     s(&r["service"]),
@@ -700,7 +721,10 @@ pub async fn review(a: ReviewArgs) -> Result<u8> {
                 ]
             })
             .collect();
-        table(&["key", "service", "owner", "env", "status", "age d", "rotated", "last used", "expires", "findings"], rows);
+        table(
+            &["key", "service", "owner", "env", "status", "age d", "rotated", "last used", "expires", "findings"],
+            rows,
+        );
         println!("{findings} key(s) with findings");
     }
     Ok(if findings > 0 { 1 } else { 0 })

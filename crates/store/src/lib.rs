@@ -53,7 +53,7 @@ pub trait Store: Send + Sync + 'static {
     async fn list_keys(&self) -> Result<Vec<KeyRow>>;
     /// Write a key's full state; with a rotation, also the digest that left
     /// service and the idempotency record, in one transaction.
-    async fn save_key(&self, k: &KeyRow, retired: Option<[u8; 32]>, rotation: Option<&RotationRow>) -> Result<()>;
+    async fn save_key(&self, k: &KeyRow, retired: &[[u8; 32]], rotation: Option<&RotationRow>) -> Result<()>;
     async fn get_rotation(&self, key_id: &str, idempotency_key: &str) -> Result<Option<RotationRow>>;
     async fn purge_rotations(&self, now_ms: i64) -> Result<()>;
     /// Digests of secrets that were rotated out, with their key ids.

@@ -472,14 +472,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn save_key(&self, k: &KeyRow, retired: Option<[u8; 32]>, rotation: Option<&RotationRow>) -> Result<()> {
-        let (k, rotation) = (k.clone(), rotation.cloned());
+    async fn save_key(&self, k: &KeyRow, retired: &[[u8; 32]], rotation: Option<&RotationRow>) -> Result<()> {
+        let (k, rotation, retired) = (k.clone(), rotation.cloned(), retired.to_vec());
         self.call(move |c| {
             let tx = c.transaction().map_err(backend)?;
             if write_key(&tx, &k, false).map_err(backend)? == 0 {
                 return Err(StoreError::NotFound(format!("key {}", k.id)));
             }
-            if let Some(d) = retired {
+            for d in &retired {
                 tx.execute(
                     "INSERT OR IGNORE INTO retired_digests (digest, key_id, retired_at_ms) VALUES (?1, ?2, ?3)",
                     params![d.as_slice(), k.id, k.rotated_at_ms.unwrap_or(0)],

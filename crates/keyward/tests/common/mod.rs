@@ -128,11 +128,13 @@ pub struct Mock {
 }
 
 pub fn mock(accept_key: &str) -> Mock {
-    let (proc, lines) = Proc::spawn(
-        &["mock-upstream", "--listen", "127.0.0.1:0", "--accept-key", accept_key],
-        &[],
-        &["listening on http://"],
-    );
+    mock_with(&["--accept-key", accept_key])
+}
+
+pub fn mock_with(args: &[&str]) -> Mock {
+    let mut all = vec!["mock-upstream", "--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let (proc, lines) = Proc::spawn(&all, &[], &["listening on http://"]);
     let url = format!("http://{}", addr_after(&lines[0], "listening on http://"));
     Mock { proc, url }
 }
@@ -195,10 +197,28 @@ impl Gateway {
         std::fs::write(&self.config, c).unwrap();
     }
 
+    /// Set `key = value` (TOML) in `[section]`, adding the section if needed.
+    pub fn set_config(&self, section: &str, key: &str, value: &str) {
+        let c = std::fs::read_to_string(&self.config).unwrap();
+        let header = format!("[{section}]\n");
+        let c = if c.contains(&header) {
+            c.replacen(&header, &format!("{header}{key} = {value}\n"), 1)
+        } else {
+            format!("{c}\n{header}{key} = {value}\n")
+        };
+        std::fs::write(&self.config, c).unwrap();
+    }
+
     pub fn start(&mut self) {
+        self.start_with_env(&[]);
+    }
+
+    pub fn start_with_env(&mut self, extra: &[(&str, &str)]) {
+        let mut envs = vec![("KEYWARD_LOG", "debug")];
+        envs.extend_from_slice(extra);
         let (proc, lines) = Proc::spawn(
             &["serve", "--config", self.config.to_str().unwrap()],
-            &[("KEYWARD_LOG", "debug")],
+            &envs,
             &["data plane listening on http://", "admin plane listening on http://"],
         );
         self.data_url = format!("http://{}", addr_after(&lines[0], "listening on http://"));
@@ -239,8 +259,14 @@ impl Gateway {
 
     /// Returns (key id, secret). The creating output is not added to `cli_log`.
     pub fn create_key(&mut self, svc: &str, env: &str) -> (String, String) {
+        self.create_key_with(svc, env, &[])
+    }
+
+    pub fn create_key_with(&mut self, svc: &str, env: &str, extra: &[&str]) -> (String, String) {
         let cfg = self.config.to_str().unwrap().to_string();
-        let o = cli(&["key", "create", "--service", svc, "--env", env, "--json", "--config", &cfg], None);
+        let mut args = vec!["key", "create", "--service", svc, "--env", env, "--json", "--config", &cfg];
+        args.extend_from_slice(extra);
+        let o = cli(&args, None);
         assert!(o.status.success(), "{}", text(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         (v["id"].as_str().unwrap().to_string(), v["secret"].as_str().unwrap().to_string())
@@ -361,4 +387,21 @@ pub fn post_messages(base: &str, key: &str, body: &str) -> Resp {
         &[("x-api-key", key), ("anthropic-version", "2023-06-01"), ("content-type", "application/json")],
         body.as_bytes(),
     )
+}
+
+/// Poll `f` until it returns Some, for at most `secs` seconds (waiting on the
+/// system under test to act, e.g. a scheduler tick; never a readiness sleep).
+pub fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "condition not met within {secs}s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn json_out(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("not JSON: {}", text(o)))
 }

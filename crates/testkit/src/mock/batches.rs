@@ -87,11 +87,7 @@ impl BatchStore {
 
     /// Newest first, as the API lists them.
     fn newest_first(&self) -> Vec<Arc<Batch>> {
-        self.order
-            .values()
-            .rev()
-            .filter_map(|id| self.get(id))
-            .collect()
+        self.order.values().rev().filter_map(|id| self.get(id)).collect()
     }
 }
 
@@ -120,22 +116,11 @@ struct ErrorResponse<'a> {
 }
 
 fn errored<'a>(kind: &'a str, message: &'a str) -> BatchResult<'a> {
-    BatchResult::Errored {
-        error: ErrorResponse {
-            ty: "error",
-            error: ErrorObject { kind, message },
-        },
-    }
+    BatchResult::Errored { error: ErrorResponse { ty: "error", error: ErrorObject { kind, message } } }
 }
 
 /// Runs one batch request and appends its result line.
-fn run_one(
-    st: &Shared,
-    custom_id: &str,
-    params: &Value,
-    counts: &mut RequestCounts,
-    out: &mut Vec<u8>,
-) {
+fn run_one(st: &Shared, custom_id: &str, params: &Value, counts: &mut RequestCounts, out: &mut Vec<u8>) {
     let mut write = |line: &ResultLine<'_>| {
         if serde_json::to_writer(&mut *out, line).is_ok() {
             out.push(b'\n');
@@ -143,40 +128,27 @@ fn run_one(
     };
     let Value::Object(obj) = params else {
         counts.errored += 1;
-        write(&ResultLine {
-            custom_id,
-            result: errored("invalid_request_error", "params: Input should be an object"),
-        });
+        write(&ResultLine { custom_id, result: errored("invalid_request_error", "params: Input should be an object") });
         return;
     };
     let p = match messages::parse_params(obj, true) {
         Ok(p) => p,
         Err(msg) => {
             counts.errored += 1;
-            write(&ResultLine {
-                custom_id,
-                result: errored("invalid_request_error", &msg),
-            });
+            write(&ResultLine { custom_id, result: errored("invalid_request_error", &msg) });
             return;
         }
     };
     if let Switch::Error(code) = switch_for(p.model) {
         counts.errored += 1;
-        let status =
-            http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-        write(&ResultLine {
-            custom_id,
-            result: errored(error_kind(status), "simulated error (mock model switch)"),
-        });
+        let status = http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        write(&ResultLine { custom_id, result: errored(error_kind(status), "simulated error (mock model switch)") });
         return;
     }
     let id = st.ids.next("msg_");
     let message = messages::complete(st, &p, &id);
     counts.succeeded += 1;
-    write(&ResultLine {
-        custom_id,
-        result: BatchResult::Succeeded { message },
-    });
+    write(&ResultLine { custom_id, result: BatchResult::Succeeded { message } });
 }
 
 /// `POST /v1/messages/batches`
@@ -188,27 +160,12 @@ pub(crate) async fn create(
     let obj = messages::parse_object(&body).map_err(|m| ApiError::invalid(m, &rid))?;
     let requests = match obj.get("requests") {
         Some(Value::Array(a)) if !a.is_empty() => a,
-        Some(Value::Array(_)) => {
-            return Err(ApiError::invalid(
-                "requests: at least one request is required",
-                &rid,
-            ))
-        }
-        None | Some(Value::Null) => {
-            return Err(ApiError::invalid("requests: Field required", &rid))
-        }
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "requests: Input should be a valid list",
-                &rid,
-            ))
-        }
+        Some(Value::Array(_)) => return Err(ApiError::invalid("requests: at least one request is required", &rid)),
+        None | Some(Value::Null) => return Err(ApiError::invalid("requests: Field required", &rid)),
+        Some(_) => return Err(ApiError::invalid("requests: Input should be a valid list", &rid)),
     };
     if requests.len() > MAX_BATCH_REQUESTS {
-        return Err(ApiError::invalid(
-            format!("requests: at most {MAX_BATCH_REQUESTS} requests are allowed"),
-            &rid,
-        ));
+        return Err(ApiError::invalid(format!("requests: at most {MAX_BATCH_REQUESTS} requests are allowed"), &rid));
     }
     // Validate the envelope of every request before running any of them.
     let mut entries = Vec::with_capacity(requests.len());
@@ -224,16 +181,10 @@ pub(crate) async fn create(
             }
         };
         if !seen.insert(custom_id) {
-            return Err(ApiError::invalid(
-                format!("requests.{i}.custom_id: duplicate custom_id '{custom_id}'"),
-                &rid,
-            ));
+            return Err(ApiError::invalid(format!("requests.{i}.custom_id: duplicate custom_id '{custom_id}'"), &rid));
         }
         let Some(params) = r.get("params") else {
-            return Err(ApiError::invalid(
-                format!("requests.{i}.params: Field required"),
-                &rid,
-            ));
+            return Err(ApiError::invalid(format!("requests.{i}.params: Field required"), &rid));
         };
         entries.push((custom_id, params));
     }
@@ -258,26 +209,17 @@ pub(crate) async fn create(
         archived_at: None,
         cancel_initiated_at: None,
     };
-    let batch = Arc::new(Batch {
-        object: object.clone(),
-        results: Bytes::from(results),
-    });
+    let batch = Arc::new(Batch { object: object.clone(), results: Bytes::from(results) });
     store(&st).insert(batch);
     Ok(Json(object).into_response())
 }
 
-fn batch_id(
-    path: Result<Path<String>, PathRejection>,
-    rid: &RequestId,
-) -> Result<String, ApiError> {
-    path.map(|Path(id)| id)
-        .map_err(|_| ApiError::not_found("Not found", rid))
+fn batch_id(path: Result<Path<String>, PathRejection>, rid: &RequestId) -> Result<String, ApiError> {
+    path.map(|Path(id)| id).map_err(|_| ApiError::not_found("Not found", rid))
 }
 
 fn lookup(st: &Shared, id: &str, rid: &RequestId) -> Result<Arc<Batch>, ApiError> {
-    store(st)
-        .get(id)
-        .ok_or_else(|| ApiError::not_found(format!("message batch not found: {id}"), rid))
+    store(st).get(id).ok_or_else(|| ApiError::not_found(format!("message batch not found: {id}"), rid))
 }
 
 /// `GET /v1/messages/batches/{id}`
@@ -312,10 +254,7 @@ pub(crate) async fn results(
     let id = batch_id(path, &rid)?;
     let batch = lookup(&st, &id, &rid)?;
     let mut resp = Response::new(axum::body::Body::from(batch.results.clone()));
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/x-jsonl"),
-    );
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/x-jsonl"));
     Ok(resp)
 }
 
@@ -335,15 +274,8 @@ pub(crate) async fn delete(
     let id = batch_id(path, &rid)?;
     let removed = store(&st).remove(&id);
     match removed {
-        Some(_) => Ok(Json(Deleted {
-            id,
-            ty: "message_batch_deleted",
-        })
-        .into_response()),
-        None => Err(ApiError::not_found(
-            format!("message batch not found: {id}"),
-            &rid,
-        )),
+        Some(_) => Ok(Json(Deleted { id, ty: "message_batch_deleted" }).into_response()),
+        None => Err(ApiError::not_found(format!("message batch not found: {id}"), &rid)),
     }
 }
 
@@ -365,8 +297,7 @@ pub(crate) async fn list(
     let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text(), &rid))?;
     let all = store(&st).newest_first();
     let objects: Vec<&BatchObject> = all.iter().map(|b| &b.object).collect();
-    let (items, has_more) =
-        page(&objects, |b| b.id.as_str(), &q).map_err(|m| ApiError::invalid(m, &rid))?;
+    let (items, has_more) = page(&objects, |b| b.id.as_str(), &q).map_err(|m| ApiError::invalid(m, &rid))?;
     let list = BatchList {
         first_id: items.first().map(|b| b.id.as_str()),
         last_id: items.last().map(|b| b.id.as_str()),

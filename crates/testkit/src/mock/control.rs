@@ -52,18 +52,14 @@ struct LoggedRequestView<'a> {
 
 impl LoggedRequest {
     fn view(&self) -> LoggedRequestView<'_> {
-        let mut header_names: Vec<&str> =
-            self.header_names.iter().map(HeaderName::as_str).collect();
+        let mut header_names: Vec<&str> = self.header_names.iter().map(HeaderName::as_str).collect();
         header_names.sort_unstable();
         header_names.dedup();
         LoggedRequestView {
             method: self.method.as_str(),
             path: &self.path,
             header_names,
-            anthropic_version: self
-                .anthropic_version
-                .as_ref()
-                .and_then(|v| v.to_str().ok()),
+            anthropic_version: self.anthropic_version.as_ref().and_then(|v| v.to_str().ok()),
             anthropic_beta: self.anthropic_beta.as_ref().and_then(|v| v.to_str().ok()),
             key_accepted: self.key_accepted,
             authorization_present: self.authorization_present,
@@ -88,11 +84,7 @@ impl RequestLog {
     pub(crate) fn push(&self, entry: LoggedRequest) {
         let evicted = {
             let mut q = lock(&self.entries);
-            let evicted = if q.len() >= LOG_CAPACITY {
-                q.pop_front()
-            } else {
-                None
-            };
+            let evicted = if q.len() >= LOG_CAPACITY { q.pop_front() } else { None };
             q.push_back(entry);
             evicted
         };
@@ -118,10 +110,7 @@ pub(crate) struct FailSwitch(AtomicU64);
 
 impl FailSwitch {
     pub(crate) fn set(&self, status: u16, count: u32) {
-        self.0.store(
-            (u64::from(status) << 32) | u64::from(count),
-            Ordering::Release,
-        );
+        self.0.store((u64::from(status) << 32) | u64::from(count), Ordering::Release);
     }
 
     /// Consumes one injected failure, if any is left, and returns its status.
@@ -131,10 +120,7 @@ impl FailSwitch {
             if cur & 0xFFFF_FFFF == 0 {
                 return None;
             }
-            match self
-                .0
-                .compare_exchange_weak(cur, cur - 1, Ordering::AcqRel, Ordering::Acquire)
-            {
+            match self.0.compare_exchange_weak(cur, cur - 1, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return StatusCode::from_u16((cur >> 32) as u16).ok(),
                 Err(now) => cur = now,
             }
@@ -188,11 +174,8 @@ pub(crate) async fn set_failure(
     let req: FailRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
-            return ApiError::invalid(
-                format!("expected {{\"status\":<400..599>,\"count\":N}}: {e}"),
-                &rid,
-            )
-            .into_response()
+            return ApiError::invalid(format!("expected {{\"status\":<400..599>,\"count\":N}}: {e}"), &rid)
+                .into_response()
         }
     };
     if !(400..=599).contains(&req.status) {

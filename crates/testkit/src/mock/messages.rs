@@ -23,18 +23,8 @@ use super::wire::{ApiError, RequestId};
 use super::Shared;
 
 /// The reply, one output token per word.
-pub const REPLY_WORDS: [&str; 10] = [
-    "Hello",
-    "from",
-    "the",
-    "keyward",
-    "mock",
-    "upstream.",
-    "This",
-    "reply",
-    "is",
-    "simulated.",
-];
+pub const REPLY_WORDS: [&str; 10] =
+    ["Hello", "from", "the", "keyward", "mock", "upstream.", "This", "reply", "is", "simulated."];
 
 /// Pause between events for `mock-slow-stream`.
 pub(crate) const SLOW_STREAM_GAP: Duration = Duration::from_millis(150);
@@ -204,10 +194,7 @@ impl PromptCache {
     /// counts as `input_tokens`; if a request counts nothing at all, it
     /// still counts one input token.
     pub(crate) fn account(&self, b: &Breakdown) -> InputUsage {
-        let mut u = InputUsage {
-            input: ceil4(b.uncached_chars),
-            ..InputUsage::default()
-        };
+        let mut u = InputUsage { input: ceil4(b.uncached_chars), ..InputUsage::default() };
         if !b.cached.is_empty() {
             let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
             for c in &b.cached {
@@ -267,51 +254,32 @@ pub(crate) fn model_of(obj: &Map<String, Value>) -> Result<&str, String> {
 
 /// Validates a Messages request (`max_tokens` only when `need_max_tokens`:
 /// `count_tokens` does not take it).
-pub(crate) fn parse_params(
-    obj: &Map<String, Value>,
-    need_max_tokens: bool,
-) -> Result<Params<'_>, String> {
+pub(crate) fn parse_params(obj: &Map<String, Value>, need_max_tokens: bool) -> Result<Params<'_>, String> {
     let model = model_of(obj)?;
     let max_tokens = match obj.get("max_tokens") {
-        None | Some(Value::Null) if need_max_tokens => {
-            return Err("max_tokens: Field required".into())
-        }
+        None | Some(Value::Null) if need_max_tokens => return Err("max_tokens: Field required".into()),
         None | Some(Value::Null) => 0,
         Some(v) => match v.as_u64() {
             Some(n) if n >= 1 => n,
-            _ => {
-                return Err(
-                    "max_tokens: Input should be an integer greater than or equal to 1".into(),
-                )
-            }
+            _ => return Err("max_tokens: Input should be an integer greater than or equal to 1".into()),
         },
     };
     let messages = match obj.get("messages") {
         None | Some(Value::Null) => return Err("messages: Field required".into()),
-        Some(Value::Array(a)) if a.is_empty() => {
-            return Err("messages: at least one message is required".into())
-        }
+        Some(Value::Array(a)) if a.is_empty() => return Err("messages: at least one message is required".into()),
         Some(Value::Array(a)) => a.as_slice(),
         Some(_) => return Err("messages: Input should be a valid list".into()),
     };
     for (i, m) in messages.iter().enumerate() {
         match m.get("role").and_then(Value::as_str) {
             Some("user" | "assistant") => {}
-            _ => {
-                return Err(format!(
-                    "messages.{i}.role: Input should be 'user' or 'assistant'"
-                ))
-            }
+            _ => return Err(format!("messages.{i}.role: Input should be 'user' or 'assistant'")),
         }
         match m.get("content") {
             Some(Value::String(_) | Value::Array(_)) => {}
-            None | Some(Value::Null) => {
-                return Err(format!("messages.{i}.content: Field required"))
-            }
+            None | Some(Value::Null) => return Err(format!("messages.{i}.content: Field required")),
             Some(_) => {
-                return Err(format!(
-                    "messages.{i}.content: Input should be a string or a list of content blocks"
-                ))
+                return Err(format!("messages.{i}.content: Input should be a string or a list of content blocks"))
             }
         }
     }
@@ -325,13 +293,7 @@ pub(crate) fn parse_params(
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err("stream: Input should be a valid boolean".into()),
     };
-    Ok(Params {
-        model,
-        max_tokens,
-        stream,
-        system,
-        messages,
-    })
+    Ok(Params { model, max_tokens, stream, system, messages })
 }
 
 // ---------------------------------------------------------------------------
@@ -369,10 +331,7 @@ async fn apply_switch(st: &Shared, switch: Switch, rid: &RequestId) -> Result<()
         }
         Switch::Hang => {
             st.hang().await;
-            Err(ApiError::for_status(
-                StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
-                rid,
-            ))
+            Err(ApiError::for_status(StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), rid))
         }
         _ => Ok(()),
     }
@@ -437,14 +396,8 @@ pub(crate) struct MessageBody<'a> {
 
 /// The words of the reply for `max_tokens`, and the stop reason.
 fn reply(max_tokens: u64) -> (&'static [&'static str], &'static str) {
-    let n = usize::try_from(max_tokens)
-        .unwrap_or(usize::MAX)
-        .min(REPLY_WORDS.len());
-    let stop = if n < REPLY_WORDS.len() {
-        "max_tokens"
-    } else {
-        "end_turn"
-    };
+    let n = usize::try_from(max_tokens).unwrap_or(usize::MAX).min(REPLY_WORDS.len());
+    let stop = if n < REPLY_WORDS.len() { "max_tokens" } else { "end_turn" };
     (&REPLY_WORDS[..n], stop)
 }
 
@@ -457,10 +410,7 @@ pub(crate) fn complete<'a>(st: &Shared, p: &Params<'a>, id: &'a str) -> MessageB
         ty: "message",
         role: "assistant",
         model: p.model,
-        content: vec![TextBlock {
-            ty: "text",
-            text: words.join(" "),
-        }],
+        content: vec![TextBlock { ty: "text", text: words.join(" ") }],
         stop_reason: Some(stop),
         stop_sequence: None,
         usage: Usage::new(input, words.len() as u64),
@@ -482,25 +432,12 @@ struct MessageStart<'a> {
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Event<'a> {
     Ping,
-    ContentBlockStart {
-        index: u32,
-        content_block: TextBlock,
-    },
-    ContentBlockDelta {
-        index: u32,
-        delta: TextDelta<'a>,
-    },
-    ContentBlockStop {
-        index: u32,
-    },
-    MessageDelta {
-        delta: StopDelta,
-        usage: DeltaUsage,
-    },
+    ContentBlockStart { index: u32, content_block: TextBlock },
+    ContentBlockDelta { index: u32, delta: TextDelta<'a> },
+    ContentBlockStop { index: u32 },
+    MessageDelta { delta: StopDelta, usage: DeltaUsage },
     MessageStop,
-    Error {
-        error: super::wire::ErrorObject<'a>,
-    },
+    Error { error: super::wire::ErrorObject<'a> },
 }
 
 #[derive(Serialize)]
@@ -557,54 +494,30 @@ fn stream_events(p: &Params<'_>, id: &str, input: InputUsage, fail_midway: bool)
     events.push(sse("ping", &Event::Ping));
     events.push(sse(
         "content_block_start",
-        &Event::ContentBlockStart {
-            index: 0,
-            content_block: TextBlock {
-                ty: "text",
-                text: String::new(),
-            },
-        },
+        &Event::ContentBlockStart { index: 0, content_block: TextBlock { ty: "text", text: String::new() } },
     ));
-    let emitted = if fail_midway {
-        words.len().min(STREAM_ERROR_AFTER_DELTAS)
-    } else {
-        words.len()
-    };
+    let emitted = if fail_midway { words.len().min(STREAM_ERROR_AFTER_DELTAS) } else { words.len() };
     for w in &words[..emitted] {
         events.push(sse(
             "content_block_delta",
             &Event::ContentBlockDelta {
                 index: 0,
-                delta: TextDelta {
-                    ty: "text_delta",
-                    text: Cow::Owned(format!("{w} ")),
-                },
+                delta: TextDelta { ty: "text_delta", text: Cow::Owned(format!("{w} ")) },
             },
         ));
     }
     if fail_midway {
         events.push(sse(
             "error",
-            &Event::Error {
-                error: super::wire::ErrorObject {
-                    kind: "overloaded_error",
-                    message: "Overloaded",
-                },
-            },
+            &Event::Error { error: super::wire::ErrorObject { kind: "overloaded_error", message: "Overloaded" } },
         ));
         return events;
     }
-    events.push(sse(
-        "content_block_stop",
-        &Event::ContentBlockStop { index: 0 },
-    ));
+    events.push(sse("content_block_stop", &Event::ContentBlockStop { index: 0 }));
     events.push(sse(
         "message_delta",
         &Event::MessageDelta {
-            delta: StopDelta {
-                stop_reason: stop,
-                stop_sequence: None,
-            },
+            delta: StopDelta { stop_reason: stop, stop_sequence: None },
             usage: DeltaUsage {
                 input_tokens: input.input,
                 cache_creation_input_tokens: input.cache_creation(),
@@ -620,23 +533,17 @@ fn stream_events(p: &Params<'_>, id: &str, input: InputUsage, fail_midway: bool)
 fn stream_response(events: Vec<Bytes>, gap: Option<Duration>) -> Response {
     let body = match gap {
         None => Body::from_stream(stream::iter(events.into_iter().map(Ok::<_, Infallible>))),
-        Some(gap) => Body::from_stream(stream::unfold(
-            (events.into_iter(), true),
-            move |(mut it, first)| async move {
-                let ev = it.next()?;
-                if !first {
-                    tokio::time::sleep(gap).await;
-                }
-                Some((Ok::<_, Infallible>(ev), (it, false)))
-            },
-        )),
+        Some(gap) => Body::from_stream(stream::unfold((events.into_iter(), true), move |(mut it, first)| async move {
+            let ev = it.next()?;
+            if !first {
+                tokio::time::sleep(gap).await;
+            }
+            Some((Ok::<_, Infallible>(ev), (it, false)))
+        })),
     };
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
-    h.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream; charset=utf-8"),
-    );
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     resp
 }

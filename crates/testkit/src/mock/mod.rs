@@ -7,6 +7,10 @@
 //!   `POST /v1/messages/count_tokens`, `GET /v1/models`,
 //!   `GET /v1/models/{id}`, and the Message Batches endpoints under
 //!   `/v1/messages/batches`.
+//! * The Admin API's API-key endpoints: `GET /v1/organizations/api_keys`,
+//!   `GET|POST /v1/organizations/api_keys/{id}` (ids from [`api_key_id`]),
+//!   authenticated by [`MockConfig::admin_keys`]. A key set `inactive` is
+//!   refused on `/v1` from then on.
 //! * Control and observation, without authentication: `POST /_mock/fail`
 //!   (`{"status":529,"count":3}`), `GET /_mock/fail`,
 //!   `GET /_mock/requests` and `DELETE /_mock/requests`.
@@ -46,6 +50,7 @@
 //! (150 ms between events), `mock-hang` (no answer for an hour, or until the
 //! server shuts down).
 
+mod admin;
 mod batches;
 mod control;
 mod messages;
@@ -73,6 +78,7 @@ use self::control::{FailSwitch, LoggedRequest, RequestLog};
 use self::messages::PromptCache;
 use self::wire::{add_rate_limit_headers, ApiError, IdGen, RequestId, REQUEST_ID};
 
+pub use self::admin::api_key_id;
 pub use self::messages::REPLY_WORDS;
 
 /// Largest body accepted on `/v1/messages` and the other non-batch paths.
@@ -87,23 +93,26 @@ pub struct MockConfig {
     pub accept_keys: Vec<String>,
     /// Delay before the response headers of every `/v1` request.
     pub latency: Duration,
+    /// Keys accepted on the Admin API (`/v1/organizations/...`).
+    pub admin_keys: Vec<String>,
 }
 
 impl fmt::Debug for MockConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MockConfig")
-            .field(
-                "accept_keys",
-                &format_args!("[{} redacted]", self.accept_keys.len()),
-            )
+            .field("accept_keys", &format_args!("[{} redacted]", self.accept_keys.len()))
             .field("latency", &self.latency)
+            .field("admin_keys", &format_args!("[{} redacted]", self.admin_keys.len()))
             .finish()
     }
 }
 
 /// State shared by all handlers.
 pub(crate) struct Shared {
-    accept_keys: Vec<String>,
+    pub(crate) accept_keys: Vec<String>,
+    admin_keys: Vec<String>,
+    /// Admin API key statuses other than `active`, by key id.
+    key_statuses: Mutex<std::collections::HashMap<String, String>>,
     latency: Duration,
     pub(crate) ids: IdGen,
     pub(crate) log: RequestLog,
@@ -118,6 +127,8 @@ impl Shared {
     fn new(cfg: MockConfig) -> Self {
         Self {
             accept_keys: cfg.accept_keys,
+            admin_keys: cfg.admin_keys,
+            key_statuses: Mutex::default(),
             latency: cfg.latency,
             ids: IdGen::new(),
             log: RequestLog::default(),
@@ -128,17 +139,27 @@ impl Shared {
         }
     }
 
-    fn key_accepted(&self, key: Option<&HeaderValue>) -> bool {
+    fn key_accepted(&self, key: Option<&HeaderValue>, admin: bool) -> bool {
         match key {
+            Some(k) if !k.is_empty() && admin => self.admin_keys.iter().any(|a| a.as_bytes() == k.as_bytes()),
             Some(k) if !k.is_empty() => {
-                self.accept_keys.is_empty()
-                    || self
-                        .accept_keys
-                        .iter()
-                        .any(|a| a.as_bytes() == k.as_bytes())
+                let listed =
+                    self.accept_keys.is_empty() || self.accept_keys.iter().any(|a| a.as_bytes() == k.as_bytes());
+                // a key set inactive through the Admin API no longer works
+                listed && k.to_str().map_or(true, |k| self.key_status(&admin::api_key_id(k)) == "active")
             }
             _ => false,
         }
+    }
+
+    pub(crate) fn key_status(&self, id: &str) -> String {
+        let map = self.key_statuses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(id).cloned().unwrap_or_else(|| "active".to_string())
+    }
+
+    pub(crate) fn set_key_status(&self, id: &str, status: &str) {
+        let mut map = self.key_statuses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.insert(id.to_string(), status.to_string());
     }
 
     /// Waits for [`messages::HANG`], or until the server shuts down.
@@ -160,26 +181,16 @@ fn build(st: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/messages", post(messages::create_message))
         .route("/v1/messages/count_tokens", post(messages::count_tokens))
-        .route(
-            "/v1/messages/batches",
-            post(batches::create).get(batches::list),
-        )
-        .route(
-            "/v1/messages/batches/{id}",
-            get(batches::get).delete(batches::delete),
-        )
+        .route("/v1/messages/batches", post(batches::create).get(batches::list))
+        .route("/v1/messages/batches/{id}", get(batches::get).delete(batches::delete))
         .route("/v1/messages/batches/{id}/cancel", post(batches::cancel))
         .route("/v1/messages/batches/{id}/results", get(batches::results))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))
-        .route(
-            "/_mock/requests",
-            get(control::list_requests).delete(control::clear_requests),
-        )
-        .route(
-            "/_mock/fail",
-            post(control::set_failure).get(control::get_failure),
-        )
+        .route("/v1/organizations/api_keys", get(admin::list))
+        .route("/v1/organizations/api_keys/{id}", get(admin::get).post(admin::update))
+        .route("/_mock/requests", get(control::list_requests).delete(control::clear_requests))
+        .route("/_mock/fail", post(control::set_failure).get(control::get_failure))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(Arc::clone(&st), gate))
@@ -205,11 +216,7 @@ fn is_v1(path: &str) -> bool {
 async fn gate(State(st): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
     let rid = RequestId(st.ids.next("req_").into());
     req.extensions_mut().insert(rid.clone());
-    let mut resp = if is_v1(req.uri().path()) {
-        v1_gate(&st, &rid, req, next).await
-    } else {
-        next.run(req).await
-    };
+    let mut resp = if is_v1(req.uri().path()) { v1_gate(&st, &rid, req, next).await } else { next.run(req).await };
     if let Ok(v) = HeaderValue::from_str(rid.as_str()) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
@@ -218,12 +225,10 @@ async fn gate(State(st): State<Arc<Shared>>, mut req: Request, next: Next) -> Re
 
 async fn v1_gate(st: &Shared, rid: &RequestId, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
-    let limit = if parts.uri.path().starts_with("/v1/messages/batches") {
-        BATCH_BODY_LIMIT
-    } else {
-        MESSAGES_BODY_LIMIT
-    };
-    let key_accepted = st.key_accepted(parts.headers.get("x-api-key"));
+    let limit =
+        if parts.uri.path().starts_with("/v1/messages/batches") { BATCH_BODY_LIMIT } else { MESSAGES_BODY_LIMIT };
+    let admin = parts.uri.path().starts_with("/v1/organizations/");
+    let key_accepted = st.key_accepted(parts.headers.get("x-api-key"), admin);
     let body = to_bytes(body, limit).await;
     st.log.push(LoggedRequest {
         method: parts.method.clone(),
@@ -242,14 +247,9 @@ async fn v1_gate(st: &Shared, rid: &RequestId, req: Request, next: Next) -> Resp
     let body = match body {
         Ok(b) => b,
         Err(e) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
             return if too_large {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("request body exceeds {limit} bytes"),
-                    rid,
-                )
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body exceeds {limit} bytes"), rid)
             } else {
                 ApiError::invalid("failed to read the request body", rid)
             }
@@ -259,11 +259,7 @@ async fn v1_gate(st: &Shared, rid: &RequestId, req: Request, next: Next) -> Resp
     if !key_accepted {
         return ApiError::for_status(StatusCode::UNAUTHORIZED, rid).into_response();
     }
-    if parts
-        .headers
-        .get("anthropic-version")
-        .is_none_or(HeaderValue::is_empty)
-    {
+    if parts.headers.get("anthropic-version").is_none_or(HeaderValue::is_empty) {
         return ApiError::invalid("anthropic-version: header is required", rid).into_response();
     }
     if let Some(status) = st.fail.take() {

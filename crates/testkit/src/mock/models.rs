@@ -20,12 +20,7 @@ pub(crate) struct Model {
 
 /// The models the mock lists, newest first as the API orders them.
 pub(crate) const MODELS: [Model; 3] = [
-    Model {
-        ty: "model",
-        id: "claude-opus-4-7",
-        display_name: "Claude Opus 4.7",
-        created_at: "2026-04-16T00:00:00Z",
-    },
+    Model { ty: "model", id: "claude-opus-4-7", display_name: "Claude Opus 4.7", created_at: "2026-04-16T00:00:00Z" },
     Model {
         ty: "model",
         id: "claude-sonnet-4-6",
@@ -101,13 +96,8 @@ pub(crate) async fn list(
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text(), &rid))?;
     let (data, has_more) = page(&MODELS, |m| m.id, &q).map_err(|m| ApiError::invalid(m, &rid))?;
-    Ok(Json(ModelList {
-        data,
-        has_more,
-        first_id: data.first().map(|m| m.id),
-        last_id: data.last().map(|m| m.id),
-    })
-    .into_response())
+    Ok(Json(ModelList { data, has_more, first_id: data.first().map(|m| m.id), last_id: data.last().map(|m| m.id) })
+        .into_response())
 }
 
 /// `GET /v1/models/{id}`
@@ -115,9 +105,7 @@ pub(crate) async fn get(
     Extension(rid): Extension<RequestId>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let id = path
-        .map(|Path(id)| id)
-        .map_err(|_| ApiError::not_found("Not found", &rid))?;
+    let id = path.map(|Path(id)| id).map_err(|_| ApiError::not_found("Not found", &rid))?;
     match MODELS.iter().find(|m| m.id == id) {
         Some(m) => Ok(Json(m).into_response()),
         None => Err(ApiError::not_found(format!("model: {id}"), &rid)),

@@ -11,11 +11,13 @@ use super::*;
 
 const KEY: &str = "sk-ant-api03-TESTKEY-do-not-leak-0123456789";
 const OTHER_KEY: &str = "sk-ant-api03-OTHERKEY-also-secret-987";
+const ADMIN_KEY: &str = "sk-ant-admin01-ADMINKEY-test-only-42";
 
 fn app() -> Router {
     router(MockConfig {
         accept_keys: vec![KEY.to_owned(), OTHER_KEY.to_owned()],
         latency: Duration::ZERO,
+        admin_keys: vec![ADMIN_KEY.to_owned()],
     })
 }
 
@@ -58,9 +60,7 @@ impl Answer {
         let v = self.json();
         assert_eq!(v["type"], "error");
         assert_eq!(v["error"]["type"], kind);
-        assert!(v["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()));
+        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
         assert_eq!(v["request_id"].as_str(), self.header("request-id"));
     }
 }
@@ -70,11 +70,7 @@ async fn send(app: &Router, req: Request<Body>) -> Answer {
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
-    Answer {
-        status,
-        headers,
-        body,
-    }
+    Answer { status, headers, body }
 }
 
 async fn call(app: &Router, method: &str, path: &str, body: Option<Value>) -> Answer {
@@ -102,20 +98,11 @@ fn parse_sse(body: &[u8]) -> Vec<(String, Value)> {
         .filter(|chunk| !chunk.is_empty())
         .map(|chunk| {
             let mut lines = chunk.lines();
-            let name = lines
-                .next()
-                .unwrap()
-                .strip_prefix("event: ")
-                .unwrap()
-                .to_owned();
+            let name = lines.next().unwrap().strip_prefix("event: ").unwrap().to_owned();
             let data = lines.next().unwrap().strip_prefix("data: ").unwrap();
             assert!(lines.next().is_none());
             let data: Value = serde_json::from_str(data).unwrap();
-            assert_eq!(
-                data["type"],
-                name.as_str(),
-                "data.type matches the event name"
-            );
+            assert_eq!(data["type"], name.as_str(), "data.type matches the event name");
             (name, data)
         })
         .collect()
@@ -127,18 +114,11 @@ fn names(events: &[(String, Value)]) -> Vec<&str> {
 
 fn is_rfc3339(s: &str) -> bool {
     let b = s.as_bytes();
-    b.len() >= 20
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b[10] == b'T'
-        && b[13] == b':'
-        && b[16] == b':'
-        && s.ends_with('Z')
+    b.len() >= 20 && b[4] == b'-' && b[7] == b'-' && b[10] == b'T' && b[13] == b':' && b[16] == b':' && s.ends_with('Z')
 }
 
 fn request_id_ok(id: &str) -> bool {
-    id.strip_prefix("req_")
-        .is_some_and(|r| r.len() == 24 && r.bytes().all(|c| c.is_ascii_alphanumeric()))
+    id.strip_prefix("req_").is_some_and(|r| r.len() == 24 && r.bytes().all(|c| c.is_ascii_alphanumeric()))
 }
 
 // ---------------------------------------------------------------------------
@@ -152,26 +132,12 @@ async fn accepts_a_configured_key_and_sets_headers() {
     assert_eq!(a.status, StatusCode::OK);
     assert!(request_id_ok(a.header("request-id").unwrap()));
     for kind in ["requests", "tokens"] {
-        let limit: u64 = a
-            .header(&format!("anthropic-ratelimit-{kind}-limit"))
-            .unwrap()
-            .parse()
-            .unwrap();
-        let remaining: u64 = a
-            .header(&format!("anthropic-ratelimit-{kind}-remaining"))
-            .unwrap()
-            .parse()
-            .unwrap();
+        let limit: u64 = a.header(&format!("anthropic-ratelimit-{kind}-limit")).unwrap().parse().unwrap();
+        let remaining: u64 = a.header(&format!("anthropic-ratelimit-{kind}-remaining")).unwrap().parse().unwrap();
         assert!(remaining <= limit && limit > 0);
-        assert!(is_rfc3339(
-            a.header(&format!("anthropic-ratelimit-{kind}-reset"))
-                .unwrap()
-        ));
+        assert!(is_rfc3339(a.header(&format!("anthropic-ratelimit-{kind}-reset")).unwrap()));
     }
-    assert!(a
-        .header("content-type")
-        .unwrap()
-        .starts_with("application/json"));
+    assert!(a.header("content-type").unwrap().starts_with("application/json"));
 
     // The second configured key works too; request ids differ.
     let req = Request::post("/v1/messages")
@@ -192,11 +158,7 @@ async fn rejects_wrong_or_missing_key() {
         if let Some(k) = key {
             b = b.header("x-api-key", k);
         }
-        let a = send(
-            &app,
-            b.body(body_of(Some(&simple("claude-sonnet-4-6")))).unwrap(),
-        )
-        .await;
+        let a = send(&app, b.body(body_of(Some(&simple("claude-sonnet-4-6")))).unwrap()).await;
         a.assert_error(401, "authentication_error");
         assert_eq!(a.json()["error"]["message"], "invalid x-api-key");
         assert!(request_id_ok(a.header("request-id").unwrap()));
@@ -212,9 +174,7 @@ async fn bearer_token_is_not_accepted_as_the_key() {
         .header("anthropic-version", "2023-06-01")
         .body(body_of(Some(&simple("claude-sonnet-4-6"))))
         .unwrap();
-    send(&app, req)
-        .await
-        .assert_error(401, "authentication_error");
+    send(&app, req).await.assert_error(401, "authentication_error");
 }
 
 #[tokio::test]
@@ -231,9 +191,7 @@ async fn empty_accept_list_takes_any_non_empty_key() {
         .header("anthropic-version", "2023-06-01")
         .body(body_of(Some(&simple("claude-sonnet-4-6"))))
         .unwrap();
-    send(&app, empty)
-        .await
-        .assert_error(401, "authentication_error");
+    send(&app, empty).await.assert_error(401, "authentication_error");
 }
 
 #[tokio::test]
@@ -243,17 +201,12 @@ async fn anthropic_version_is_required() {
         .header("x-api-key", KEY)
         .body(body_of(Some(&simple("claude-sonnet-4-6"))))
         .unwrap();
-    send(&app, req)
-        .await
-        .assert_error(400, "invalid_request_error");
+    send(&app, req).await.assert_error(400, "invalid_request_error");
 }
 
 #[test]
 fn config_debug_redacts_keys() {
-    let cfg = MockConfig {
-        accept_keys: vec![KEY.to_owned()],
-        latency: Duration::from_millis(5),
-    };
+    let cfg = MockConfig { accept_keys: vec![KEY.to_owned()], latency: Duration::from_millis(5), admin_keys: vec![] };
     let s = format!("{cfg:?}");
     assert!(!s.contains(KEY), "{s}");
     assert!(s.contains("redacted") && s.contains("5ms"), "{s}");
@@ -266,12 +219,8 @@ fn config_debug_redacts_keys() {
 #[tokio::test]
 async fn validates_message_requests() {
     let app = app();
-    let malformed = request("POST", "/v1/messages")
-        .body(Body::from("{\"model\": "))
-        .unwrap();
-    send(&app, malformed)
-        .await
-        .assert_error(400, "invalid_request_error");
+    let malformed = request("POST", "/v1/messages").body(Body::from("{\"model\": ")).unwrap();
+    send(&app, malformed).await.assert_error(400, "invalid_request_error");
     let bad = [
         json!([1, 2]),
         json!({"max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
@@ -330,18 +279,12 @@ async fn non_streaming_usage_is_deterministic() {
     // Tiny input still counts one token; system as text blocks counts too.
     let tiny = json!({"model": "m", "max_tokens": 5,
         "messages": [{"role": "user", "content": ""}]});
-    assert_eq!(
-        post_message(&app, tiny).await.json()["usage"]["input_tokens"],
-        1
-    );
+    assert_eq!(post_message(&app, tiny).await.json()["usage"]["input_tokens"], 1);
     let blocks = json!({"model": "m", "max_tokens": 5,
         "system": [{"type": "text", "text": "12345678"}],
         "messages": [{"role": "user", "content": "é€"}]});
     // 8 + 2 chars (not bytes) = 10 -> 3.
-    assert_eq!(
-        post_message(&app, blocks).await.json()["usage"]["input_tokens"],
-        3
-    );
+    assert_eq!(post_message(&app, blocks).await.json()["usage"]["input_tokens"], 3);
 }
 
 #[tokio::test]
@@ -360,14 +303,10 @@ async fn stream_events_in_order_with_cumulative_usage() {
     let app = app();
     let mut body = simple("claude-sonnet-4-6");
     body["stream"] = json!(true);
-    body["system"] =
-        json!([{"type": "text", "text": "x".repeat(40), "cache_control": {"type": "ephemeral"}}]);
+    body["system"] = json!([{"type": "text", "text": "x".repeat(40), "cache_control": {"type": "ephemeral"}}]);
     let a = post_message(&app, body).await;
     assert_eq!(a.status, StatusCode::OK);
-    assert!(a
-        .header("content-type")
-        .unwrap()
-        .starts_with("text/event-stream"));
+    assert!(a.header("content-type").unwrap().starts_with("text/event-stream"));
     assert!(a.header("anthropic-ratelimit-requests-limit").is_some());
     let events = parse_sse(&a.body);
     let n = REPLY_WORDS.len();
@@ -387,10 +326,7 @@ async fn stream_events_in_order_with_cumulative_usage() {
     assert_eq!(start["usage"]["output_tokens"], 1);
 
     assert_eq!(events[2].1["index"], 0);
-    assert_eq!(
-        events[2].1["content_block"],
-        json!({"type": "text", "text": ""})
-    );
+    assert_eq!(events[2].1["content_block"], json!({"type": "text", "text": ""}));
     let text: String = events[3..3 + n]
         .iter()
         .map(|(_, d)| {
@@ -416,10 +352,7 @@ async fn stream_stops_at_max_tokens() {
     let body = json!({"model": "m", "max_tokens": 2, "stream": true,
         "messages": [{"role": "user", "content": "hi"}]});
     let events = parse_sse(&post_message(&app, body).await.body);
-    let deltas = events
-        .iter()
-        .filter(|(n, _)| n == "content_block_delta")
-        .count();
+    let deltas = events.iter().filter(|(n, _)| n == "content_block_delta").count();
     assert_eq!(deltas, 2);
     let md = &events.iter().find(|(n, _)| n == "message_delta").unwrap().1;
     assert_eq!(md["delta"]["stop_reason"], "max_tokens");
@@ -448,13 +381,7 @@ async fn model_error_switches() {
         }
     }
     // count_tokens honours them too.
-    let a = call(
-        &app,
-        "POST",
-        "/v1/messages/count_tokens",
-        Some(simple("mock-error-529")),
-    )
-    .await;
+    let a = call(&app, "POST", "/v1/messages/count_tokens", Some(simple("mock-error-529"))).await;
     a.assert_error(529, "overloaded_error");
 }
 
@@ -478,15 +405,9 @@ async fn stream_error_switch_ends_with_an_error_event() {
             "error"
         ]
     );
-    assert_eq!(
-        events[6].1,
-        json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
-    );
+    assert_eq!(events[6].1, json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}));
     // Without streaming it answers normally.
-    assert_eq!(
-        post_message(&app, simple("mock-stream-error")).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(post_message(&app, simple("mock-stream-error")).await.status, StatusCode::OK);
 }
 
 #[tokio::test(start_paused = true)]
@@ -495,14 +416,7 @@ async fn slow_stream_spaces_events() {
     let mut body = simple("mock-slow-stream");
     body["stream"] = json!(true);
     let t0 = tokio::time::Instant::now();
-    let resp = app
-        .oneshot(
-            request("POST", "/v1/messages")
-                .body(body_of(Some(&body)))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let resp = app.oneshot(request("POST", "/v1/messages").body(body_of(Some(&body))).unwrap()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let mut body = resp.into_body();
     let mut times = Vec::new();
@@ -515,10 +429,7 @@ async fn slow_stream_spaces_events() {
     let events = parse_sse(&all);
     assert_eq!(times.len(), events.len(), "one frame per event");
     assert_eq!(events[0].0, "message_start");
-    assert!(
-        times[0] < Duration::from_millis(150),
-        "first event immediately"
-    );
+    assert!(times[0] < Duration::from_millis(150), "first event immediately");
     for pair in times.windows(2) {
         assert!(pair[1] - pair[0] >= Duration::from_millis(150), "{times:?}");
     }
@@ -528,21 +439,15 @@ async fn slow_stream_spaces_events() {
 #[tokio::test(start_paused = true)]
 async fn hang_switch_never_answers() {
     let app = app();
-    let fut = app.oneshot(
-        request("POST", "/v1/messages")
-            .body(body_of(Some(&simple("mock-hang"))))
-            .unwrap(),
-    );
+    let fut = app.oneshot(request("POST", "/v1/messages").body(body_of(Some(&simple("mock-hang")))).unwrap());
     let r = tokio::time::timeout(Duration::from_secs(600), fut).await;
     assert!(r.is_err(), "mock-hang answered within ten minutes");
 }
 
 #[tokio::test(start_paused = true)]
 async fn latency_delays_v1_responses() {
-    let app = router(MockConfig {
-        accept_keys: vec![KEY.to_owned()],
-        latency: Duration::from_secs(2),
-    });
+    let app =
+        router(MockConfig { accept_keys: vec![KEY.to_owned()], latency: Duration::from_secs(2), admin_keys: vec![] });
     let t0 = tokio::time::Instant::now();
     let a = post_message(&app, simple("m")).await;
     assert_eq!(a.status, StatusCode::OK);
@@ -556,60 +461,25 @@ async fn latency_delays_v1_responses() {
 #[tokio::test]
 async fn injected_failures_count_down() {
     let app = app();
-    let set = call(
-        &app,
-        "POST",
-        "/_mock/fail",
-        Some(json!({"status": 529, "count": 3})),
-    )
-    .await;
+    let set = call(&app, "POST", "/_mock/fail", Some(json!({"status": 529, "count": 3}))).await;
     assert_eq!(set.status, StatusCode::OK);
     assert_eq!(set.json(), json!({"status": 529, "count": 3}));
-    post_message(&app, simple("m"))
-        .await
-        .assert_error(529, "overloaded_error");
-    call(&app, "GET", "/v1/models", None)
-        .await
-        .assert_error(529, "overloaded_error");
-    assert_eq!(
-        call(&app, "GET", "/_mock/fail", None).await.json()["count"],
-        1
-    );
-    post_message(&app, simple("m"))
-        .await
-        .assert_error(529, "overloaded_error");
+    post_message(&app, simple("m")).await.assert_error(529, "overloaded_error");
+    call(&app, "GET", "/v1/models", None).await.assert_error(529, "overloaded_error");
+    assert_eq!(call(&app, "GET", "/_mock/fail", None).await.json()["count"], 1);
+    post_message(&app, simple("m")).await.assert_error(529, "overloaded_error");
     assert_eq!(post_message(&app, simple("m")).await.status, StatusCode::OK);
 
-    call(
-        &app,
-        "POST",
-        "/_mock/fail",
-        Some(json!({"status": 429, "count": 1})),
-    )
-    .await;
+    call(&app, "POST", "/_mock/fail", Some(json!({"status": 429, "count": 1}))).await;
     let a = post_message(&app, simple("m")).await;
     a.assert_error(429, "rate_limit_error");
     assert_eq!(a.header("retry-after"), Some("7"));
     assert_eq!(post_message(&app, simple("m")).await.status, StatusCode::OK);
 
-    call(
-        &app,
-        "POST",
-        "/_mock/fail",
-        Some(json!({"status": 500, "count": 1})),
-    )
-    .await;
-    post_message(&app, simple("m"))
-        .await
-        .assert_error(500, "api_error");
+    call(&app, "POST", "/_mock/fail", Some(json!({"status": 500, "count": 1}))).await;
+    post_message(&app, simple("m")).await.assert_error(500, "api_error");
 
-    let bad = call(
-        &app,
-        "POST",
-        "/_mock/fail",
-        Some(json!({"status": 200, "count": 1})),
-    )
-    .await;
+    let bad = call(&app, "POST", "/_mock/fail", Some(json!({"status": 200, "count": 1}))).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
 
@@ -667,13 +537,7 @@ async fn count_tokens_uses_the_same_counting() {
         "system": [{"type": "text", "text": "c".repeat(40), "cache_control": {"type": "ephemeral"}}],
         "messages": [{"role": "user", "content": "twelve chars"}],
     });
-    let a = call(
-        &app,
-        "POST",
-        "/v1/messages/count_tokens",
-        Some(body.clone()),
-    )
-    .await;
+    let a = call(&app, "POST", "/v1/messages/count_tokens", Some(body.clone())).await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.json(), json!({"input_tokens": 13}));
     // It did not write the cache: the Messages call creates it.
@@ -683,13 +547,7 @@ async fn count_tokens_uses_the_same_counting() {
     assert_eq!(u["cache_creation_input_tokens"], 10);
     assert_eq!(u["input_tokens"], 3);
 
-    let missing = call(
-        &app,
-        "POST",
-        "/v1/messages/count_tokens",
-        Some(json!({"model": "m"})),
-    )
-    .await;
+    let missing = call(&app, "POST", "/v1/messages/count_tokens", Some(json!({"model": "m"}))).await;
     missing.assert_error(400, "invalid_request_error");
 }
 
@@ -699,17 +557,8 @@ async fn models_list_and_get() {
     let a = call(&app, "GET", "/v1/models", None).await;
     assert_eq!(a.status, StatusCode::OK);
     let v = a.json();
-    let ids: Vec<&str> = v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
-    for id in [
-        "claude-opus-4-7",
-        "claude-sonnet-4-6",
-        "claude-haiku-4-5-20251001",
-    ] {
+    let ids: Vec<&str> = v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    for id in ["claude-opus-4-7", "claude-sonnet-4-6", "claude-haiku-4-5-20251001"] {
         assert!(ids.contains(&id), "{ids:?}");
     }
     assert_eq!(v["has_more"], false);
@@ -727,9 +576,7 @@ async fn models_list_and_get() {
     let one = call(&app, "GET", "/v1/models/claude-sonnet-4-6", None).await;
     assert_eq!(one.status, StatusCode::OK);
     assert_eq!(one.json()["display_name"], "Claude Sonnet 4.6");
-    call(&app, "GET", "/v1/models/claude-nonexistent", None)
-        .await
-        .assert_error(404, "not_found_error");
+    call(&app, "GET", "/v1/models/claude-nonexistent", None).await.assert_error(404, "not_found_error");
 }
 
 // ---------------------------------------------------------------------------
@@ -739,14 +586,9 @@ async fn models_list_and_get() {
 #[tokio::test]
 async fn batch_lifecycle() {
     let app = app();
-    call(
-        &app,
-        "POST",
-        "/v1/messages/batches",
-        Some(json!({"requests": []})),
-    )
-    .await
-    .assert_error(400, "invalid_request_error");
+    call(&app, "POST", "/v1/messages/batches", Some(json!({"requests": []})))
+        .await
+        .assert_error(400, "invalid_request_error");
 
     let create = call(
         &app,
@@ -773,10 +615,7 @@ async fn batch_lifecycle() {
     }
     assert!(batch["archived_at"].is_null());
     assert!(batch["cancel_initiated_at"].is_null());
-    assert_eq!(
-        batch["results_url"],
-        format!("/v1/messages/batches/{id}/results")
-    );
+    assert_eq!(batch["results_url"], format!("/v1/messages/batches/{id}/results"));
 
     let got = call(&app, "GET", &format!("/v1/messages/batches/{id}"), None).await;
     assert_eq!(got.json(), batch);
@@ -795,19 +634,10 @@ async fn batch_lifecycle() {
     assert_eq!(list["first_id"], second["id"], "newest first");
     assert_eq!(list["last_id"], id.as_str());
 
-    let results = call(
-        &app,
-        "GET",
-        &format!("/v1/messages/batches/{id}/results"),
-        None,
-    )
-    .await;
+    let results = call(&app, "GET", &format!("/v1/messages/batches/{id}/results"), None).await;
     assert_eq!(results.status, StatusCode::OK);
-    let lines: Vec<Value> = std::str::from_utf8(&results.body)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<Value> =
+        std::str::from_utf8(&results.body).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["custom_id"], "a");
     assert_eq!(lines[0]["result"]["type"], "succeeded");
@@ -815,35 +645,21 @@ async fn batch_lifecycle() {
     assert_eq!(lines[0]["result"]["message"]["usage"]["input_tokens"], 3);
     assert_eq!(lines[1]["custom_id"], "b");
     assert_eq!(lines[1]["result"]["type"], "errored");
-    assert_eq!(
-        lines[1]["result"]["error"]["error"]["type"],
-        "invalid_request_error"
-    );
+    assert_eq!(lines[1]["result"]["error"]["error"]["type"], "invalid_request_error");
 
-    let canceled = call(
-        &app,
-        "POST",
-        &format!("/v1/messages/batches/{id}/cancel"),
-        None,
-    )
-    .await;
+    let canceled = call(&app, "POST", &format!("/v1/messages/batches/{id}/cancel"), None).await;
     assert_eq!(canceled.status, StatusCode::OK);
     assert_eq!(canceled.json()["processing_status"], "ended");
 
     let deleted = call(&app, "DELETE", &format!("/v1/messages/batches/{id}"), None).await;
-    assert_eq!(
-        deleted.json(),
-        json!({"id": id, "type": "message_batch_deleted"})
-    );
+    assert_eq!(deleted.json(), json!({"id": id, "type": "message_batch_deleted"}));
     for (method, path) in [
         ("GET", format!("/v1/messages/batches/{id}")),
         ("GET", format!("/v1/messages/batches/{id}/results")),
         ("POST", format!("/v1/messages/batches/{id}/cancel")),
         ("DELETE", format!("/v1/messages/batches/{id}")),
     ] {
-        call(&app, method, &path, None)
-            .await
-            .assert_error(404, "not_found_error");
+        call(&app, method, &path, None).await.assert_error(404, "not_found_error");
     }
     let list = call(&app, "GET", "/v1/messages/batches", None).await.json();
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
@@ -902,14 +718,7 @@ async fn request_log_never_holds_key_values() {
     assert_eq!(e["path"], "/v1/messages");
     assert_eq!(
         e["header_names"],
-        json!([
-            "anthropic-beta",
-            "anthropic-version",
-            "authorization",
-            "content-type",
-            "x-api-key",
-            "x-custom"
-        ])
+        json!(["anthropic-beta", "anthropic-version", "authorization", "content-type", "x-api-key", "x-custom"])
     );
     assert_eq!(e["anthropic_version"], "2023-06-01");
     assert_eq!(e["anthropic_beta"], "prompt-caching-2024-07-31");
@@ -924,10 +733,7 @@ async fn request_log_never_holds_key_values() {
 
     let cleared = call(&app, "DELETE", "/_mock/requests", None).await;
     assert!(cleared.status.is_success());
-    assert_eq!(
-        call(&app, "GET", "/_mock/requests", None).await.json(),
-        json!([])
-    );
+    assert_eq!(call(&app, "GET", "/_mock/requests", None).await.json(), json!([]));
 }
 
 #[tokio::test]
@@ -957,9 +763,7 @@ async fn unknown_paths_are_not_found() {
 async fn oversized_body_is_rejected() {
     let app = app();
     let big = vec![b' '; MESSAGES_BODY_LIMIT + 1];
-    let req = request("POST", "/v1/messages")
-        .body(Body::from(big))
-        .unwrap();
+    let req = request("POST", "/v1/messages").body(Body::from(big)).unwrap();
     send(&app, req).await.assert_error(413, "request_too_large");
 }
 
@@ -984,19 +788,48 @@ async fn serve_streams_over_tcp() {
     s.write_all(head.as_bytes()).await.unwrap();
     s.write_all(&body).await.unwrap();
     let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut out)).await.unwrap().unwrap();
     let text = String::from_utf8(out).unwrap();
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
     assert!(text.contains("content-type: text/event-stream"));
-    assert!(
-        text.contains("transfer-encoding: chunked"),
-        "a streamed body"
-    );
+    assert!(text.contains("transfer-encoding: chunked"), "a streamed body");
     assert!(text.contains("request-id: req_"));
     assert!(text.contains("event: message_start"));
     assert!(text.contains("event: message_stop"));
     server.abort();
+}
+
+#[tokio::test]
+async fn admin_api_deactivates_keys() {
+    let app = app();
+    let id = super::api_key_id(KEY);
+    let admin = |method: &str, path: &str, key: &str, body: Option<Value>| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("x-api-key", key)
+            .header("anthropic-version", "2023-06-01")
+            .body(body_of(body.as_ref()))
+            .unwrap()
+    };
+    // a normal key is not an admin key
+    let a = send(&app, admin("GET", "/v1/organizations/api_keys", KEY, None)).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    let a = send(&app, admin("GET", "/v1/organizations/api_keys", ADMIN_KEY, None)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let v = a.json();
+    assert_eq!(v["data"].as_array().unwrap().len(), 2);
+    assert!(!String::from_utf8_lossy(&a.body).contains(KEY), "the list never carries a key");
+    let a = send(&app, admin("GET", &format!("/v1/organizations/api_keys/{id}"), ADMIN_KEY, None)).await;
+    assert_eq!(a.json()["status"], "active");
+    let a = send(
+        &app,
+        admin("POST", &format!("/v1/organizations/api_keys/{id}"), ADMIN_KEY, Some(json!({"status": "inactive"}))),
+    )
+    .await;
+    assert_eq!(a.json()["status"], "inactive");
+    // the deactivated key is refused from now on
+    assert_eq!(post_message(&app, simple("claude-sonnet-4-6")).await.status, StatusCode::UNAUTHORIZED);
+    let a = send(&app, admin("GET", "/v1/organizations/api_keys/apikey_nope", ADMIN_KEY, None)).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
 }

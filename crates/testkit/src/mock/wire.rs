@@ -48,18 +48,11 @@ impl IdGen {
     pub(crate) fn new() -> Self {
         let random = std::collections::hash_map::RandomState::new();
         let mut h = random.build_hasher();
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         h.write_u128(nanos);
         h.write_u32(std::process::id());
         let seed = h.finish();
-        Self {
-            seed,
-            seed2: splitmix64(seed ^ GOLDEN),
-            counter: AtomicU64::new(0),
-        }
+        Self { seed, seed2: splitmix64(seed ^ GOLDEN), counter: AtomicU64::new(0) }
     }
 
     pub(crate) fn next(&self, prefix: &str) -> String {
@@ -89,10 +82,7 @@ fn push_base62(out: &mut String, mut x: u64, digits: usize) {
 
 /// Seconds and microseconds since the Unix epoch.
 pub(crate) fn now_unix() -> (u64, u32) {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| (d.as_secs(), d.subsec_micros()))
-        .unwrap_or((0, 0))
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| (d.as_secs(), d.subsec_micros())).unwrap_or((0, 0))
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
@@ -166,17 +156,8 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    pub(crate) fn new(
-        status: StatusCode,
-        message: impl Into<Cow<'static, str>>,
-        request_id: &RequestId,
-    ) -> Self {
-        Self {
-            status,
-            kind: error_kind(status),
-            message: message.into(),
-            request_id: request_id.clone(),
-        }
+    pub(crate) fn new(status: StatusCode, message: impl Into<Cow<'static, str>>, request_id: &RequestId) -> Self {
+        Self { status, kind: error_kind(status), message: message.into(), request_id: request_id.clone() }
     }
 
     /// The error the API gives for `status`, with its usual message.
@@ -212,16 +193,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorEnvelope {
             ty: "error",
-            error: ErrorObject {
-                kind: self.kind,
-                message: &self.message,
-            },
+            error: ErrorObject { kind: self.kind, message: &self.message },
             request_id: self.request_id.as_str(),
         };
         let mut resp = (self.status, Json(body)).into_response();
         if self.status == StatusCode::TOO_MANY_REQUESTS {
-            resp.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
         resp
     }
@@ -286,10 +263,7 @@ mod tests {
     fn formats_rfc3339() {
         assert_eq!(rfc3339(0, None), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400, None), "2000-02-29T00:00:00Z");
-        assert_eq!(
-            rfc3339(1_792_575_000, Some(42)),
-            "2026-10-21T09:30:00.000042Z"
-        );
+        assert_eq!(rfc3339(1_792_575_000, Some(42)), "2026-10-21T09:30:00.000042Z");
     }
 
     #[test]
