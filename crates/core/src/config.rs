@@ -114,6 +114,10 @@ pub struct RawUpstream {
 #[serde(deny_unknown_fields)]
 pub struct RawMaster {
     pub key_file: Option<String>,
+    /// Fetch the master key (64 hex characters) from a secret reference
+    /// (`aws-sm://...`, `vault://...`, `env:VAR`, ...) instead of the key file.
+    #[serde(rename = "ref")]
+    pub reference: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -183,6 +187,8 @@ pub struct Config {
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
     pub master_key_file: PathBuf,
+    /// Where the master key lives when it is not the local file.
+    pub master_ref: Option<String>,
     pub sqlite_path: PathBuf,
     pub secrets_cache_ttl: Duration,
     pub secrets_stale_window: Duration,
@@ -346,6 +352,7 @@ impl RawConfig {
             )?,
             pool_max_idle_per_host: self.upstream.pool_max_idle_per_host.unwrap_or(256),
             master_key_file: path(base_dir, &self.master.key_file, "master.key"),
+            master_ref: self.master.reference.clone(),
             sqlite_path: path(base_dir, &self.store.sqlite_path, "keyward.db"),
             secrets_cache_ttl,
             secrets_stale_window: duration(

@@ -450,7 +450,20 @@ async fn usage(State(app): State<Arc<App>>, Query(q): Query<UsageQuery>) -> Resu
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let body = app.metrics.render(&app.keys, app.meter.dropped.load(std::sync::atomic::Ordering::Relaxed));
+    let mut body = app.metrics.render(&app.keys, app.meter.dropped.load(std::sync::atomic::Ordering::Relaxed));
+    let st = app.secrets.stats();
+    body.push_str("# HELP keyward_secret_fetches_total Fetches from secret sources, by outcome.\n# TYPE keyward_secret_fetches_total counter\n");
+    body.push_str(&format!(
+        "keyward_secret_fetches_total{{outcome=\"ok\"}} {}\n",
+        st.fetches.saturating_sub(st.failures)
+    ));
+    body.push_str(&format!("keyward_secret_fetches_total{{outcome=\"failed\"}} {}\n", st.failures));
+    body.push_str("# HELP keyward_secret_stale_serves_total Reads served with the last good value while the source failed.\n# TYPE keyward_secret_stale_serves_total counter\n");
+    body.push_str(&format!("keyward_secret_stale_serves_total {}\n", st.stale_serves));
+    body.push_str("# HELP keyward_secret_unavailable_total Reads refused: source failed beyond the stale window.\n# TYPE keyward_secret_unavailable_total counter\n");
+    body.push_str(&format!("keyward_secret_unavailable_total {}\n", st.unavailable));
+    body.push_str("# HELP keyward_secret_rotations_total Value changes seen at a source.\n# TYPE keyward_secret_rotations_total counter\n");
+    body.push_str(&format!("keyward_secret_rotations_total {}\n", st.rotations));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

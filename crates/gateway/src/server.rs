@@ -40,10 +40,27 @@ pub fn load_config(path: &Path) -> Result<Config, ServeError> {
     Ok(cfg)
 }
 
+/// The master key: from `[master] ref` when set, else the 0600 key file.
+pub async fn master_key(cfg: &Config) -> Result<keyward_core::crypto::MasterKey, ServeError> {
+    use keyward_secrets::SecretSource;
+    use secrecy::ExposeSecret;
+    let Some(r) = &cfg.master_ref else {
+        return Ok(install::load_master_key(&cfg.master_key_file)?);
+    };
+    let reference: keyward_secrets::SecretRef =
+        r.parse().map_err(|e: keyward_secrets::RefError| ServeError::Other(format!("config: master.ref: {e}")))?;
+    let value = keyward_secrets::DefaultSources::external()
+        .fetch(&reference)
+        .await
+        .map_err(|e| ServeError::Other(format!("master key from {} unavailable: {}", reference.scheme(), e.class())))?;
+    keyward_core::crypto::MasterKey::from_hex(value.expose_secret())
+        .map_err(|e| ServeError::Other(format!("master key from {}: {e}", reference.scheme())))
+}
+
 /// `serve --check`: everything `serve` verifies before listening.
-pub fn check(path: &Path) -> Result<Config, ServeError> {
+pub async fn check(path: &Path) -> Result<Config, ServeError> {
     let cfg = load_config(path)?;
-    install::load_master_key(&cfg.master_key_file)?;
+    master_key(&cfg).await?;
     Ok(cfg)
 }
 
@@ -82,7 +99,7 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(Bound, &Arc<App>),
 ) -> Result<(), ServeError> {
-    let master = install::load_master_key(&cfg.master_key_file)?;
+    let master = master_key(&cfg).await?;
     let store = SqliteStore::open(&cfg.sqlite_path).map_err(|e| ServeError::Store(e.to_string()))?;
     let base_dir = cfg.base_dir.clone();
     let grace = cfg.shutdown_grace;

@@ -163,7 +163,7 @@ async fn run(cli: Cli) -> Result<u8> {
         }
         Cmd::Serve(a) => {
             if a.check {
-                let cfg = server::check(&a.config)?;
+                let cfg = server::check(&a.config).await?;
                 println!(
                     "{}: configuration is valid (data plane {}, admin plane {})",
                     a.config.display(),

@@ -519,3 +519,30 @@ fn no_secret_leaks_into_logs_responses_or_the_database() {
         }
     }
 }
+
+#[test]
+fn master_key_can_come_from_a_secret_reference() {
+    let upstream_key = fake_upstream_key();
+    let mock = mock(&upstream_key);
+    let (mut gw, _) = Gateway::init(&mock.url);
+    gw.start();
+    let (_, key) = gw.provision("m", "dev", &upstream_key);
+    gw.stop();
+    // move the master key out of the directory and into the environment
+    let mk_path = gw.data_dir().join("master.key");
+    let master = std::fs::read_to_string(&mk_path).unwrap().trim().to_string();
+    std::fs::remove_file(&mk_path).unwrap();
+    gw.set_config("master", "ref", "\"env:KW_TEST_MASTER_KEY\"");
+    let cfg = gw.config.to_str().unwrap().to_string();
+    let out = cli(&["serve", "--config", &cfg, "--check"], None);
+    assert_eq!(out.status.code(), Some(2), "no master key anywhere: refused");
+    assert!(!text(&out).contains(&master));
+    gw.start_with_env(&[("KW_TEST_MASTER_KEY", &master)]);
+    // the sealed upstream key opens with the same master key: requests work
+    assert_eq!(post_messages(&gw.data_url, &key, MSG).status, 200);
+    let m =
+        http("GET", &format!("{}/metrics", gw.admin_url), &[("authorization", &format!("Bearer {}", gw.token))], b"");
+    assert!(m.text().contains("keyward_secret_fetches_total{outcome=\"ok\"} 1"), "{}", m.text());
+    let log = gw.stop();
+    assert!(!log.contains(&master));
+}
