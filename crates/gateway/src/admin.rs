@@ -107,6 +107,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/v1/keys/{id}/suspend", post(suspend_key))
         .route("/admin/v1/keys/{id}/resume", post(resume_key))
         .route("/admin/v1/review", get(review))
+        .route("/admin/v1/scan/classify", post(classify))
         .route("/admin/v1/usage", get(usage))
         .route("/metrics", get(metrics))
         .route("/healthz", get(crate::proxy::healthz))
@@ -418,6 +419,22 @@ async fn decommission_service(
     let (svc, revoked) = app.decommission_service(&name, reason.as_deref()).await?;
     tracing::info!(service_id = %svc.id, revoked, "service decommissioned");
     Ok(Json(json!({"service": svc, "revoked_keys": revoked})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Classify {
+    secrets: Vec<String>,
+}
+
+/// Classify secrets found by `keyward scan --check-inventory`. The secrets
+/// arrive in the body (admin channel) and are never logged or echoed.
+async fn classify(State(app): State<Arc<App>>, Json(b): Json<Classify>) -> Result<Response, OpError> {
+    if b.secrets.len() > 10_000 {
+        return Err(OpError::Invalid("at most 10000 secrets per request".into()));
+    }
+    let secrets: Vec<SecretString> = b.secrets.into_iter().map(SecretString::from).collect();
+    Ok(Json(json!({ "data": app.classify_secrets(&secrets).await })).into_response())
 }
 
 async fn review(State(app): State<Arc<App>>) -> Result<Response, OpError> {

@@ -95,6 +95,9 @@ impl KeyEntry {
     pub fn set_expiry(&self, at_ms: Option<i64>) {
         self.expires_at_ms.store(at_ms.unwrap_or(i64::MAX), Ordering::Release);
     }
+    pub fn is_expired(&self, now_ms: i64) -> bool {
+        now_ms >= self.expires_at_ms.load(Ordering::Acquire)
+    }
     pub fn set_prev_valid_until(&self, at_ms: Option<i64>) {
         self.prev_valid_until_ms.store(at_ms.unwrap_or(i64::MIN), Ordering::Release);
     }

@@ -403,3 +403,76 @@ impl App {
         self.set_key_status(id, KeyStatus::Revoked, reason).await
     }
 }
+
+/// What the inventory knows about a secret found by the leak scanner.
+#[derive(Debug, Clone, Serialize)]
+pub struct Classified {
+    /// `live`, `suspended`, `expired`, `rotated_out`, `revoked`, `upstream` or `unknown`.
+    pub status: &'static str,
+    pub id: Option<String>,
+    pub service: Option<String>,
+    pub owner: Option<String>,
+}
+
+impl App {
+    /// Classify secrets found by the scanner: a keyward key (by keyed digest)
+    /// and its state, one of the upstream keys (by fingerprint), or unknown.
+    pub async fn classify_secrets(&self, secrets: &[SecretString]) -> Vec<Classified> {
+        let now = now_ms();
+        // fingerprints of the upstream keys in service, fetched through the cache
+        let mut upstream_fps: Vec<(String, String)> = Vec::new();
+        for (_, u) in self.upstreams.all() {
+            if let Ok(c) = self.secrets.get(&u.secret).await {
+                upstream_fps.push((c.fingerprint().to_string(), u.id.clone()));
+            }
+        }
+        let rows = self.store.list_upstreams().await.unwrap_or_default();
+        for u in rows {
+            if let Some(fp) = u.fingerprint {
+                upstream_fps.push((fp, u.id));
+            }
+        }
+        let mut out = Vec::with_capacity(secrets.len());
+        for s in secrets {
+            let secret = s.expose_secret();
+            let unknown = Classified { status: "unknown", id: None, service: None, owner: None };
+            if keys::parse(secret).is_ok() {
+                let d = self.digester.digest(secret);
+                let (entry, live) = match self.keys.authenticate(&d, now) {
+                    crate::index::Auth::Ok(e) => (e, true),
+                    crate::index::Auth::Stale(e) => (e, false),
+                    crate::index::Auth::Unknown => {
+                        out.push(unknown);
+                        continue;
+                    }
+                };
+                let status = if live {
+                    "live"
+                } else {
+                    match entry.status() {
+                        KeyStatus::Revoked => "revoked",
+                        KeyStatus::Suspended => "suspended",
+                        KeyStatus::Active if entry.is_expired(now) => "expired",
+                        KeyStatus::Active => "rotated_out",
+                    }
+                };
+                let svc = self.service(&entry.service_id);
+                out.push(Classified {
+                    status,
+                    id: Some(entry.id.clone()),
+                    service: svc.as_ref().map(|s| s.name.clone()),
+                    owner: svc.map(|s| s.owner),
+                });
+            } else {
+                let fp = keyward_core::crypto::fingerprint(secret);
+                match upstream_fps.iter().find(|(f, _)| *f == fp) {
+                    Some((_, id)) => {
+                        out.push(Classified { status: "upstream", id: Some(id.clone()), service: None, owner: None })
+                    }
+                    None => out.push(unknown),
+                }
+            }
+        }
+        out
+    }
+}

@@ -7,6 +7,7 @@ mod client;
 mod demo;
 mod manage;
 mod monitor_cmd;
+mod scan_cmd;
 mod secrets_cmd;
 mod shield_cmd;
 
@@ -57,7 +58,7 @@ enum Cmd {
     #[command(subcommand)]
     Shield(shield_cmd::ShieldCmd),
     /// Find Claude API keys and keyward keys in files, archives and git history (exit 1 on findings).
-    Scan(keyward_scanner::ScanArgs),
+    Scan(scan_cmd::ScanCli),
     /// Git hooks.
     #[command(subcommand)]
     Hook(HookCmd),
@@ -202,7 +203,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Cmd::Secrets(c) => secrets_cmd::run(c).await,
         Cmd::Monitor(c) => monitor_cmd::run(c),
         Cmd::Shield(c) => shield_cmd::run(c),
-        Cmd::Scan(a) => exit_code(keyward_scanner::run_scan(a)?),
+        Cmd::Scan(a) => tokio::task::block_in_place(|| scan_cmd::run(a)),
         Cmd::Hook(HookCmd::Install(a)) => exit_code(keyward_scanner::run_hook_install(a)?),
     }
 }

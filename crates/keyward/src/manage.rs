@@ -25,7 +25,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    fn client(&self) -> Result<AdminClient> {
+    pub(crate) fn client(&self) -> Result<AdminClient> {
         let mut server = self.server.clone();
         let mut token = self.token.clone().map(SecretString::from);
         if let Some(cfg_path) = &self.config {

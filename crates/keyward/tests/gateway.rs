@@ -546,3 +546,52 @@ fn master_key_can_come_from_a_secret_reference() {
     let log = gw.stop();
     assert!(!log.contains(&master));
 }
+
+#[test]
+fn scan_classifies_findings_against_the_inventory_and_revokes_live_keys() {
+    // an upstream key of the real shape, made at run time (never committed)
+    let body: String = (0..93)
+        .map(|i| {
+            b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
+                [(i * 7 + std::process::id() as usize) % 64] as char
+        })
+        .collect();
+    let upstream_key = format!("sk-ant-api03-{body}AA");
+    let mock = mock(&upstream_key);
+    let (mut gw, _) = Gateway::init(&mock.url);
+    gw.start();
+    let (live_id, live) = gw.provision("leaky", "dev", &upstream_key);
+    let (dead_id, dead) = gw.create_key("leaky", "dev");
+    assert!(gw.kw(&["key", "revoke", &dead_id]).status.success());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.env"), format!("KEY={live}\nOLD={dead}\nANTHROPIC_API_KEY={upstream_key}\n"))
+        .unwrap();
+    let cfg = gw.config.to_str().unwrap().to_string();
+    let path = dir.path().to_str().unwrap().to_string();
+    let o = cli(&["scan", &path, "--format", "json", "--no-progress", "--check-inventory", "--config", &cfg], None);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v = json_out(&o);
+    let all = v.to_string();
+    for s in [&live, &dead, &upstream_key] {
+        assert!(!all.contains(s.as_str()), "the report never carries a secret");
+    }
+    let findings = v["findings"].as_array().unwrap_or_else(|| v.as_array().unwrap());
+    let class = |kind_id: &str| {
+        findings
+            .iter()
+            .find(|f| f["classification"]["id"] == kind_id)
+            .map(|f| f["classification"]["status"].as_str().unwrap().to_string())
+    };
+    assert_eq!(class(&live_id).as_deref(), Some("live"));
+    assert_eq!(class(&dead_id).as_deref(), Some("revoked"));
+    assert!(findings.iter().any(|f| f["classification"]["status"] == "upstream"), "{v}");
+    assert_eq!(post_messages(&gw.data_url, &live, MSG).status, 200, "classification alone changes nothing");
+
+    let o = cli(&["scan", &path, "--format", "json", "--no-progress", "--revoke", "--config", &cfg], None);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains(&format!("revoked {live_id}")));
+    assert_eq!(post_messages(&gw.data_url, &live, MSG).status, 401, "revoked at once");
+    let show = json_out(&gw.kw(&["key", "show", &live_id, "--json"]));
+    assert!(show["status_reason"].as_str().unwrap().contains("found by keyward scan"));
+    gw.stop();
+}

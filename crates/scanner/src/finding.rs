@@ -40,6 +40,10 @@ pub enum Status {
     RotatedOut,
     /// A keyward key that was revoked.
     Revoked,
+    /// A keyward key that is suspended.
+    Suspended,
+    /// A keyward key past its expiry.
+    Expired,
     /// One of the gateway's configured upstream (Anthropic) keys.
     Upstream,
     /// Not known to the inventory.
