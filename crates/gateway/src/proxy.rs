@@ -295,21 +295,24 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
     let Some(uri) = build_uri(&app.upstream_base, &parts.uri) else {
         return fail(record, ApiError::InvalidRequest("invalid request path".into()), holds_slot);
     };
-    let mut up = http::Request::builder().method(parts.method.clone()).uri(uri);
-    if let Some(h) = up.headers_mut() {
-        for name in &REQUEST_HEADERS {
-            for v in parts.headers.get_all(name) {
-                h.append(name.clone(), v.clone());
+    let build = |cred: &keyward_secrets::Credential, body: Bytes| {
+        let mut up = http::Request::builder().method(parts.method.clone()).uri(uri.clone());
+        if let Some(h) = up.headers_mut() {
+            for name in &REQUEST_HEADERS {
+                for v in parts.headers.get_all(name) {
+                    h.append(name.clone(), v.clone());
+                }
             }
+            h.insert(X_API_KEY.clone(), cred.header().clone());
         }
-        h.insert(X_API_KEY.clone(), cred.header().clone());
-    }
-    drop(cred);
-    let Ok(up) = up.body(Full::new(bytes)) else {
+        up.body(Full::new(body))
+    };
+    let Ok(up) = build(&cred, bytes.clone()) else {
         return fail(record, ApiError::Internal, holds_slot);
     };
-
-    let resp = match tokio::time::timeout(app.cfg.response_timeout, app.client.request(up)).await {
+    drop(cred);
+    let send = |up| tokio::time::timeout(app.cfg.response_timeout, app.client.request(up));
+    let mut resp = match send(up).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             tracing::warn!(key_id = %key.id, error = %ErrorChain(&e), "upstream request failed");
@@ -317,6 +320,22 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
         }
         Err(_) => return fail(record, ApiError::Timeout, holds_slot),
     };
+    // a request that raced a rotation at the secret source: the upstream refused
+    // the new value, so retry once with the previous one while its grace lasts
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        if let Some(prev) = app.secrets.previous(&upstream.secret) {
+            if let Ok(up) = build(&prev, bytes) {
+                tracing::warn!(key_id = %key.id, upstream_id = %upstream.id, "upstream refused the current key; retrying with the previous one");
+                match send(up).await {
+                    Ok(Ok(r)) => resp = r,
+                    Ok(Err(_)) => {
+                        return fail(record, ApiError::BadGateway("the upstream API could not be reached"), holds_slot)
+                    }
+                    Err(_) => return fail(record, ApiError::Timeout, holds_slot),
+                }
+            }
+        }
+    }
 
     // phase `screen_response` comes with the tool-call allowlist; build the client response
     let (up_parts, up_body) = resp.into_parts();

@@ -595,3 +595,34 @@ fn scan_classifies_findings_against_the_inventory_and_revokes_live_keys() {
     assert!(show["status_reason"].as_str().unwrap().contains("found by keyward scan"));
     gw.stop();
 }
+
+#[test]
+fn a_value_rotated_at_the_source_is_used_within_one_ttl_and_the_previous_one_covers_a_race() {
+    let (key_a, key_b) = (fake_upstream_key(), format!("{}-b", fake_upstream_key()));
+    // the upstream accepts only A: B is "not yet active" at Anthropic
+    let mock = mock(&key_a);
+    let (mut gw, _) = Gateway::init(&mock.url);
+    gw.set_config("secrets", "cache_ttl", "\"5s\"");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("anthropic.key");
+    std::fs::write(&file, &key_a).unwrap();
+    gw.start();
+    assert!(gw.kw(&["service", "add", "s", "--owner", "o"]).status.success());
+    let r = format!("file:{}", file.display());
+    assert!(gw.kw(&["upstream", "add", "main", "--env", "dev", "--ref", &r]).status.success());
+    let (_, key) = gw.create_key("s", "dev");
+    assert_eq!(post_messages(&gw.data_url, &key, MSG).status, 200);
+    std::fs::write(&file, &key_b).unwrap();
+    // within one TTL the new value is read; the upstream refuses it, and the
+    // gateway retries once with the previous value, so clients see no error
+    wait_for(15, || {
+        let reqs = http("GET", &format!("{}/_mock/requests", mock.url), &[], b"").json();
+        let refused = reqs.as_array().unwrap().iter().any(|r| r["key_accepted"] == false);
+        let status = post_messages(&gw.data_url, &key, MSG).status;
+        assert_eq!(status, 200, "a request failed during the source rotation");
+        refused.then_some(())
+    });
+    let out = gw.stop();
+    assert!(out.contains("retrying with the previous one"));
+    assert!(!out.contains(&key_a) && !out.contains(&key_b));
+}

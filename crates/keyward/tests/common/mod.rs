@@ -197,16 +197,31 @@ impl Gateway {
         std::fs::write(&self.config, c).unwrap();
     }
 
-    /// Set `key = value` (TOML) in `[section]`, adding the section if needed.
+    /// Set `key = value` (TOML) in `[section]`, replacing an existing value and
+    /// adding the section if needed.
     pub fn set_config(&self, section: &str, key: &str, value: &str) {
         let c = std::fs::read_to_string(&self.config).unwrap();
-        let header = format!("[{section}]\n");
-        let c = if c.contains(&header) {
-            c.replacen(&header, &format!("{header}{key} = {value}\n"), 1)
-        } else {
-            format!("{c}\n{header}{key} = {value}\n")
-        };
-        std::fs::write(&self.config, c).unwrap();
+        let header = format!("[{section}]");
+        let mut lines: Vec<String> = c.lines().map(str::to_string).collect();
+        let line = format!("{key} = {value}");
+        match lines.iter().position(|l| l.trim() == header) {
+            Some(h) => {
+                let end = lines[h + 1..]
+                    .iter()
+                    .position(|l| l.trim_start().starts_with('['))
+                    .map_or(lines.len(), |e| h + 1 + e);
+                match lines[h + 1..end].iter().position(|l| l.split('=').next().map(str::trim) == Some(key)) {
+                    Some(i) => lines[h + 1 + i] = line,
+                    None => lines.insert(h + 1, line),
+                }
+            }
+            None => {
+                lines.push(String::new());
+                lines.push(header);
+                lines.push(line);
+            }
+        }
+        std::fs::write(&self.config, lines.join("\n") + "\n").unwrap();
     }
 
     pub fn start(&mut self) {
