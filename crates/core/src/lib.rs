@@ -4,6 +4,7 @@
 //! Nothing in this crate does network or database I/O; the scanner, the
 //! gateway and the store all share these definitions.
 
+pub mod audit;
 pub mod base62;
 pub mod config;
 pub mod crypto;

@@ -3,6 +3,7 @@
 //!
 //! Exit codes: 0 ok; 1 findings or refused; 2 usage or runtime error.
 
+mod audit_cmd;
 mod client;
 mod demo;
 mod manage;
@@ -54,6 +55,9 @@ enum Cmd {
     /// Anomaly detection offline: replay a recorded trace through the detectors.
     #[command(subcommand)]
     Monitor(monitor_cmd::MonitorCmd),
+    /// Audit chain: verify an export offline, print the checkpoint public key.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCmd),
     /// Prompt-injection shield: score a text, evaluate on labelled data.
     #[command(subcommand)]
     Shield(shield_cmd::ShieldCmd),
@@ -203,6 +207,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Cmd::Secrets(c) => secrets_cmd::run(c).await,
         Cmd::Monitor(c) => monitor_cmd::run(c),
         Cmd::Shield(c) => shield_cmd::run(c),
+        Cmd::Audit(c) => audit_cmd::run(c).await,
         Cmd::Scan(a) => tokio::task::block_in_place(|| scan_cmd::run(a)),
         Cmd::Hook(HookCmd::Install(a)) => exit_code(keyward_scanner::run_hook_install(a)?),
     }
