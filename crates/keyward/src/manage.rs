@@ -322,6 +322,15 @@ pub struct UsageArgs {
     conn: Conn,
 }
 
+/// Print the API's answer as JSON, or one line for people.
+fn report(json: bool, v: &Value, human: impl FnOnce() -> String) {
+    if json {
+        print_json(v);
+    } else {
+        println!("{}", human());
+    }
+}
+
 fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
@@ -368,11 +377,9 @@ pub async fn service(c: ServiceCmd) -> Result<u8> {
                 .client()?
                 .call(Method::POST, "/admin/v1/services", Some(&json!({"name": name, "owner": owner})))
                 .await?;
-            if json {
-                print_json(&v);
-            } else {
-                println!("service {} created ({}, owner {})", s(&v["name"]), s(&v["id"]), s(&v["owner"]));
-            }
+            report(json, &v, || {
+                format!("service {} created ({}, owner {})", s(&v["name"]), s(&v["id"]), s(&v["owner"]))
+            });
         }
         ServiceCmd::List { json, conn } => {
             let v = conn.client()?.call(Method::GET, "/admin/v1/services", None).await?;
@@ -402,11 +409,9 @@ pub async fn service(c: ServiceCmd) -> Result<u8> {
                     Some(&json!({"reason": reason})),
                 )
                 .await?;
-            if json {
-                print_json(&v);
-            } else {
-                println!("service {} retired; {} key(s) revoked", s(&v["service"]["name"]), s(&v["revoked_keys"]));
-            }
+            report(json, &v, || {
+                format!("service {} retired; {} key(s) revoked", s(&v["service"]["name"]), s(&v["revoked_keys"]))
+            });
         }
         ServiceCmd::Show { name, conn } => {
             let v = conn.client()?.call(Method::GET, &format!("/admin/v1/services/{}", enc(&name)), None).await?;
@@ -440,18 +445,16 @@ pub async fn upstream(c: UpstreamCmd) -> Result<u8> {
             body["env"] = json!(env);
             body["anthropic_key_id"] = json!(anthropic_key_id);
             let v = conn.client()?.call(Method::POST, "/admin/v1/upstreams", Some(&body)).await?;
-            if json {
-                print_json(&v);
-            } else {
-                println!(
+            report(json, &v, || {
+                format!(
                     "upstream {} added for {} ({}, {}, {})",
                     s(&v["name"]),
                     s(&v["env"]),
                     s(&v["id"]),
                     s(&v["ref"]),
                     s(&v["fingerprint"])
-                );
-            }
+                )
+            });
         }
         UpstreamCmd::Rotate { name, reference, grace, anthropic_key_id, json, conn } => {
             let mut body = upstream_secret_body(reference)?;
@@ -461,16 +464,14 @@ pub async fn upstream(c: UpstreamCmd) -> Result<u8> {
                 .client()?
                 .call(Method::POST, &format!("/admin/v1/upstreams/{}/rotate", enc(&name)), Some(&body))
                 .await?;
-            if json {
-                print_json(&v);
-            } else {
-                println!(
+            report(json, &v, || {
+                format!(
                     "upstream {} rotated: new requests use {} ({})",
                     s(&v["name"]),
                     s(&v["ref"]),
                     s(&v["fingerprint"])
-                );
-            }
+                )
+            });
         }
         UpstreamCmd::Retire { name, force, json, conn } => {
             let v = conn
@@ -481,11 +482,7 @@ pub async fn upstream(c: UpstreamCmd) -> Result<u8> {
                     Some(&json!({"force": force})),
                 )
                 .await?;
-            if json {
-                print_json(&v);
-            } else {
-                println!("upstream {} retired", s(&v["name"]));
-            }
+            report(json, &v, || format!("upstream {} retired", s(&v["name"])));
         }
         UpstreamCmd::List { json, conn } => {
             let v = conn.client()?.call(Method::GET, "/admin/v1/upstreams", None).await?;
@@ -527,13 +524,15 @@ pub async fn key(c: KeyCmd) -> Result<u8> {
             let mut body = json!({"service": service, "env": env, "name": name, "expires_in": expires_in});
             settings.apply(&mut body, false)?;
             let v = conn.client()?.call(Method::POST, "/admin/v1/keys", Some(&body)).await?;
-            if json {
-                print_json(&v);
-            } else {
-                println!("key {} created for service {} ({})", s(&v["id"]), s(&v["service"]), s(&v["env"]));
-                println!("secret: {}", s(&v["secret"]));
-                println!("This secret is shown once; keyward stores only a keyed digest of it.");
-            }
+            report(json, &v, || {
+                format!(
+                    "key {} created for service {} ({})\nsecret: {}\nThis secret is shown once; keyward stores only a keyed digest of it.",
+                    s(&v["id"]),
+                    s(&v["service"]),
+                    s(&v["env"]),
+                    s(&v["secret"])
+                )
+            });
         }
         KeyCmd::Update { id, name, expires_in, settings, json, conn } => {
             let mut body = json!({});
@@ -545,11 +544,7 @@ pub async fn key(c: KeyCmd) -> Result<u8> {
             }
             settings.apply(&mut body, true)?;
             let v = conn.client()?.call(Method::PATCH, &format!("/admin/v1/keys/{}", enc(&id)), Some(&body)).await?;
-            if json {
-                print_json(&v);
-            } else {
-                println!("key {} updated", s(&v["id"]));
-            }
+            report(json, &v, || format!("key {} updated", s(&v["id"])));
         }
         KeyCmd::Rotate { id, grace, idempotency_key, json, conn } => {
             let body = json!({"grace": grace, "idempotency_key": idempotency_key});
@@ -578,22 +573,14 @@ pub async fn key(c: KeyCmd) -> Result<u8> {
                 .client()?
                 .call(Method::POST, &format!("/admin/v1/keys/{}/suspend", enc(&id)), Some(&json!({"reason": reason})))
                 .await?;
-            if json {
-                print_json(&v);
-            } else {
-                println!("key {} suspended", s(&v["id"]));
-            }
+            report(json, &v, || format!("key {} suspended", s(&v["id"])));
         }
         KeyCmd::Resume { id, json, conn } => {
             let v = conn
                 .client()?
                 .call(Method::POST, &format!("/admin/v1/keys/{}/resume", enc(&id)), Some(&json!({})))
                 .await?;
-            if json {
-                print_json(&v);
-            } else {
-                println!("key {} resumed", s(&v["id"]));
-            }
+            report(json, &v, || format!("key {} resumed", s(&v["id"])));
         }
         KeyCmd::List { service, env, status, finding, json, conn } => {
             let mut q = Vec::new();
@@ -642,11 +629,7 @@ pub async fn key(c: KeyCmd) -> Result<u8> {
                 .client()?
                 .call(Method::POST, &format!("/admin/v1/keys/{}/revoke", enc(&id)), Some(&json!({"reason": reason})))
                 .await?;
-            if json {
-                print_json(&v);
-            } else {
-                println!("key {} revoked", s(&v["id"]));
-            }
+            report(json, &v, || format!("key {} revoked", s(&v["id"])));
         }
     }
     Ok(0)
