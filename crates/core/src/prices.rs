@@ -144,10 +144,21 @@ impl PriceTable {
 
 /// `YYYY-MM-DD` of a Unix time in milliseconds (UTC).
 pub fn date_of_ms(ts_ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ts_ms.max(0) as u64);
-    let mut s = humantime::format_rfc3339_seconds(t).to_string();
-    s.truncate(10);
-    s
+    let (y, m, d) = civil_from_days(ts_ms.max(0).div_euclid(86_400_000));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// (year, month, day) of a count of days since 1970-01-01 (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// Days since 1970-01-01 of a civil date (proleptic Gregorian).
@@ -256,6 +267,19 @@ mod tests {
         assert_eq!(month_of_ms(ts), "2026-11");
         let march = days_from_civil(2024, 3, 1) * 86_400_000;
         assert_eq!(date_of_ms(march - 1), "2024-02-29");
+    }
+
+    #[test]
+    fn civil_dates_round_trip() {
+        for days in (-1000..30_000).step_by(7) {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        // agrees with humantime's RFC 3339 formatting
+        for ms in [0i64, 951_782_400_000, 1_795_000_000_000, 4_102_444_799_000] {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
+            assert_eq!(date_of_ms(ms), humantime::format_rfc3339_seconds(t).to_string()[..10]);
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use crate::install::{self, InstallError, ADMIN_URL_FILE};
 use crate::state::App;
+use axum::serve::ListenerExt;
 use keyward_core::config::Config;
 use keyward_store::SqliteStore;
 use std::net::SocketAddr;
@@ -140,6 +141,13 @@ pub async fn run(
     };
     let data_router = crate::admin::data_plane_router(app.clone());
     let admin_router = crate::admin::router(app.clone());
+    // no Nagle delay on client connections: streamed events leave as they arrive
+    let data_l = data_l.tap_io(|t| {
+        let _ = t.set_nodelay(true);
+    });
+    let admin_l = admin_l.tap_io(|t| {
+        let _ = t.set_nodelay(true);
+    });
     let data_srv = axum::serve(data_l, data_router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(wait(stop_rx.clone()));
     let admin_srv = axum::serve(admin_l, admin_router.into_make_service_with_connect_info::<SocketAddr>())

@@ -281,6 +281,10 @@ pub async fn serve(listener: tokio::net::TcpListener, cfg: MockConfig) -> std::i
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "mock upstream listening");
     }
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|t| {
+        let _ = t.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
