@@ -1,0 +1,28 @@
+-- wrk script: one small non-streaming POST /v1/messages per request.
+-- The credential comes from the environment: BENCH_AUTH_HEADER (name) and
+-- BENCH_AUTH_VALUE (value); BENCH_BODY_FILE optionally replaces the body.
+local name = os.getenv("BENCH_AUTH_HEADER") or "x-api-key"
+local value = os.getenv("BENCH_AUTH_VALUE") or ""
+local body_file = os.getenv("BENCH_BODY_FILE")
+
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+wrk.headers["anthropic-version"] = "2023-06-01"
+wrk.headers[name] = value
+if body_file and body_file ~= "" then
+  local f = assert(io.open(body_file, "rb"))
+  wrk.body = f:read("*a")
+  f:close()
+else
+  wrk.body = '{"model":"claude-sonnet-4-6","max_tokens":16,"messages":[{"role":"user","content":"Hello there, gateway!"}]}'
+end
+
+-- count non-2xx answers so a refused run cannot pass for a fast one
+local bad = 0
+function response(status, headers, body)
+  if status < 200 or status > 299 then bad = bad + 1 end
+end
+
+function done(summary, latency, requests)
+  io.write(string.format("non2xx_per_thread_last=%d\n", bad))
+end
