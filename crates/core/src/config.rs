@@ -90,6 +90,9 @@ pub struct RawServer {
     pub admin_listen: Option<String>,
     pub max_body_bytes: Option<u64>,
     pub shutdown_grace: Option<String>,
+    /// Runtime worker threads (default: one per core). Fewer workers mean fewer
+    /// cross-thread wake-ups per request; see benches/README.md.
+    pub worker_threads: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -180,6 +183,7 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     pub max_body_bytes: u64,
     pub shutdown_grace: Duration,
+    pub worker_threads: Option<usize>,
     pub upstream_url: String,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
@@ -326,6 +330,10 @@ impl RawConfig {
             default_grace: duration("keys.default_grace", &self.keys.default_grace, Duration::from_secs(15 * 60))?,
             rotation_check_interval,
             env_defaults,
+            worker_threads: match self.server.worker_threads {
+                Some(0) => return Err(invalid("server.worker_threads", "must be at least 1")),
+                n => n,
+            },
             secrets_allow_exec: self.secrets.allow_exec.unwrap_or(false),
             monitor: self.monitor.clone(),
             base_dir: base_dir.to_path_buf(),
@@ -409,6 +417,7 @@ mod tests {
             "[upstream]\nurl = \"ftp://x\"",
             "[server]\nlisten = \"nowhere\"",
             "[log]\nformat = \"xml\"",
+            "[server]\nworker_threads = 0",
             "[[prices]]\nmodel = \"m\"\neffective = \"2026\"\ninput = 1.0\noutput = 1.0\ncache_write_5m = 1.0\ncache_write_1h = 1.0\ncache_read = 1.0",
         ] {
             assert!(Config::from_toml(bad, Path::new("/")).is_err(), "{bad}");

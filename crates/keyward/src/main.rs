@@ -225,7 +225,16 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // `serve` may ask for a number of runtime workers in its config
+    let workers = match &cli.cmd {
+        Cmd::Serve(a) if !a.check => server::load_config(&a.config).ok().and_then(|c| c.worker_threads),
+        _ => None,
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("keyward: cannot start the runtime: {e}");

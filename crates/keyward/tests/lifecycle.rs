@@ -239,6 +239,7 @@ fn environment_defaults_apply_and_keys_stay_in_their_environment() {
     let (mut gw, _) = Gateway::init(&mock.url);
     gw.set_config("environments.prod", "rpm", "1");
     gw.set_config("environments.prod", "log_request_metadata", "true");
+    gw.set_config("server", "worker_threads", "1");
     gw.start();
     let (prod_id, prod) = gw.provision("web", "prod", &upstream_key);
     let (_, roomy) = gw.create_key_with("web", "prod", &["--rpm", "100"]);
