@@ -135,12 +135,10 @@ impl App {
     }
 
     pub(crate) async fn key_row(&self, id: &str) -> Result<KeyRow, OpError> {
-        self.store
-            .list_keys()
-            .await?
-            .into_iter()
-            .find(|k| k.id == id)
-            .ok_or_else(|| OpError::NotFound(format!("key {id:?}")))
+        self.store.get_key(id).await.map_err(|e| match e {
+            keyward_store::StoreError::NotFound(_) => OpError::NotFound(format!("key {id:?}")),
+            other => other.into(),
+        })
     }
 
     pub(crate) fn rotate_every_of(&self, k: &KeyRow) -> Duration {

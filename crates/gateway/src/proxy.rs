@@ -10,7 +10,7 @@
 use crate::error::ApiError;
 use crate::index::{Auth, KeyEntry};
 use crate::meter::{settle, MeteredBody};
-use crate::state::App;
+use crate::state::{now_ms, App};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
@@ -160,10 +160,6 @@ struct BatchParams {
     model: Option<String>,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
 /// Everything after authentication for one request.
 pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<KeyEntry>>, req: Request) -> Response {
     let started = Instant::now();
@@ -221,13 +217,13 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
     };
 
     let mut streamed = false;
-    let mut models: Vec<String> = Vec::new();
+    // models named by a batch's requests (a Messages request names one, kept in the record)
+    let mut batch_models: Vec<String> = Vec::new();
     if endpoint.has_json_body(&parts.method) {
         match serde_json::from_slice::<Probe>(&bytes) {
             Ok(p) => {
                 streamed = endpoint == Endpoint::Messages && p.stream == Some(true);
-                models.extend(p.model.iter().cloned());
-                models.extend(p.requests.into_iter().flatten().filter_map(|r| r.params.and_then(|p| p.model)));
+                batch_models.extend(p.requests.into_iter().flatten().filter_map(|r| r.params.and_then(|p| p.model)));
                 record.model = p.model;
             }
             Err(e) => {
@@ -241,8 +237,9 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
 
     // phase `policy`, part 2: what the request asks for, then budget and limits
     if let Some(allowed) = eff.policy.models.as_ref().filter(|m| !m.is_empty()) {
-        if let Some(m) = models.iter().find(|m| !allowed.iter().any(|g| glob_match(g, m))) {
-            return fail(record, ApiError::Forbidden(format!("model {m:?} is not allowed for this key")), false);
+        let refused = record.model.iter().chain(&batch_models).find(|m| !allowed.iter().any(|g| glob_match(g, m)));
+        if let Some(message) = refused.map(|m| format!("model {m:?} is not allowed for this key")) {
+            return fail(record, ApiError::Forbidden(message), false);
         }
     }
     // budget: checked when a request starts; the request that crosses the line completes

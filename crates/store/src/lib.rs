@@ -50,6 +50,7 @@ pub trait Store: Send + Sync + 'static {
     async fn get_local_secret(&self, name: &str) -> Result<LocalSecretRow>;
 
     async fn create_key(&self, k: &KeyRow) -> Result<()>;
+    async fn get_key(&self, id: &str) -> Result<KeyRow>;
     async fn list_keys(&self) -> Result<Vec<KeyRow>>;
     /// Write a key's full state; with a rotation, also the digest that left
     /// service and the idempotency record, in one transaction.

@@ -186,6 +186,18 @@ impl SqliteStore {
     }
 }
 
+/// Run a query and map every row: the one place rows are collected.
+fn query<T, P: rusqlite::Params>(
+    c: &Connection,
+    sql: &str,
+    params: P,
+    map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut st = c.prepare_cached(sql).map_err(backend)?;
+    let rows = st.query_map(params, map).map_err(backend)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+}
+
 fn digest_from(v: Vec<u8>) -> rusqlite::Result<[u8; 32]> {
     <[u8; 32]>::try_from(v.as_slice()).map_err(|_| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, "digest is not 32 bytes".into())
@@ -275,21 +287,15 @@ impl Store for SqliteStore {
 
     async fn list_services(&self) -> Result<Vec<ServiceRow>> {
         self.call(|c| {
-            let mut st = c
-                .prepare("SELECT id, name, owner, status, created_at_ms FROM services ORDER BY name")
-                .map_err(backend)?;
-            let rows = st
-                .query_map([], |r| {
-                    Ok(ServiceRow {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        owner: r.get(2)?,
-                        status: r.get(3)?,
-                        created_at_ms: r.get(4)?,
-                    })
+            query(c, "SELECT id, name, owner, status, created_at_ms FROM services ORDER BY name", [], |r| {
+                Ok(ServiceRow {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    owner: r.get(2)?,
+                    status: r.get(3)?,
+                    created_at_ms: r.get(4)?,
                 })
-                .map_err(backend)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+            })
         })
         .await
     }
@@ -340,13 +346,7 @@ impl Store for SqliteStore {
 
     async fn list_upstreams(&self) -> Result<Vec<UpstreamRow>> {
         self.call(|c| {
-            let mut st = c
-                .prepare(
-                    "SELECT id, name, env, secret_ref, fingerprint, status, created_at_ms, anthropic_key_id, rotated_at_ms FROM upstreams ORDER BY name",
-                )
-                .map_err(backend)?;
-            let rows = st
-                .query_map([], |r| {
+            query(c, "SELECT id, name, env, secret_ref, fingerprint, status, created_at_ms, anthropic_key_id, rotated_at_ms FROM upstreams ORDER BY name", [], |r| {
                     Ok(UpstreamRow {
                         id: r.get(0)?,
                         name: r.get(1)?,
@@ -359,8 +359,6 @@ impl Store for SqliteStore {
                         rotated_at_ms: r.get(8)?,
                     })
                 })
-                .map_err(backend)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
         })
         .await
     }
@@ -404,14 +402,12 @@ impl Store for SqliteStore {
 
     async fn pending_retirements(&self) -> Result<Vec<UpstreamRetirement>> {
         self.call(|c| {
-            let mut st = c
-                .prepare(
-                    "SELECT id, upstream_id, secret_ref, anthropic_key_id, retire_at_ms, done_at_ms, outcome \
+            query(
+                c,
+                "SELECT id, upstream_id, secret_ref, anthropic_key_id, retire_at_ms, done_at_ms, outcome \
                      FROM upstream_retirements WHERE done_at_ms IS NULL ORDER BY retire_at_ms",
-                )
-                .map_err(backend)?;
-            let rows = st
-                .query_map([], |r| {
+                [],
+                |r| {
                     Ok(UpstreamRetirement {
                         id: r.get(0)?,
                         upstream_id: r.get(1)?,
@@ -421,9 +417,8 @@ impl Store for SqliteStore {
                         done_at_ms: r.get(5)?,
                         outcome: r.get(6)?,
                     })
-                })
-                .map_err(backend)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+                },
+            )
         })
         .await
     }
@@ -533,9 +528,7 @@ impl Store for SqliteStore {
 
     async fn list_retired_digests(&self) -> Result<Vec<([u8; 32], String)>> {
         self.call(|c| {
-            let mut st = c.prepare("SELECT digest, key_id FROM retired_digests").map_err(backend)?;
-            let rows = st.query_map([], |r| Ok((digest_from(r.get(0)?)?, r.get(1)?))).map_err(backend)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+            query(c, "SELECT digest, key_id FROM retired_digests", [], |r| Ok((digest_from(r.get(0)?)?, r.get(1)?)))
         })
         .await
     }
@@ -558,23 +551,29 @@ impl Store for SqliteStore {
 
     async fn spend_since(&self, since_ms: i64) -> Result<Vec<(String, f64)>> {
         self.call(move |c| {
-            let mut st = c
-                .prepare("SELECT key_id, COALESCE(SUM(cost_usd), 0.0) FROM usage WHERE ts_ms >= ?1 GROUP BY key_id")
-                .map_err(backend)?;
-            let rows = st.query_map(params![since_ms], |r| Ok((r.get(0)?, r.get(1)?))).map_err(backend)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+            query(
+                c,
+                "SELECT key_id, COALESCE(SUM(cost_usd), 0.0) FROM usage WHERE ts_ms >= ?1 GROUP BY key_id",
+                params![since_ms],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+        })
+        .await
+    }
+
+    async fn get_key(&self, id: &str) -> Result<KeyRow> {
+        let id = id.to_string();
+        self.call(move |c| {
+            query(c, &format!("SELECT {KEY_COLUMNS} FROM keys WHERE id = ?1"), params![id], key_from_row)?
+                .pop()
+                .ok_or_else(|| StoreError::NotFound(format!("key {id}")))
         })
         .await
     }
 
     async fn list_keys(&self) -> Result<Vec<KeyRow>> {
-        self.call(|c| {
-            let mut st =
-                c.prepare(&format!("SELECT {KEY_COLUMNS} FROM keys ORDER BY created_at_ms, id")).map_err(backend)?;
-            let rows = st.query_map([], key_from_row).map_err(backend)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
-        })
-        .await
+        self.call(|c| query(c, &format!("SELECT {KEY_COLUMNS} FROM keys ORDER BY created_at_ms, id"), [], key_from_row))
+            .await
     }
 
     async fn update_key_status(&self, id: &str, status: KeyStatus, at_ms: i64, reason: Option<&str>) -> Result<()> {
@@ -637,13 +636,7 @@ impl Store for SqliteStore {
 
     async fn list_tokens(&self) -> Result<Vec<TokenRow>> {
         self.call(|c| {
-            let mut st = c
-                .prepare(
-                    "SELECT id, role, services, digest, status, created_at_ms, expires_at_ms FROM admin_tokens ORDER BY created_at_ms",
-                )
-                .map_err(backend)?;
-            let rows = st
-                .query_map([], |r| {
+            query(c, "SELECT id, role, services, digest, status, created_at_ms, expires_at_ms FROM admin_tokens ORDER BY created_at_ms", [], |r| {
                     let services: String = r.get(2)?;
                     Ok(TokenRow {
                         id: r.get(0)?,
@@ -655,8 +648,6 @@ impl Store for SqliteStore {
                         expires_at_ms: r.get(6)?,
                     })
                 })
-                .map_err(backend)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
         })
         .await
     }
@@ -708,16 +699,10 @@ impl Store for SqliteStore {
 
     async fn usage_by_key(&self, since_ms: i64) -> Result<Vec<UsageSummary>> {
         self.call(move |c| {
-            let mut st = c
-                .prepare(
-                    "SELECT key_id, service_id, COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), \
+            query(c, "SELECT key_id, service_id, COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), \
                      SUM(input_tokens), SUM(output_tokens), SUM(cache_creation_input_tokens), SUM(cache_read_input_tokens), \
                      COALESCE(SUM(cost_usd), 0.0), SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END) \
-                     FROM usage WHERE ts_ms >= ?1 GROUP BY key_id, service_id ORDER BY key_id",
-                )
-                .map_err(backend)?;
-            let rows = st
-                .query_map(params![since_ms], |r| {
+                     FROM usage WHERE ts_ms >= ?1 GROUP BY key_id, service_id ORDER BY key_id", params![since_ms], |r| {
                     Ok(UsageSummary {
                         key_id: r.get(0)?,
                         service_id: r.get(1)?,
@@ -731,8 +716,6 @@ impl Store for SqliteStore {
                         unpriced_requests: r.get::<_, i64>(9)? as u64,
                     })
                 })
-                .map_err(backend)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
         })
         .await
     }
@@ -809,6 +792,8 @@ mod tests {
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].status, KeyStatus::Revoked);
         assert_eq!(keys[0].status_reason.as_deref(), Some("left"));
+        assert_eq!(s.get_key("key_a").await.unwrap(), keys[0]);
+        assert!(matches!(s.get_key("key_zz").await, Err(StoreError::NotFound(_))));
         assert!(matches!(
             s.update_key_status("key_zz", KeyStatus::Revoked, 5, None).await,
             Err(StoreError::NotFound(_))
