@@ -120,6 +120,35 @@ CREATE TABLE upstream_retirements (
     outcome TEXT
 );
 "#,
+    r#"
+CREATE TABLE audit_log (
+    seq INTEGER PRIMARY KEY,
+    ts TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    source TEXT,
+    action TEXT NOT NULL,
+    targets TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TABLE audit_checkpoints (
+    seq INTEGER PRIMARY KEY,
+    head_hash TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    signature TEXT NOT NULL
+);
+CREATE TABLE signing_keys (
+    purpose TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL,
+    wrapped_key BLOB NOT NULL,
+    ciphertext BLOB NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+ALTER TABLE admin_tokens ADD COLUMN name TEXT;
+ALTER TABLE admin_tokens ADD COLUMN revoked_at_ms INTEGER;
+ALTER TABLE admin_tokens ADD COLUMN last_used_ms INTEGER;
+"#,
 ];
 
 #[derive(Clone)]
