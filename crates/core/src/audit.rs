@@ -89,6 +89,36 @@ impl AuditEntry {
     }
 }
 
+/// An entry before the store gives it its place in the chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditDraft {
+    pub ts: String,
+    pub actor: String,
+    pub source: Option<String>,
+    pub action: String,
+    pub targets: Vec<String>,
+    pub summary: serde_json::Value,
+}
+
+impl AuditDraft {
+    /// Chain this draft after `prev` (the head), or start the chain.
+    pub fn chain(&self, prev: Option<(u64, &str)>) -> AuditEntry {
+        let mut e = AuditEntry {
+            seq: prev.map_or(1, |(seq, _)| seq + 1),
+            ts: self.ts.clone(),
+            actor: self.actor.clone(),
+            source: self.source.clone(),
+            action: self.action.clone(),
+            targets: self.targets.clone(),
+            summary: self.summary.clone(),
+            prev_hash: prev.map_or_else(|| GENESIS.to_string(), |(_, h)| h.to_string()),
+            hash: String::new(),
+        };
+        e.hash = e.compute_hash();
+        e
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub seq: u64,
@@ -161,10 +191,8 @@ pub fn verify(lines: &[Line], public_key_hex: &str) -> Result<Verified, ChainErr
             Line::Entry(e) => {
                 let expected_seq = last.map_or(1, |l| l.seq + 1);
                 if e.seq != expected_seq {
-                    return Err(broken(
-                        expected_seq.min(e.seq),
-                        format!("expected sequence {expected_seq}, found {}", e.seq),
-                    ));
+                    // the first position that holds something else: a deletion, insertion or move
+                    return Err(broken(expected_seq, format!("expected sequence {expected_seq}, found {}", e.seq)));
                 }
                 let expected_prev = last.map_or(GENESIS, |l| l.hash.as_str());
                 if e.prev_hash != expected_prev {

@@ -38,6 +38,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub keys: RawKeys,
     #[serde(default)]
+    pub audit: RawAudit,
+    #[serde(default)]
     pub environments: RawEnvironments,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prices: Vec<PriceRow>,
@@ -56,6 +58,17 @@ pub struct RawKeys {
     pub rotate_every: Option<String>,
     /// How often the rotation scheduler looks for due keys (default 60s).
     pub rotation_check_interval: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Sign the chain head after this many new entries (default 100), and at shutdown.
+    pub checkpoint_every: Option<u64>,
+    /// Also append every entry and checkpoint to this JSON-lines file (fsynced).
+    pub jsonl_path: Option<String>,
+    /// Also send every entry to syslog: `udp://HOST:PORT` or `unix:/dev/log` (RFC 5424).
+    pub syslog: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -93,6 +106,11 @@ pub struct RawServer {
     /// Runtime worker threads (default: one per core). Fewer workers mean fewer
     /// cross-thread wake-ups per request; see benches/README.md.
     pub worker_threads: Option<usize>,
+    /// PEM files for TLS on the admin listener (both or neither).
+    pub admin_tls_cert: Option<String>,
+    pub admin_tls_key: Option<String>,
+    /// Failed authentications a source address may make before back-off starts (default 20).
+    pub auth_fail_burst: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -184,6 +202,15 @@ pub struct Config {
     pub max_body_bytes: u64,
     pub shutdown_grace: Duration,
     pub worker_threads: Option<usize>,
+    /// Certificate chain and private key (PEM) for TLS on the admin plane.
+    pub admin_tls: Option<(PathBuf, PathBuf)>,
+    /// Allow a non-loopback admin listener without TLS (`serve --insecure-admin`;
+    /// never read from the file).
+    pub insecure_admin: bool,
+    pub auth_fail_burst: u32,
+    pub audit_checkpoint_every: u64,
+    pub audit_jsonl_path: Option<PathBuf>,
+    pub audit_syslog: Option<String>,
     pub upstream_url: String,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
@@ -324,7 +351,27 @@ impl RawConfig {
             return Err(invalid("keys.rotation_check_interval", "must be at least 1s"));
         }
         let upstream_admin_url = self.upstream.admin_url.clone().unwrap_or_else(|| upstream_url.clone());
+        let admin_tls = match (&self.server.admin_tls_cert, &self.server.admin_tls_key) {
+            (Some(c), Some(k)) => Some((path(base_dir, &Some(c.clone()), ""), path(base_dir, &Some(k.clone()), ""))),
+            (None, None) => None,
+            _ => return Err(invalid("server.admin_tls_cert", "admin_tls_cert and admin_tls_key go together")),
+        };
+        let audit_checkpoint_every = self.audit.checkpoint_every.unwrap_or(100);
+        if audit_checkpoint_every == 0 {
+            return Err(invalid("audit.checkpoint_every", "must be at least 1"));
+        }
+        if let Some(s) = &self.audit.syslog {
+            if !(s.starts_with("udp://") || s.starts_with("unix:")) {
+                return Err(invalid("audit.syslog", format!("{s:?}: use udp://HOST:PORT or unix:/dev/log")));
+            }
+        }
         Ok(Config {
+            admin_tls,
+            insecure_admin: false,
+            auth_fail_burst: self.server.auth_fail_burst.unwrap_or(20).max(1),
+            audit_checkpoint_every,
+            audit_jsonl_path: self.audit.jsonl_path.as_ref().map(|p| path(base_dir, &Some(p.clone()), "")),
+            audit_syslog: self.audit.syslog.clone(),
             admin_key_ref: self.upstream.admin_key_ref.clone(),
             admin_url: upstream_admin_url.trim_end_matches('/').to_string(),
             default_grace: duration("keys.default_grace", &self.keys.default_grace, Duration::from_secs(15 * 60))?,

@@ -2,11 +2,13 @@
 //! `/readyz`, on its own listener. Every route but the open ones needs an
 //! admin token (`Authorization: Bearer kwa_...`) whose role allows the action.
 
+use crate::audit::Actor;
+use crate::authguard::Plane;
 use crate::index::TokenEntry;
 use crate::keys::{KeyUpdate, NewKey};
-use crate::state::{now_ms, App, OpError};
+use crate::state::{now_ms, App, NewToken, OpError};
 use crate::upstreams::UpstreamSecret;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -17,28 +19,94 @@ use keyward_store::KeyStatus;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub const OPEN_ROUTES: &[&str] = &["/healthz", "/readyz", "/admin/v1/openapi.json"];
 const OPENAPI: &str = include_str!("openapi.json");
 
-/// What a request asks to do, for the role check.
+/// The parts of the admin API a role is granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Read,
-    Write,
-    ManageTokens,
+pub enum Area {
+    Services,
+    Keys,
+    Upstreams,
+    Tokens,
+    Audit,
+    Usage,
+    Review,
+    Scan,
+    Metrics,
+    Alerts,
 }
 
-pub fn role_allows(role: &str, action: Action) -> bool {
-    match role {
-        "owner" => true,
-        "operator" => action != Action::ManageTokens,
-        "auditor" => action == Action::Read,
-        // service-owner scoping is enforced per object; until then it may only read
-        "service-owner" => action == Action::Read,
+/// What a request asks to do, for the role check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Perm {
+    Read(Area),
+    Write(Area),
+}
+
+/// The permission an admin route needs, from its method and path.
+pub fn permission(method: &Method, path: &str) -> Perm {
+    let read = method == Method::GET || method == Method::HEAD;
+    let rest = path.strip_prefix("/admin/v1/").unwrap_or("");
+    let area = match rest.split('/').next().unwrap_or("") {
+        _ if path == "/metrics" => Area::Metrics,
+        "services" => Area::Services,
+        "keys" => Area::Keys,
+        "upstreams" => Area::Upstreams,
+        "tokens" => Area::Tokens,
+        // signing the head adds no entry: part of reading (exporting) the log
+        "audit" if rest == "audit/checkpoint" => return Perm::Read(Area::Audit),
+        "audit" => Area::Audit,
+        "usage" => Area::Usage,
+        "review" => Area::Review,
+        // classification reads the inventory; it changes nothing
+        "scan" if rest == "scan/classify" => return Perm::Read(Area::Scan),
+        "scan" => Area::Scan,
+        "alerts" => Area::Alerts,
+        // unknown routes: the strictest area (they answer 404 to those allowed)
+        _ => Area::Tokens,
+    };
+    if read {
+        Perm::Read(area)
+    } else {
+        Perm::Write(area)
+    }
+}
+
+/// The role table. `service-owner` is further limited to its services by
+/// the handlers (objects of other services answer 403 too).
+pub fn role_allows(role: &str, perm: Perm) -> bool {
+    use Area::*;
+    match (role, perm) {
+        ("owner", _) => true,
+        ("operator", Perm::Read(a) | Perm::Write(a)) if matches!(a, Tokens | Audit) => false,
+        ("operator", Perm::Read(_)) => true,
+        ("operator", Perm::Write(a)) => matches!(a, Services | Keys | Upstreams | Scan | Alerts),
+        ("auditor", p) => matches!(p, Perm::Read(_)),
+        ("service-owner", Perm::Read(a)) => matches!(a, Services | Keys | Usage | Alerts),
+        ("service-owner", Perm::Write(a)) => matches!(a, Keys | Alerts),
         _ => false,
+    }
+}
+
+/// The authenticated caller of an admin request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub token: Arc<TokenEntry>,
+    pub actor: Actor,
+}
+
+impl Caller {
+    /// Service names this caller is limited to (`None`: all).
+    pub fn scope(&self) -> Option<&[String]> {
+        (self.token.role == "service-owner").then_some(self.token.services.as_slice())
+    }
+    pub fn sees_service(&self, name: &str) -> bool {
+        self.scope().is_none_or(|s| s.iter().any(|n| n == name))
     }
 }
 
@@ -46,12 +114,15 @@ fn admin_error(status: StatusCode, kind: &str, message: &str) -> Response {
     (status, Json(json!({"type": "error", "error": {"type": kind, "message": message}}))).into_response()
 }
 
+const FORBIDDEN: &str = "this token's role does not allow this action";
+
 impl IntoResponse for OpError {
     fn into_response(self) -> Response {
         match &self {
             OpError::Invalid(m) => admin_error(StatusCode::BAD_REQUEST, "invalid_request_error", m),
             OpError::NotFound(m) => admin_error(StatusCode::NOT_FOUND, "not_found_error", &format!("{m} not found")),
             OpError::Conflict(m) => admin_error(StatusCode::CONFLICT, "conflict_error", &format!("{m} already exists")),
+            OpError::Forbidden => admin_error(StatusCode::FORBIDDEN, "permission_error", FORBIDDEN),
             OpError::Store(e) => {
                 tracing::error!(error = %e, "admin operation failed in the store");
                 admin_error(StatusCode::INTERNAL_SERVER_ERROR, "api_error", "internal error")
@@ -60,11 +131,21 @@ impl IntoResponse for OpError {
     }
 }
 
-/// Authenticate the admin token and check its role against the method.
+/// Authenticate the admin token and check its role against the route.
 async fn admin_auth(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
     if OPEN_ROUTES.contains(&path) {
         return next.run(req).await;
+    }
+    let now = now_ms();
+    let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    if let Some(wait) = ip.and_then(|ip| app.auth_guard.check(Plane::Admin, ip, now)) {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, wait.to_string())],
+            Json(json!({"type": "error", "error": {"type": "rate_limit_error", "message": "too many failed authentications from this address; retry later"}})),
+        )
+            .into_response();
     }
     let token = req
         .headers()
@@ -73,21 +154,19 @@ async fn admin_auth(State(app): State<Arc<App>>, mut req: Request, next: Next) -
         .and_then(|v| v.split_once(' '))
         .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim());
-    let Some(entry) = token.and_then(|t| app.tokens.authenticate(&app.digester.digest(t), now_ms())) else {
+    let Some(entry) = token.and_then(|t| app.tokens.authenticate(&app.digester.digest(t), now)) else {
+        if let Some(ip) = ip {
+            app.auth_guard.failed(Plane::Admin, ip, now);
+        }
         tracing::warn!(path = %path, "admin authentication failed");
         return admin_error(StatusCode::UNAUTHORIZED, "authentication_error", "invalid admin token");
     };
-    let action = if path.starts_with("/admin/v1/tokens") {
-        Action::ManageTokens
-    } else if req.method() == Method::GET || req.method() == Method::HEAD {
-        Action::Read
-    } else {
-        Action::Write
-    };
-    if !role_allows(&entry.role, action) {
-        return admin_error(StatusCode::FORBIDDEN, "permission_error", "this token's role does not allow this action");
+    app.tokens.touch(&entry.id, now);
+    if !role_allows(&entry.role, permission(req.method(), path)) {
+        return OpError::Forbidden.into_response();
     }
-    req.extensions_mut().insert(entry);
+    let actor = Actor::token(&entry, ip.map(|i| i.to_string()));
+    req.extensions_mut().insert(Caller { token: entry, actor });
     next.run(req).await
 }
 
@@ -106,6 +185,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/v1/keys/{id}/revoke", post(revoke_key))
         .route("/admin/v1/keys/{id}/suspend", post(suspend_key))
         .route("/admin/v1/keys/{id}/resume", post(resume_key))
+        .route("/admin/v1/tokens", get(list_tokens).post(create_token))
+        .route("/admin/v1/tokens/{id}/revoke", post(revoke_token))
+        .route("/admin/v1/audit", get(audit_entries))
+        .route("/admin/v1/audit/pubkey", get(audit_pubkey))
+        .route("/admin/v1/audit/checkpoint", post(audit_checkpoint))
         .route("/admin/v1/review", get(review))
         .route("/admin/v1/scan/classify", post(classify))
         .route("/admin/v1/usage", get(usage))
@@ -125,18 +209,32 @@ struct NewService {
     owner: String,
 }
 
-async fn create_service(State(app): State<Arc<App>>, Json(b): Json<NewService>) -> Result<Response, OpError> {
-    let s = app.create_service(&b.name, &b.owner).await?;
+async fn create_service(
+    State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
+    Json(b): Json<NewService>,
+) -> Result<Response, OpError> {
+    let s = app.create_service(&c.actor, &b.name, &b.owner).await?;
     tracing::info!(service_id = %s.id, service = %s.name, "service created");
     Ok((StatusCode::CREATED, Json(s)).into_response())
 }
 
-async fn list_services(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
-    Json(json!({ "data": app.list_services() }))
+async fn list_services(State(app): State<Arc<App>>, Extension(c): Extension<Caller>) -> Json<serde_json::Value> {
+    let data: Vec<_> = app.list_services().into_iter().filter(|s| c.sees_service(&s.name)).collect();
+    Json(json!({ "data": data }))
 }
 
-async fn get_service(State(app): State<Arc<App>>, Path(name): Path<String>) -> Result<Response, OpError> {
-    Ok(Json(app.get_service(&name)?).into_response())
+async fn get_service(
+    State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Response, OpError> {
+    match app.get_service(&name) {
+        Ok(s) if c.sees_service(&s.name) => Ok(Json(s).into_response()),
+        // nothing about services the caller cannot see, not even whether they exist
+        _ if c.scope().is_some() => Err(OpError::Forbidden),
+        r => Ok(Json(r?).into_response()),
+    }
 }
 
 fn dur(field: &'static str, v: &str) -> Result<Duration, OpError> {
@@ -171,9 +269,13 @@ fn upstream_secret(value: Option<String>, reference: Option<String>) -> Result<U
     }
 }
 
-async fn create_upstream(State(app): State<Arc<App>>, Json(b): Json<NewUpstream>) -> Result<Response, OpError> {
+async fn create_upstream(
+    State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
+    Json(b): Json<NewUpstream>,
+) -> Result<Response, OpError> {
     let secret = upstream_secret(b.value, b.reference)?;
-    let u = app.create_upstream(&b.name, &b.env, secret, b.anthropic_key_id).await?;
+    let u = app.create_upstream(&c.actor, &b.name, &b.env, secret, b.anthropic_key_id).await?;
     tracing::info!(upstream_id = %u.id, upstream = %u.name, env = %u.env, "upstream key added");
     Ok((StatusCode::CREATED, Json(u)).into_response())
 }
@@ -194,12 +296,13 @@ struct RotateUpstream {
 
 async fn rotate_upstream(
     State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
     Path(name): Path<String>,
     Json(b): Json<RotateUpstream>,
 ) -> Result<Response, OpError> {
     let secret = upstream_secret(b.value, b.reference)?;
     let grace = opt_dur("grace", &b.grace)?;
-    let u = app.rotate_upstream(&name, secret, grace, b.anthropic_key_id).await?;
+    let u = app.rotate_upstream(&c.actor, &name, secret, grace, b.anthropic_key_id).await?;
     tracing::info!(upstream_id = %u.id, upstream = %u.name, "upstream key rotated");
     Ok(Json(u).into_response())
 }
@@ -213,11 +316,12 @@ struct Retire {
 
 async fn retire_upstream(
     State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
     Path(name): Path<String>,
     body: Option<Json<Retire>>,
 ) -> Result<Response, OpError> {
     let force = body.map(|Json(b)| b.force).unwrap_or(false);
-    let u = app.retire_upstream(&name, force).await?;
+    let u = app.retire_upstream(&c.actor, &name, force).await?;
     tracing::info!(upstream_id = %u.id, upstream = %u.name, force, "upstream key retired");
     Ok(Json(u).into_response())
 }
@@ -241,9 +345,15 @@ struct NewKeyBody {
 
 async fn create_key(
     State(app): State<Arc<App>>,
-    Extension(_who): Extension<Arc<TokenEntry>>,
+    Extension(c): Extension<Caller>,
     Json(b): Json<NewKeyBody>,
 ) -> Result<Response, OpError> {
+    if c.scope().is_some() {
+        let visible = app.get_service(&b.service).ok().is_some_and(|s| c.sees_service(&s.name));
+        if !visible {
+            return Err(OpError::Forbidden);
+        }
+    }
     let n = NewKey {
         expires_in: opt_dur("expires_in", &b.expires_in)?,
         rotate_every: opt_dur("rotate_every", &b.rotate_every)?,
@@ -260,7 +370,7 @@ async fn create_key(
             allow_cidr: b.allow_cidr,
         },
     };
-    let (view, secret) = app.create_key(n).await?;
+    let (view, secret) = app.create_key(&c.actor, n).await?;
     tracing::info!(key_id = %view.id, service = %view.service, env = %view.env, "virtual key created");
     let mut body = serde_json::to_value(&view).map_err(|e| OpError::Store(e.to_string()))?;
     body["secret"] = json!(secret.expose_secret());
@@ -294,9 +404,11 @@ struct KeyPatch {
 
 async fn update_key(
     State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
     Path(id): Path<String>,
     Json(b): Json<KeyPatch>,
 ) -> Result<Response, OpError> {
+    in_scope(&app, &c, &id).await?;
     let now = now_ms();
     let u = KeyUpdate {
         name: b.name,
@@ -318,7 +430,7 @@ async fn update_key(
         models: b.models,
         allow_cidr: b.allow_cidr,
     };
-    let k = app.update_key(&id, u).await?;
+    let k = app.update_key(&c.actor, &id, u).await?;
     tracing::info!(key_id = %k.id, "virtual key updated");
     Ok(Json(k).into_response())
 }
@@ -332,12 +444,14 @@ struct RotateKey {
 
 async fn rotate_key(
     State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
     Path(id): Path<String>,
     body: Option<Json<RotateKey>>,
 ) -> Result<Response, OpError> {
+    in_scope(&app, &c, &id).await?;
     let b = body.map(|Json(b)| b).unwrap_or_default();
     let grace = opt_dur("grace", &b.grace)?;
-    let r = app.rotate_key(&id, grace, b.idempotency_key.as_deref()).await?;
+    let r = app.rotate_key(&c.actor, &id, grace, b.idempotency_key.as_deref()).await?;
     tracing::info!(key_id = %r.key.id, "virtual key rotated");
     let mut body = serde_json::to_value(&r.key).map_err(|e| OpError::Store(e.to_string()))?;
     body["secret"] = json!(r.secret.expose_secret());
@@ -357,11 +471,16 @@ struct KeyFilter {
     status: Option<String>,
 }
 
-async fn list_keys(State(app): State<Arc<App>>, Query(f): Query<KeyFilter>) -> Result<Response, OpError> {
+async fn list_keys(
+    State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
+    Query(f): Query<KeyFilter>,
+) -> Result<Response, OpError> {
     let keys: Vec<_> = app
         .list_keys()
         .await?
         .into_iter()
+        .filter(|k| c.sees_service(&k.service))
         .filter(|k| f.service.as_ref().is_none_or(|s| &k.service == s || &k.service_id == s))
         .filter(|k| f.env.as_ref().is_none_or(|e| &k.env == e))
         .filter(|k| f.status.as_ref().is_none_or(|s| k.status.as_str() == s))
@@ -369,8 +488,25 @@ async fn list_keys(State(app): State<Arc<App>>, Query(f): Query<KeyFilter>) -> R
     Ok(Json(json!({ "data": keys })).into_response())
 }
 
-async fn get_key(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, OpError> {
+async fn get_key(
+    State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, OpError> {
+    in_scope(&app, &c, &id).await?;
     Ok(Json(app.get_key(&id).await?).into_response())
+}
+
+/// A service-owner may touch only keys of its services; any other key id,
+/// existing or not, is refused the same way.
+async fn in_scope(app: &App, c: &Caller, key_id: &str) -> Result<(), OpError> {
+    if c.scope().is_none() {
+        return Ok(());
+    }
+    match app.get_key(key_id).await {
+        Ok(k) if c.sees_service(&k.service) => Ok(()),
+        _ => Err(OpError::Forbidden),
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -379,44 +515,55 @@ struct Reason {
     reason: Option<String>,
 }
 
-async fn set_status(app: &App, id: &str, status: KeyStatus, body: Option<Json<Reason>>) -> Result<Response, OpError> {
+async fn set_status(
+    app: &App,
+    c: &Caller,
+    id: &str,
+    status: KeyStatus,
+    body: Option<Json<Reason>>,
+) -> Result<Response, OpError> {
+    in_scope(app, c, id).await?;
     let reason = body.and_then(|Json(b)| b.reason);
-    let k = app.set_key_status(id, status, reason.as_deref()).await?;
+    let k = app.set_key_status(&c.actor, id, status, reason.as_deref()).await?;
     tracing::info!(key_id = %k.id, status = status.as_str(), "virtual key status changed");
     Ok(Json(k).into_response())
 }
 
 async fn revoke_key(
     State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
     Path(id): Path<String>,
     body: Option<Json<Reason>>,
 ) -> Result<Response, OpError> {
-    set_status(&app, &id, KeyStatus::Revoked, body).await
+    set_status(&app, &c, &id, KeyStatus::Revoked, body).await
 }
 
 async fn suspend_key(
     State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
     Path(id): Path<String>,
     body: Option<Json<Reason>>,
 ) -> Result<Response, OpError> {
-    set_status(&app, &id, KeyStatus::Suspended, body).await
+    set_status(&app, &c, &id, KeyStatus::Suspended, body).await
 }
 
 async fn resume_key(
     State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
     Path(id): Path<String>,
     body: Option<Json<Reason>>,
 ) -> Result<Response, OpError> {
-    set_status(&app, &id, KeyStatus::Active, body).await
+    set_status(&app, &c, &id, KeyStatus::Active, body).await
 }
 
 async fn decommission_service(
     State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
     Path(name): Path<String>,
     body: Option<Json<Reason>>,
 ) -> Result<Response, OpError> {
     let reason = body.and_then(|Json(b)| b.reason);
-    let (svc, revoked) = app.decommission_service(&name, reason.as_deref()).await?;
+    let (svc, revoked) = app.decommission_service(&c.actor, &name, reason.as_deref()).await?;
     tracing::info!(service_id = %svc.id, revoked, "service decommissioned");
     Ok(Json(json!({"service": svc, "revoked_keys": revoked})).into_response())
 }
@@ -446,7 +593,11 @@ struct UsageQuery {
     since: Option<String>,
 }
 
-async fn usage(State(app): State<Arc<App>>, Query(q): Query<UsageQuery>) -> Result<Response, OpError> {
+async fn usage(
+    State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
+    Query(q): Query<UsageQuery>,
+) -> Result<Response, OpError> {
     let since = match q.since.as_deref() {
         None => std::time::Duration::from_secs(30 * 86_400),
         Some(s) => keyward_core::config::parse_duration("since", s).map_err(|e| OpError::Invalid(e.to_string()))?,
@@ -456,11 +607,14 @@ async fn usage(State(app): State<Arc<App>>, Query(q): Query<UsageQuery>) -> Resu
     let services = app.list_services();
     let data: Vec<_> = rows
         .into_iter()
-        .map(|r| {
+        .filter_map(|r| {
             let svc = services.iter().find(|s| s.id == r.service_id).map(|s| s.name.clone()).unwrap_or_default();
+            if !c.sees_service(&svc) {
+                return None;
+            }
             let mut v = serde_json::to_value(&r).unwrap_or_default();
             v["service"] = json!(svc);
-            v
+            Some(v)
         })
         .collect();
     Ok(Json(json!({ "since": crate::state::rfc3339(since_ms), "data": data })).into_response())
@@ -482,6 +636,78 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     body.push_str("# HELP keyward_secret_rotations_total Value changes seen at a source.\n# TYPE keyward_secret_rotations_total counter\n");
     body.push_str(&format!("keyward_secret_rotations_total {}\n", st.rotations));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+async fn create_token(
+    State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
+    Json(b): Json<NewToken>,
+) -> Result<Response, OpError> {
+    let (view, secret) = app.create_token(&c.actor, b).await?;
+    tracing::info!(token_id = %view.id, role = %view.role, "admin token created");
+    let mut body = serde_json::to_value(&view).map_err(|e| OpError::Store(e.to_string()))?;
+    body["secret"] = json!(secret.expose_secret());
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+async fn list_tokens(State(app): State<Arc<App>>) -> Result<Response, OpError> {
+    Ok(Json(json!({ "data": app.list_tokens().await? })).into_response())
+}
+
+async fn revoke_token(
+    State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, OpError> {
+    let t = app.revoke_token(&c.actor, &id).await?;
+    tracing::info!(token_id = %t.id, "admin token revoked");
+    Ok(Json(t).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    /// Entries after this sequence number.
+    after: Option<u64>,
+    /// Entries at or after this time (RFC 3339).
+    since: Option<String>,
+    limit: Option<usize>,
+}
+
+/// A page of the chain with the checkpoints that fall in it, in export order:
+/// `{"data":[{"type":"entry",...},{"type":"checkpoint",...}], "next_after": N}`.
+async fn audit_entries(State(app): State<Arc<App>>, Query(q): Query<AuditQuery>) -> Result<Response, OpError> {
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let after = q.after.unwrap_or(0);
+    let since_ms = match q.since.as_deref() {
+        None => None,
+        Some(t) => Some(
+            humantime::parse_rfc3339_weak(t)
+                .map_err(|_| OpError::Invalid(format!("since: {t:?} is not an RFC 3339 time")))?
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+        ),
+    };
+    let entries = app.store.audit_entries(after, limit).await?;
+    let next_after = entries.last().map(|e| e.seq);
+    let checkpoints = app.store.checkpoints(after).await?;
+    let entries: Vec<_> = match since_ms {
+        None => entries,
+        Some(t) => entries.into_iter().filter(|e| crate::audit::ts_ms_of(e).is_none_or(|ms| ms >= t)).collect(),
+    };
+    let lines = crate::audit::export_lines(&entries, &checkpoints);
+    let head_seq = app.store.audit_head().await?.map_or(0, |h| h.seq);
+    Ok(Json(json!({ "data": lines, "next_after": next_after, "head_seq": head_seq })).into_response())
+}
+
+async fn audit_pubkey(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+    Json(json!({ "public_key": app.audit_public_key() }))
+}
+
+/// Sign the chain head now (an export ends with one, so that truncating its
+/// tail is detected).
+async fn audit_checkpoint(State(app): State<Arc<App>>) -> Result<Response, OpError> {
+    Ok(Json(json!({ "checkpoint": app.checkpoint().await? })).into_response())
 }
 
 pub fn data_plane_router(app: Arc<App>) -> Router {

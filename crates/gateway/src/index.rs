@@ -208,9 +208,23 @@ pub struct TokenEntry {
 #[derive(Default)]
 pub struct TokenIndex {
     by_digest: RwLock<HashMap<KeyDigest, Arc<TokenEntry>>>,
+    /// Last use per token id since the last flush to the store.
+    used: std::sync::Mutex<HashMap<String, i64>>,
 }
 
 impl TokenIndex {
+    pub fn touch(&self, id: &str, now_ms: i64) {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        match used.get_mut(id) {
+            Some(t) => *t = (*t).max(now_ms),
+            None => {
+                used.insert(id.to_string(), now_ms);
+            }
+        }
+    }
+    pub fn take_used(&self) -> Vec<(String, i64)> {
+        self.used.lock().unwrap_or_else(|p| p.into_inner()).drain().collect()
+    }
     pub fn insert(&self, d: KeyDigest, t: TokenEntry) {
         write(&self.by_digest).insert(d, Arc::new(t));
     }

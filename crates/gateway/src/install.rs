@@ -105,7 +105,22 @@ pub async fn init(opts: &InitOptions) -> Result<Installed, InstallError> {
         let store = SqliteStore::open(&db_path).map_err(|e| InstallError::Other(e.to_string()))?;
         let (app, _writer) =
             App::load(cfg, Arc::new(store), &master).await.map_err(|e| InstallError::Other(e.to_string()))?;
-        let (_id, token) = app.create_token("owner", vec![]).await.map_err(|e| InstallError::Other(e.to_string()))?;
+        let init = crate::audit::Actor::system("init");
+        app.audit_event(
+            &init,
+            "install.init",
+            vec![],
+            serde_json::json!({ "audit_public_key": app.audit_public_key() }),
+        )
+        .await
+        .map_err(|e| InstallError::Other(e.to_string()))?;
+        let bootstrap = crate::state::NewToken {
+            role: "owner".into(),
+            name: Some("bootstrap (keyward init)".into()),
+            ..Default::default()
+        };
+        let (_view, token) =
+            app.create_token(&init, bootstrap).await.map_err(|e| InstallError::Other(e.to_string()))?;
         let token_path = dir.join(TOKEN_FILE);
         write_new(&token_path, 0o600, format!("{}\n", token.expose_secret()).as_bytes())?;
         Ok(Installed { config_path, token_path, token })

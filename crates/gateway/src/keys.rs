@@ -1,6 +1,7 @@
 //! The key lifecycle: create, update, rotate (with a grace window and
 //! idempotency), suspend, resume, revoke, expire; and the inventory review.
 
+use crate::audit::Actor;
 use crate::deliver;
 use crate::index::{Effective, KeyEntry, Slot};
 use crate::state::{now_ms, parse_env, rfc3339, App, OpError};
@@ -10,6 +11,7 @@ use keyward_core::{keys, Environment};
 use keyward_store::{KeyRow, KeyStatus, RotationRow};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
+use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -197,7 +199,7 @@ impl App {
     }
 
     /// Mint a virtual key. The secret is returned once, here, and never stored.
-    pub async fn create_key(&self, n: NewKey) -> Result<(KeyView, SecretString), OpError> {
+    pub async fn create_key(&self, actor: &Actor, n: NewKey) -> Result<(KeyView, SecretString), OpError> {
         let env = parse_env(&n.env)?;
         let svc = self
             .service_by_name(&n.service)
@@ -233,14 +235,30 @@ impl App {
             stale_presented: 0,
             stale_presented_last_ms: None,
         };
-        self.store.create_key(&row).await?;
+        let draft = self.draft(
+            actor,
+            "key.create",
+            vec![row.id.clone(), svc.id.clone()],
+            json!({
+                "service": svc.name,
+                "env": row.env,
+                "name": row.name,
+                "policy": n.policy,
+                "expires_at": row.expires_at_ms.map(rfc3339),
+                "rotate_every_s": row.rotate_every_s,
+                "deliver_to": row.deliver_to.as_deref().map(crate::upstreams::source_kind),
+            }),
+        );
+        self.store.create_key(&row, &draft).await?;
+        self.audited();
         self.index_key(&row);
         Ok((self.key_view(&row), secret))
     }
 
-    pub async fn update_key(&self, id: &str, u: KeyUpdate) -> Result<KeyView, OpError> {
+    pub async fn update_key(&self, actor: &Actor, id: &str, u: KeyUpdate) -> Result<KeyView, OpError> {
         let _w = self.write_lock.lock().await;
         let mut row = self.key_row(id).await?;
+        let before = row.clone();
         if row.status == KeyStatus::Revoked {
             return Err(OpError::Invalid(format!("key {id} is revoked")));
         }
@@ -281,7 +299,9 @@ impl App {
             }
             row.deliver_to = v;
         }
-        self.store.save_key(&row, &[], None).await?;
+        let draft = self.draft(actor, "key.update", vec![row.id.clone()], key_changes(&before, &row));
+        self.store.save_key(&row, &[], None, &draft).await?;
+        self.audited();
         self.index_key(&row);
         Ok(self.key_view(&row))
     }
@@ -293,6 +313,7 @@ impl App {
     /// idempotency key returns the same new secret while its window lasts.
     pub async fn rotate_key(
         &self,
+        actor: &Actor,
         id: &str,
         grace: Option<Duration>,
         idempotency_key: Option<&str>,
@@ -354,7 +375,20 @@ impl App {
             }
         });
         // one transaction: a failure here leaves the key working with its old secret
-        self.store.save_key(&row, &leaving, rotation.as_ref()).await?;
+        let draft = self.draft(
+            actor,
+            "key.rotate",
+            vec![row.id.clone()],
+            json!({
+                "grace_s": grace.as_secs(),
+                "old_secret_valid_until": row.prev_valid_until_ms.map(rfc3339),
+                "retired_secrets": leaving.len(),
+                "idempotency_key": idempotency_key.is_some(),
+                "deliver_to": row.deliver_to.as_deref().map(crate::upstreams::source_kind),
+            }),
+        );
+        self.store.save_key(&row, &leaving, rotation.as_ref(), &draft).await?;
+        self.audited();
         let entry = self.index_key(&row);
         if let Some(e) = &entry {
             for d in &leaving {
@@ -368,6 +402,13 @@ impl App {
         if let Some(Err(e)) = &delivery {
             tracing::error!(key_id = %id, reason = %e, "delivering the rotated key failed; the old secret works until the grace window ends");
         }
+        if let Some(d) = &delivery {
+            let outcome = match d {
+                Ok(_) => json!({ "delivered": true }),
+                Err(e) => json!({ "delivered": false, "reason": e }),
+            };
+            self.audit_event_logged(actor, "key.deliver", vec![row.id.clone()], outcome).await;
+        }
         Ok(Rotated {
             old_secret_valid_until: row.prev_valid_until_ms.map(rfc3339),
             key: self.key_view(&row),
@@ -377,7 +418,13 @@ impl App {
     }
 
     /// Revoke, suspend or resume a key: stored first, then effective on the next request.
-    pub async fn set_key_status(&self, id: &str, status: KeyStatus, reason: Option<&str>) -> Result<KeyView, OpError> {
+    pub async fn set_key_status(
+        &self,
+        actor: &Actor,
+        id: &str,
+        status: KeyStatus,
+        reason: Option<&str>,
+    ) -> Result<KeyView, OpError> {
         let _w = self.write_lock.lock().await;
         let row = self.key_row(id).await?;
         match (row.status, status) {
@@ -390,15 +437,22 @@ impl App {
             }
             _ => {}
         }
-        self.store.update_key_status(id, status, now_ms(), reason).await?;
+        let action = match (row.status, status) {
+            (_, KeyStatus::Revoked) => "key.revoke",
+            (_, KeyStatus::Suspended) => "key.suspend",
+            (_, KeyStatus::Active) => "key.resume",
+        };
+        let draft = self.draft(actor, action, vec![id.to_string()], json!({ "reason": reason }));
+        self.store.update_key_status(id, status, now_ms(), reason, &draft).await?;
+        self.audited();
         if let Some(e) = self.keys.get(id) {
             e.set_status(status);
         }
         self.get_key(id).await
     }
 
-    pub async fn revoke_key(&self, id: &str, reason: Option<&str>) -> Result<KeyView, OpError> {
-        self.set_key_status(id, KeyStatus::Revoked, reason).await
+    pub async fn revoke_key(&self, actor: &Actor, id: &str, reason: Option<&str>) -> Result<KeyView, OpError> {
+        self.set_key_status(actor, id, KeyStatus::Revoked, reason).await
     }
 }
 
@@ -473,4 +527,26 @@ impl App {
         }
         out
     }
+}
+
+/// What a key update changed, for its audit entry: field names with old and
+/// new values (none of them secret).
+fn key_changes(before: &KeyRow, after: &KeyRow) -> serde_json::Value {
+    let mut changed = serde_json::Map::new();
+    let mut note = |field: &str, old: serde_json::Value, new: serde_json::Value| {
+        if old != new {
+            changed.insert(field.to_string(), json!({ "from": old, "to": new }));
+        }
+    };
+    let policy = |r: &KeyRow| serde_json::from_str::<serde_json::Value>(&r.policy).unwrap_or(json!({}));
+    note("policy", policy(before), policy(after));
+    note("name", json!(before.name), json!(after.name));
+    note("expires_at", json!(before.expires_at_ms.map(rfc3339)), json!(after.expires_at_ms.map(rfc3339)));
+    note("rotate_every_s", json!(before.rotate_every_s), json!(after.rotate_every_s));
+    note(
+        "deliver_to",
+        json!(before.deliver_to.as_deref().map(crate::upstreams::source_kind)),
+        json!(after.deliver_to.as_deref().map(crate::upstreams::source_kind)),
+    );
+    json!({ "changed": changed })
 }

@@ -2,6 +2,8 @@
 //! plane, metering, and installation. See ARCHITECTURE.md for the phase chart.
 
 pub mod admin;
+pub mod audit;
+pub mod authguard;
 pub mod deliver;
 pub mod error;
 pub mod index;
@@ -14,6 +16,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod server;
 pub mod state;
+pub mod tls;
 pub mod upstream;
 pub mod upstreams;
 

@@ -2,11 +2,13 @@
 //! windows, retirement of rotated-out upstream keys, and flushing counters.
 //! And the inventory review, which reads the same facts.
 
+use crate::audit::Actor;
 use crate::index::Slot;
 use crate::state::{now_ms, rfc3339, App, OpError};
 use keyward_core::crypto::KeyDigest;
 use keyward_store::{KeyRow, KeyStatus};
 use serde::Serialize;
+use serde_json::json;
 
 const DAY_MS: i64 = 86_400_000;
 /// Keys without a delivery target are warned about this many days ahead.
@@ -33,11 +35,15 @@ impl App {
     pub async fn maintenance(&self) {
         let now = now_ms();
         self.flush_stale().await;
+        self.flush_security_events().await;
         if let Err(e) = self.expire_grace_windows(now).await {
             tracing::warn!(error = %e, "ending grace windows failed");
         }
         if let Err(e) = self.scheduled_rotations(now).await {
             tracing::warn!(error = %e, "scheduled rotation failed");
+        }
+        if let Err(e) = self.note_expiries(now).await {
+            tracing::warn!(error = %e, "recording key expiries failed");
         }
         self.process_retirements(now).await;
         if let Err(e) = self.store.purge_rotations(now).await {
@@ -60,6 +66,56 @@ impl App {
         }
     }
 
+    /// Audit what happened since the last flush, in aggregate: failed
+    /// authentications per source address and plane, and secret-source fetch
+    /// failures. Also records when admin tokens were last used.
+    pub async fn flush_security_events(&self) {
+        let now = now_ms();
+        for r in self.auth_guard.drain(now) {
+            tracing::warn!(plane = r.plane.as_str(), source = %r.source, failures = r.failures, throttled = r.throttled, "failed authentications");
+            self.audit_event_logged(
+                &Actor { name: "anonymous".into(), source: Some(r.source.to_string()) },
+                "auth.failed",
+                vec![],
+                json!({
+                    "plane": r.plane.as_str(),
+                    "failures": r.failures,
+                    "throttled": r.throttled,
+                    "first": crate::audit::rfc3339_millis(r.first_ms),
+                    "last": crate::audit::rfc3339_millis(r.last_ms),
+                }),
+            )
+            .await;
+        }
+        let st = self.secrets.stats();
+        let (failures, unavailable) = (st.failures, st.unavailable);
+        let (seen_failures, seen_unavailable) = {
+            let mut seen = self.secret_failures_seen.lock().unwrap_or_else(|p| p.into_inner());
+            let prev = *seen;
+            *seen = (failures, unavailable);
+            prev
+        };
+        if failures > seen_failures {
+            self.audit_event_logged(
+                &Actor::system("secrets"),
+                "secret.fetch_failed",
+                vec![],
+                json!({
+                    "failures": failures - seen_failures,
+                    "refused_unavailable": unavailable.saturating_sub(seen_unavailable),
+                    "stale_serves_total": st.stale_serves,
+                }),
+            )
+            .await;
+        }
+        let used = self.tokens.take_used();
+        if !used.is_empty() {
+            if let Err(e) = self.store.touch_tokens(&used).await {
+                tracing::warn!(error = %e, "recording admin token use failed");
+            }
+        }
+    }
+
     /// Rotated-out secrets whose window has passed become retired digests.
     async fn expire_grace_windows(&self, now: i64) -> Result<(), OpError> {
         let _w = self.write_lock.lock().await;
@@ -70,7 +126,14 @@ impl App {
             }
             k.prev_digest = None;
             k.prev_valid_until_ms = None;
-            self.store.save_key(&k, &[prev], None).await?;
+            let draft = self.draft(
+                &Actor::system("scheduler"),
+                "key.grace_ended",
+                vec![k.id.clone()],
+                json!({ "rotated_at": k.rotated_at_ms.map(rfc3339) }),
+            );
+            self.store.save_key(&k, &[prev], None, &draft).await?;
+            self.audited();
             if let Some(e) = self.keys.get(&k.id) {
                 self.keys.set_slot(KeyDigest(prev), &e, Slot::Retired);
                 e.set_prev_valid_until(None);
@@ -88,7 +151,7 @@ impl App {
                 Some(_) if due <= now => {
                     // the idempotency key names this due date: a restart mid-way repeats, never doubles
                     let ik = format!("scheduled-{due}");
-                    match self.rotate_key(&k.id, None, Some(&ik)).await {
+                    match self.rotate_key(&Actor::system("scheduler"), &k.id, None, Some(&ik)).await {
                         Ok(r) => {
                             tracing::info!(key_id = %k.id, delivered = r.delivery.as_ref().is_some_and(|d| d.is_ok()), "scheduled rotation done")
                         }
@@ -97,6 +160,25 @@ impl App {
                 }
                 Some(_) => {}
                 None => self.warn_due(k, due, now),
+            }
+        }
+        Ok(())
+    }
+
+    /// One audit entry per key that passed its expiry (keys expire by time on
+    /// the request path; this records when the scheduler saw it).
+    async fn note_expiries(&self, now: i64) -> Result<(), OpError> {
+        let expired: Vec<_> = self.keys.all().into_iter().filter(|e| e.is_expired(now)).collect();
+        for e in expired {
+            let draft = self.draft(
+                &Actor::system("scheduler"),
+                "key.expired",
+                vec![e.id.clone()],
+                json!({ "service_id": e.service_id }),
+            );
+            if self.store.note_key_expired(&e.id, now, &draft).await? {
+                tracing::info!(key_id = %e.id, "key expired");
+                self.audited();
             }
         }
         Ok(())
@@ -173,6 +255,7 @@ impl App {
     /// Revoke every key of a service and mark it retired.
     pub async fn decommission_service(
         &self,
+        actor: &Actor,
         name: &str,
         reason: Option<&str>,
     ) -> Result<(crate::state::ServiceView, usize), OpError> {
@@ -189,9 +272,9 @@ impl App {
             .collect();
         let reason = reason.unwrap_or("service decommissioned");
         for k in &keys {
-            self.revoke_key(&k.id, Some(reason)).await?;
+            self.revoke_key(actor, &k.id, Some(reason)).await?;
         }
-        self.set_service_status(&svc.id, "retired").await?;
+        self.set_service_status(actor, &svc.id, "retired").await?;
         Ok((self.get_service(&svc.id)?, keys.len()))
     }
 }

@@ -7,6 +7,7 @@
 //! the rest run in [`forward`]; `record` runs from the response body's end or
 //! drop ([`MeteredBody`]), so it also happens when the client disconnects.
 
+use crate::authguard::Plane;
 use crate::error::ApiError;
 use crate::index::{Auth, KeyEntry};
 use crate::meter::{settle, MeteredBody};
@@ -123,19 +124,27 @@ pub async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: N
         return next.run(req).await;
     }
     let now = now_ms();
+    let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    if let Some(wait) = ip.and_then(|ip| app.auth_guard.check(Plane::Data, ip, now)) {
+        app.metrics.refused_auth();
+        let message = "too many failed authentications from this address; retry later".to_string();
+        return ApiError::RateLimited { message, retry_after_s: wait }.into_response();
+    }
     let auth = presented_credential(req.headers()).map(|k| app.keys.authenticate(&app.digester.digest(k), now));
     match auth {
         Some(Auth::Ok(e)) => {
             req.extensions_mut().insert(e);
             next.run(req).await
         }
-        Some(Auth::Stale(e)) => {
-            // someone still holds a secret of this key that no longer works
-            e.note_stale(now);
-            app.metrics.refused_auth();
-            ApiError::Unauthenticated.into_response()
-        }
-        _ => {
+        other => {
+            if let Some(Auth::Stale(e)) = other {
+                // someone still holds a secret of this key that no longer works
+                e.note_stale(now);
+            }
+            // unknown, malformed and stale secrets take the same path from here
+            if let Some(ip) = ip {
+                app.auth_guard.failed(Plane::Data, ip, now);
+            }
             app.metrics.refused_auth();
             ApiError::Unauthenticated.into_response()
         }

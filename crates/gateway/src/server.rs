@@ -100,6 +100,22 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(Bound, &Arc<App>),
 ) -> Result<(), ServeError> {
+    let admin_tls = match &cfg.admin_tls {
+        Some((cert, key)) => {
+            Some(crate::tls::server_config(cert, key).map_err(|e| ServeError::Other(format!("admin TLS: {e}")))?)
+        }
+        None => None,
+    };
+    if admin_tls.is_none() && !cfg.admin_listen.ip().is_loopback() {
+        if !cfg.insecure_admin {
+            return Err(ServeError::Other(format!(
+                "refusing to serve the admin plane on {} without TLS: set [server] admin_tls_cert and admin_tls_key, \
+                 bind it to loopback, or pass --insecure-admin",
+                cfg.admin_listen
+            )));
+        }
+        tracing::warn!(admin = %cfg.admin_listen, "INSECURE: the admin plane listens beyond loopback without TLS (--insecure-admin); admin tokens cross the network in clear text");
+    }
     let master = master_key(&cfg).await?;
     let store = SqliteStore::open(&cfg.sqlite_path).map_err(|e| ServeError::Store(e.to_string()))?;
     let base_dir = cfg.base_dir.clone();
@@ -116,7 +132,26 @@ pub async fn run(
         admin: admin_l.local_addr().map_err(|e| ServeError::Other(e.to_string()))?,
     };
     let url_file = base_dir.join(ADMIN_URL_FILE);
-    let _ = std::fs::write(&url_file, format!("http://{}\n", bound.admin));
+    let scheme = if admin_tls.is_some() { "https" } else { "http" };
+    let _ = std::fs::write(&url_file, format!("{scheme}://{}\n", bound.admin));
+
+    // fail closed: a server that cannot audit does not serve
+    let system = crate::audit::Actor::system("server");
+    app.audit_event(
+        &system,
+        "server.start",
+        vec![],
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "data": bound.data.to_string(),
+            "admin": bound.admin.to_string(),
+            "admin_tls": admin_tls.is_some(),
+        }),
+    )
+    .await
+    .map_err(|e| ServeError::Store(format!("writing the audit log: {e}")))?;
+    let (audit_tx, audit_rx) = tokio::sync::watch::channel(false);
+    let audit_task = tokio::spawn(crate::audit::run(app.clone(), audit_rx));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (writer_tx, writer_rx) = tokio::sync::watch::channel(false);
@@ -145,15 +180,26 @@ pub async fn run(
     let data_l = data_l.tap_io(|t| {
         let _ = t.set_nodelay(true);
     });
-    let admin_l = admin_l.tap_io(|t| {
-        let _ = t.set_nodelay(true);
-    });
     let data_srv = axum::serve(data_l, data_router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(wait(stop_rx.clone()));
-    let admin_srv = axum::serve(admin_l, admin_router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(wait(stop_rx));
     let data_task = tokio::spawn(async move { data_srv.await });
-    let admin_task = tokio::spawn(async move { admin_srv.await });
+    let admin_service = admin_router.into_make_service_with_connect_info::<SocketAddr>();
+    let admin_task = match admin_tls {
+        Some(tls) => {
+            let l = crate::tls::TlsListener::new(admin_l, tls)
+                .map_err(|e| ServeError::Other(e.to_string()))?
+                .tap_io(|_| {});
+            let srv = axum::serve(l, admin_service).with_graceful_shutdown(wait(stop_rx));
+            tokio::spawn(async move { srv.await })
+        }
+        None => {
+            let l = admin_l.tap_io(|t| {
+                let _ = t.set_nodelay(true);
+            });
+            let srv = axum::serve(l, admin_service).with_graceful_shutdown(wait(stop_rx));
+            tokio::spawn(async move { srv.await })
+        }
+    };
 
     tracing::info!(data = %bound.data, admin = %bound.admin, keys = app.keys.len(), "keyward is serving");
     on_ready(bound, &app);
@@ -172,6 +218,11 @@ pub async fn run(
     let _ = maint_tx.send(true);
     let _ = maint_task.await;
     app.flush_stale().await;
+    app.flush_security_events().await;
+    app.audit_event_logged(&system, "server.stop", vec![], serde_json::json!({})).await;
+    // the audit task signs the head and copies the last entries to its sinks
+    let _ = audit_tx.send(true);
+    let _ = audit_task.await;
     let _ = writer_tx.send(true);
     let _ = writer_task.await;
     let _ = std::fs::remove_file(&url_file);

@@ -2,6 +2,7 @@
 //! it: every change is written to the store first, then to the in-memory
 //! indexes the request path reads.
 
+use crate::audit::Actor;
 use crate::index::{KeyIndex, TokenEntry, TokenIndex, UpstreamIndex};
 use crate::meter::{Meter, MeterWriter};
 use crate::metrics::Metrics;
@@ -13,16 +14,19 @@ use keyward_secrets::{DefaultSources, SecretCache};
 use keyward_store::{ServiceRow, Store, StoreError, TokenRow, UsageSummary};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
+use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 pub struct App {
     pub cfg: Config,
+    pub audit: crate::audit::AuditLog,
     pub store: Arc<dyn Store>,
     pub digester: Digester,
     pub envelope: Arc<Envelope>,
     pub keys: KeyIndex,
     pub tokens: TokenIndex,
+    pub auth_guard: crate::authguard::AuthGuard,
     pub upstreams: UpstreamIndex,
     pub secrets: SecretCache,
     /// Where rotated virtual keys are delivered (`--deliver-to`).
@@ -37,6 +41,8 @@ pub struct App {
     pub(crate) write_lock: tokio::sync::Mutex<()>,
     /// (key id, days ahead) rotation warnings already logged by this process.
     pub(crate) warned: std::sync::Mutex<std::collections::HashSet<(String, i64)>>,
+    /// Secret-source (failures, unavailable) totals already audited.
+    pub(crate) secret_failures_seen: std::sync::Mutex<(u64, u64)>,
 }
 
 /// Errors of the service layer, mapped to statuses by the admin plane.
@@ -48,6 +54,8 @@ pub enum OpError {
     NotFound(String),
     #[error("{0} already exists")]
     Conflict(String),
+    #[error("not permitted")]
+    Forbidden,
     #[error("store: {0}")]
     Store(String),
 }
@@ -118,7 +126,10 @@ impl App {
             cfg.metering_flush_interval,
         );
         let client = upstream::client(&cfg).map_err(|e| OpError::Invalid(e.to_string()))?;
+        let audit = crate::audit::load_signer(&store, &envelope, cfg.audit_checkpoint_every).await?;
+        let auth_guard = crate::authguard::AuthGuard::new(cfg.auth_fail_burst);
         let app = Arc::new(App {
+            audit,
             upstream_base: cfg.upstream_url.clone(),
             cfg,
             store,
@@ -126,6 +137,7 @@ impl App {
             envelope,
             keys: KeyIndex::default(),
             tokens: TokenIndex::default(),
+            auth_guard,
             upstreams: UpstreamIndex::default(),
             secrets,
             sink,
@@ -135,6 +147,7 @@ impl App {
             services: RwLock::new(HashMap::new()),
             write_lock: tokio::sync::Mutex::new(()),
             warned: Default::default(),
+            secret_failures_seen: Default::default(),
         });
         app.reload().await?;
         Ok((app, writer))
@@ -186,15 +199,17 @@ impl App {
         self.services.read().unwrap_or_else(|p| p.into_inner()).values().find(|s| s.name == name).cloned()
     }
 
-    pub(crate) async fn set_service_status(&self, id: &str, status: &str) -> Result<(), OpError> {
-        self.store.set_service_status(id, status).await?;
+    pub(crate) async fn set_service_status(&self, actor: &Actor, id: &str, status: &str) -> Result<(), OpError> {
+        let draft = self.draft(actor, "service.status", vec![id.to_string()], json!({ "status": status }));
+        self.store.set_service_status(id, status, &draft).await?;
+        self.audited();
         if let Some(s) = self.services.write().unwrap_or_else(|p| p.into_inner()).get_mut(id) {
             s.status = status.to_string();
         }
         Ok(())
     }
 
-    pub async fn create_service(&self, name: &str, owner: &str) -> Result<ServiceView, OpError> {
+    pub async fn create_service(&self, actor: &Actor, name: &str, owner: &str) -> Result<ServiceView, OpError> {
         valid_name("service", name)?;
         if owner.trim().is_empty() {
             return Err(OpError::Invalid("a service needs an owner (--owner TEAM)".into()));
@@ -206,7 +221,10 @@ impl App {
             status: "active".into(),
             created_at_ms: now_ms(),
         };
-        self.store.create_service(&row).await?;
+        let draft =
+            self.draft(actor, "service.create", vec![row.id.clone()], json!({ "name": row.name, "owner": row.owner }));
+        self.store.create_service(&row, &draft).await?;
+        self.audited();
         self.services.write().unwrap_or_else(|p| p.into_inner()).insert(row.id.clone(), row.clone());
         Ok(self.service_view(&row))
     }
@@ -242,30 +260,137 @@ impl App {
     }
 
     /// Create an admin token. The secret is returned once.
-    pub async fn create_token(&self, role: &str, services: Vec<String>) -> Result<(String, SecretString), OpError> {
-        if !["owner", "operator", "auditor", "service-owner"].contains(&role) {
-            return Err(OpError::Invalid(format!("unknown role {role:?}")));
+    pub async fn create_token(&self, actor: &Actor, n: NewToken) -> Result<(TokenView, SecretString), OpError> {
+        if !ROLES.contains(&n.role.as_str()) {
+            return Err(OpError::Invalid(format!(
+                "unknown role {:?}: use owner, operator, auditor or service-owner",
+                n.role
+            )));
         }
+        let services: Vec<String> = n.services.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        if n.role == "service-owner" && services.is_empty() {
+            return Err(OpError::Invalid("a service-owner token names its services (--services A,B)".into()));
+        }
+        if n.role != "service-owner" && !services.is_empty() {
+            return Err(OpError::Invalid("only service-owner tokens are scoped to services".into()));
+        }
+        for s in &services {
+            if self.service_by_name(s).is_none() {
+                return Err(OpError::NotFound(format!("service {s:?}")));
+            }
+        }
+        let now = now_ms();
         let secret = keys::generate_admin_token();
         let row = TokenRow {
             id: ids::token_id(),
-            role: role.to_string(),
+            role: n.role.clone(),
             services,
             digest: self.digester.digest(secret.expose_secret()).0,
             status: "active".into(),
-            created_at_ms: now_ms(),
-            expires_at_ms: None,
+            created_at_ms: now,
+            expires_at_ms: n.expires_in.map(|d| now + d.as_millis() as i64),
+            name: n.name,
+            revoked_at_ms: None,
+            last_used_ms: None,
         };
-        self.store.create_token(&row).await?;
+        let draft = self.draft(
+            actor,
+            "token.create",
+            vec![row.id.clone()],
+            json!({ "role": row.role, "services": row.services, "name": row.name, "expires_at": row.expires_at_ms.map(rfc3339) }),
+        );
+        self.store.create_token(&row, &draft).await?;
+        self.audited();
         self.tokens.insert(
             keyward_core::crypto::KeyDigest(row.digest),
             TokenEntry {
                 id: row.id.clone(),
                 role: row.role.clone(),
                 services: row.services.clone(),
-                expires_at_ms: None,
+                expires_at_ms: row.expires_at_ms,
             },
         );
-        Ok((row.id, secret))
+        Ok((token_view(&row), secret))
+    }
+
+    pub async fn list_tokens(&self) -> Result<Vec<TokenView>, OpError> {
+        Ok(self.store.list_tokens().await?.iter().map(token_view).collect())
+    }
+
+    /// Revoke an admin token: refused from the next request on.
+    pub async fn revoke_token(&self, actor: &Actor, id: &str) -> Result<TokenView, OpError> {
+        let row = self
+            .store
+            .list_tokens()
+            .await?
+            .into_iter()
+            .find(|t| t.id == id)
+            .ok_or_else(|| OpError::NotFound(format!("token {id}")))?;
+        if row.status == "revoked" {
+            return Ok(token_view(&row));
+        }
+        let draft = self.draft(actor, "token.revoke", vec![id.to_string()], json!({ "role": row.role }));
+        self.store.revoke_token(id, now_ms(), &draft).await?;
+        self.audited();
+        self.tokens.remove_id(id);
+        let row = self
+            .store
+            .list_tokens()
+            .await?
+            .into_iter()
+            .find(|t| t.id == id)
+            .ok_or_else(|| OpError::NotFound(format!("token {id}")))?;
+        Ok(token_view(&row))
+    }
+}
+
+pub const ROLES: [&str; 4] = ["owner", "operator", "auditor", "service-owner"];
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    pub role: String,
+    #[serde(default)]
+    pub services: Vec<String>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub expires_in: Option<std::time::Duration>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `"30d"` style durations in JSON.
+mod humantime_serde_opt {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
+        let v: Option<String> = Option::deserialize(d)?;
+        v.map(|s| humantime::parse_duration(s.trim()).map_err(serde::de::Error::custom)).transpose()
+    }
+}
+
+/// An admin token as listings show it: never the secret.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenView {
+    pub id: String,
+    pub role: String,
+    pub services: Vec<String>,
+    pub name: Option<String>,
+    pub status: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    pub last_used_at: Option<String>,
+}
+
+fn token_view(t: &TokenRow) -> TokenView {
+    TokenView {
+        id: t.id.clone(),
+        role: t.role.clone(),
+        services: t.services.clone(),
+        name: t.name.clone(),
+        status: t.status.clone(),
+        created_at: rfc3339(t.created_at_ms),
+        expires_at: t.expires_at_ms.map(rfc3339),
+        revoked_at: t.revoked_at_ms.map(rfc3339),
+        last_used_at: t.last_used_ms.map(rfc3339),
     }
 }

@@ -1,6 +1,7 @@
 //! Upstream (real Anthropic) keys: add, rotate with a grace window, retire,
 //! and deactivation of rotated-out keys through the Anthropic Admin API.
 
+use crate::audit::Actor;
 use crate::index::UpstreamEntry;
 use crate::state::{now_ms, parse_env, rfc3339, valid_name, App, OpError};
 use bytes::Bytes;
@@ -9,6 +10,7 @@ use keyward_secrets::{CacheEntry, SecretRef};
 use keyward_store::{KeyStatus, LocalSecretRow, UpstreamRetirement, UpstreamRow};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
+use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,6 +96,7 @@ impl App {
     /// Add an upstream key for an environment; it serves that environment from now on.
     pub async fn create_upstream(
         &self,
+        actor: &Actor,
         name: &str,
         env: &str,
         secret: UpstreamSecret,
@@ -114,7 +117,14 @@ impl App {
             anthropic_key_id,
             rotated_at_ms: None,
         };
-        self.store.create_upstream(&row, sealed.as_ref()).await?;
+        let draft = self.draft(
+            actor,
+            "upstream.create",
+            vec![row.id.clone()],
+            json!({ "name": row.name, "env": row.env, "secret_source": source_kind(&row.secret_ref), "fingerprint": row.fingerprint }),
+        );
+        self.store.create_upstream(&row, sealed.as_ref(), &draft).await?;
+        self.audited();
         self.index_upstream(&row, None)?;
         Ok(view(&row))
     }
@@ -137,6 +147,7 @@ impl App {
     /// admin key is configured, set inactive through the Admin API.
     pub async fn rotate_upstream(
         &self,
+        actor: &Actor,
         name: &str,
         secret: UpstreamSecret,
         grace: Option<Duration>,
@@ -165,7 +176,14 @@ impl App {
         row.fingerprint = fingerprint;
         row.anthropic_key_id = anthropic_key_id;
         row.rotated_at_ms = Some(now);
-        self.store.update_upstream(&row, sealed.as_ref(), Some(&retirement)).await?;
+        let draft = self.draft(
+            actor,
+            "upstream.rotate",
+            vec![row.id.clone()],
+            json!({ "name": row.name, "grace_s": grace.as_secs(), "secret_source": source_kind(&row.secret_ref), "fingerprint": row.fingerprint }),
+        );
+        self.store.update_upstream(&row, sealed.as_ref(), Some(&retirement), &draft).await?;
+        self.audited();
         let previous = (!grace.is_zero()).then_some((old_entry, retire_at));
         // only if it serves its environment now (a newer upstream may)
         let env = parse_env(&row.env)?;
@@ -180,7 +198,7 @@ impl App {
 
     /// Take an upstream key out of service (decommission). Refused while
     /// active virtual keys still route to it, unless `force`.
-    pub async fn retire_upstream(&self, name: &str, force: bool) -> Result<UpstreamView, OpError> {
+    pub async fn retire_upstream(&self, actor: &Actor, name: &str, force: bool) -> Result<UpstreamView, OpError> {
         let _w = self.write_lock.lock().await;
         let mut row = self.upstream_row(name).await?;
         let env = parse_env(&row.env)?;
@@ -211,7 +229,10 @@ impl App {
             done_at_ms: None,
             outcome: None,
         };
-        self.store.update_upstream(&row, None, Some(&retirement)).await?;
+        let draft =
+            self.draft(actor, "upstream.retire", vec![row.id.clone()], json!({ "name": row.name, "force": force }));
+        self.store.update_upstream(&row, None, Some(&retirement), &draft).await?;
+        self.audited();
         self.upstreams.remove(env, &row.id);
         // another active upstream of the environment takes over, if there is one
         let mut others: Vec<UpstreamRow> = self
@@ -265,9 +286,16 @@ impl App {
                 },
             };
             tracing::info!(upstream_id = %r.upstream_id, %outcome, "rotated-out upstream key retired");
-            if let Err(e) = self.store.finish_retirement(r.id, now, &outcome).await {
+            let draft = self.draft(
+                &Actor::system("scheduler"),
+                "upstream.retired",
+                vec![r.upstream_id.clone()],
+                json!({ "outcome": outcome, "anthropic_key_id": r.anthropic_key_id }),
+            );
+            if let Err(e) = self.store.finish_retirement(r.id, now, &outcome, &draft).await {
                 tracing::warn!(error = %e, "recording an upstream retirement failed");
             }
+            self.audited();
         }
     }
 
@@ -300,4 +328,10 @@ impl App {
             Err(format!("the Admin API answered {status}"))
         }
     }
+}
+
+/// The kind of place a secret reference points to (`local`, `aws-sm`, ...):
+/// what an audit entry says about it.
+pub(crate) fn source_kind(reference: &str) -> &str {
+    reference.split(':').next().unwrap_or("")
 }

@@ -43,6 +43,33 @@ impl AdminClient {
         }
     }
 
+    /// A client that trusts only the CA certificates in `cacert` (PEM): for an
+    /// admin plane with its own certificate.
+    pub fn with_ca(base: &str, token: Option<SecretString>, cacert: &std::path::Path) -> Result<Self> {
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pki_types::CertificateDer::pem_file_iter(cacert)
+            .with_context(|| format!("reading {}", cacert.display()))?
+        {
+            roots.add(cert.with_context(|| format!("reading {}", cacert.display()))?)?;
+        }
+        if roots.is_empty() {
+            anyhow::bail!("{}: no certificate found", cacert.display());
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let https =
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build();
+        Ok(AdminClient {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            http: Client::builder(TokioExecutor::new()).build(https),
+        })
+    }
+
     pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
         let mut req = Request::builder().method(method).uri(format!("{}{}", self.base, path));
         if let Some(t) = &self.token {
@@ -60,7 +87,7 @@ impl AdminClient {
             .http
             .request(req)
             .await
-            .map_err(|e| anyhow!("cannot reach the keyward admin API at {}: {e}", self.base))?;
+            .map_err(|e| anyhow!("cannot reach the keyward admin API at {}: {}", self.base, chain(&e)))?;
         let status = resp.status();
         let bytes = resp.into_body().collect().await.context("reading the admin API's answer")?.to_bytes();
         let v: Value =
@@ -71,4 +98,17 @@ impl AdminClient {
         }
         Ok(v)
     }
+}
+
+/// An error with its causes ("connect: tls: invalid certificate ..."), which
+/// the HTTP client's own message leaves out.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
 }

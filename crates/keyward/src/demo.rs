@@ -48,12 +48,13 @@ pub async fn run(a: DemoArgs) -> Result<u8> {
             anyhow::bail!("the gateway stopped before it was ready");
         }
     };
-    app.create_service("demo-app", "demo-team").await?;
+    let demo = keyward_gateway::audit::Actor::system("demo");
+    app.create_service(&demo, "demo-app", "demo-team").await?;
     let upstream = UpstreamSecret::Value(SecretString::from(upstream_key));
-    app.create_upstream("demo-upstream", "dev", upstream, None).await?;
+    app.create_upstream(&demo, "demo-upstream", "dev", upstream, None).await?;
     let new_key =
         NewKey { service: "demo-app".into(), env: "dev".into(), name: Some("demo key".into()), ..Default::default() };
-    let (key, secret) = app.create_key(new_key).await?;
+    let (key, secret) = app.create_key(&demo, new_key).await?;
     let secret = secret.expose_secret();
     let base = format!("http://{}", bound.data);
 

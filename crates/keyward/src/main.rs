@@ -45,6 +45,9 @@ enum Cmd {
     /// Virtual keys.
     #[command(subcommand)]
     Key(manage::KeyCmd),
+    /// Admin tokens and their roles.
+    #[command(subcommand)]
+    Token(manage::TokenCmd),
     /// Usage per key.
     Usage(manage::UsageArgs),
     /// Inventory review: unrotated, unused, expiring, orphaned keys (exit 1 on findings).
@@ -55,7 +58,7 @@ enum Cmd {
     /// Anomaly detection offline: replay a recorded trace through the detectors.
     #[command(subcommand)]
     Monitor(monitor_cmd::MonitorCmd),
-    /// Audit chain: verify an export offline, print the checkpoint public key.
+    /// The audit log: tail, export, verify (offline, with only the public key), pubkey.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCmd),
     /// Prompt-injection shield: score a text, evaluate on labelled data.
@@ -97,6 +100,9 @@ struct ServeArgs {
     /// Validate the configuration and the master key file, then exit.
     #[arg(long)]
     check: bool,
+    /// Allow the admin plane on a non-loopback address without TLS (admin tokens cross the network in clear).
+    #[arg(long)]
+    insecure_admin: bool,
 }
 
 #[derive(Args)]
@@ -177,11 +183,13 @@ async fn run(cli: Cli) -> Result<u8> {
                 );
                 return Ok(0);
             }
-            let cfg = server::load_config(&a.config)?;
+            let mut cfg = server::load_config(&a.config)?;
+            cfg.insecure_admin = a.insecure_admin;
             init_tracing(&cfg.log_level, cfg.log_format == keyward_core::config::LogFormat::Json);
-            server::run(cfg, server::shutdown_signal(), |bound, _| {
+            let admin_scheme = if cfg.admin_tls.is_some() { "https" } else { "http" };
+            server::run(cfg, server::shutdown_signal(), move |bound, _| {
                 println!("keyward: data plane listening on http://{}", bound.data);
-                println!("keyward: admin plane listening on http://{}", bound.admin);
+                println!("keyward: admin plane listening on {admin_scheme}://{}", bound.admin);
             })
             .await?;
             Ok(0)
@@ -202,6 +210,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Cmd::Service(c) => manage::service(c).await,
         Cmd::Upstream(c) => manage::upstream(c).await,
         Cmd::Key(c) => manage::key(c).await,
+        Cmd::Token(c) => manage::token(c).await,
         Cmd::Usage(a) => manage::usage(a).await,
         Cmd::Review(a) => manage::review(a).await,
         Cmd::Secrets(c) => secrets_cmd::run(c).await,

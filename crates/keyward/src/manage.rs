@@ -22,6 +22,9 @@ pub struct Conn {
     /// Admin token (kwa_...).
     #[arg(long, env = "KEYWARD_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// CA certificate (PEM) to trust for an https admin API with its own certificate.
+    #[arg(long, env = "KEYWARD_ADMIN_CA")]
+    cacert: Option<PathBuf>,
 }
 
 impl Conn {
@@ -52,7 +55,10 @@ impl Conn {
         if token.is_none() {
             bail!("no admin token: pass --config DIR/keyward.toml, --token, or set KEYWARD_TOKEN");
         }
-        Ok(AdminClient::new(&server, token))
+        match &self.cacert {
+            Some(ca) => AdminClient::with_ca(&server, token, ca),
+            None => Ok(AdminClient::new(&server, token)),
+        }
     }
 }
 
@@ -711,4 +717,91 @@ pub async fn review(a: ReviewArgs) -> Result<u8> {
         println!("{findings} key(s) with findings");
     }
     Ok(if findings > 0 { 1 } else { 0 })
+}
+
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    /// Create an admin token; its secret is printed once.
+    Create {
+        /// owner, operator, auditor or service-owner.
+        #[arg(long)]
+        role: String,
+        /// For service-owner: the services it may manage (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        services: Vec<String>,
+        /// Lifetime, e.g. 90d (default: no expiry).
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// Who or what the token is for.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List admin tokens (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Revoke an admin token at once.
+    Revoke {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+pub async fn token(c: TokenCmd) -> Result<u8> {
+    match c {
+        TokenCmd::Create { role, services, expires_in, name, json, conn } => {
+            let body = json!({"role": role, "services": services, "expires_in": expires_in, "name": name});
+            let v = conn.client()?.call(Method::POST, "/admin/v1/tokens", Some(&body)).await?;
+            report(json, &v, || {
+                let scope = v["services"]
+                    .as_array()
+                    .filter(|a| !a.is_empty())
+                    .map(|a| format!(" for {}", a.iter().map(s).collect::<Vec<_>>().join(",")));
+                format!(
+                    "token {} ({}{}) created; its secret, shown once:\n{}",
+                    s(&v["id"]),
+                    s(&v["role"]),
+                    scope.unwrap_or_default(),
+                    s(&v["secret"])
+                )
+            });
+        }
+        TokenCmd::List { json, conn } => {
+            let v = conn.client()?.call(Method::GET, "/admin/v1/tokens", None).await?;
+            if json {
+                print_json(&v["data"]);
+            } else {
+                let data = v["data"].as_array().cloned().unwrap_or_default();
+                let rows = data.iter().map(|t| {
+                    let services = t["services"].as_array().map(|a| a.iter().map(s).collect::<Vec<_>>().join(","));
+                    vec![
+                        s(&t["id"]),
+                        s(&t["role"]),
+                        services.filter(|x| !x.is_empty()).unwrap_or_else(|| "-".into()),
+                        s(&t["status"]),
+                        s(&t["name"]),
+                        s(&t["created_at"]),
+                        s(&t["expires_at"]),
+                        s(&t["last_used_at"]),
+                    ]
+                });
+                table(&["id", "role", "services", "status", "name", "created", "expires", "last used"], rows.collect());
+            }
+        }
+        TokenCmd::Revoke { id, json, conn } => {
+            let v = conn.client()?.call(Method::POST, &format!("/admin/v1/tokens/{}/revoke", enc(&id)), None).await?;
+            report(json, &v, || format!("token {} revoked", s(&v["id"])));
+        }
+    }
+    Ok(0)
 }

@@ -5,8 +5,8 @@
 //! from the metering task), so a single writer is all it needs.
 
 use crate::{
-    KeyRow, KeyStatus, LocalSecretRow, Result, RotationRow, ServiceRow, Store, StoreError, TokenRow,
-    UpstreamRetirement, UpstreamRow, UsageSummary,
+    AuditDraft, AuditEntry, Checkpoint, KeyRow, KeyStatus, LocalSecretRow, Result, RotationRow, ServiceRow,
+    SigningKeyRow, Store, StoreError, TokenRow, UpstreamRetirement, UpstreamRow, UsageSummary,
 };
 use async_trait::async_trait;
 use keyward_core::usage::UsageRecord;
@@ -148,6 +148,7 @@ CREATE TABLE signing_keys (
 ALTER TABLE admin_tokens ADD COLUMN name TEXT;
 ALTER TABLE admin_tokens ADD COLUMN revoked_at_ms INTEGER;
 ALTER TABLE admin_tokens ADD COLUMN last_used_ms INTEGER;
+ALTER TABLE keys ADD COLUMN expiry_noted_ms INTEGER;
 "#,
 ];
 
@@ -233,6 +234,46 @@ fn digest_from(v: Vec<u8>) -> rusqlite::Result<[u8; 32]> {
     })
 }
 
+const AUDIT_COLUMNS: &str = "seq, ts, actor, source, action, targets, summary, prev_hash, hash";
+
+fn json_err(e: serde_json::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+}
+
+fn audit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+    let targets: String = r.get(5)?;
+    let summary: String = r.get(6)?;
+    Ok(AuditEntry {
+        seq: r.get::<_, i64>(0)? as u64,
+        ts: r.get(1)?,
+        actor: r.get(2)?,
+        source: r.get(3)?,
+        action: r.get(4)?,
+        targets: serde_json::from_str(&targets).map_err(json_err)?,
+        summary: serde_json::from_str(&summary).map_err(json_err)?,
+        prev_hash: r.get(7)?,
+        hash: r.get(8)?,
+    })
+}
+
+/// Append `d` after the current head, inside the caller's transaction: the
+/// entry commits with the change it describes, or neither does.
+fn append_audit_tx(c: &Connection, d: &AuditDraft) -> Result<AuditEntry> {
+    let head: Option<(i64, String)> = c
+        .query_row("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(backend)?;
+    let e = d.chain(head.as_ref().map(|(seq, h)| (*seq as u64, h.as_str())));
+    let targets = serde_json::to_string(&e.targets).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let summary = serde_json::to_string(&e.summary).map_err(|e| StoreError::Backend(e.to_string()))?;
+    c.execute(
+        &format!("INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+        params![e.seq as i64, e.ts, e.actor, e.source, e.action, targets, summary, e.prev_hash, e.hash],
+    )
+    .map_err(backend)?;
+    Ok(e)
+}
+
 fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRow> {
     let status: String = r.get(5)?;
     Ok(KeyRow {
@@ -269,7 +310,8 @@ fn write_key(c: &Connection, k: &KeyRow, insert: bool) -> rusqlite::Result<usize
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
     } else {
         "UPDATE keys SET service_id = ?2, env = ?3, name = ?4, digest = ?5, status = ?6, created_at_ms = ?7, status_changed_at_ms = ?8, \
-         status_reason = ?9, last_used_ms = MAX(COALESCE(last_used_ms, 0), COALESCE(?10, 0)), expires_at_ms = ?11, rotated_at_ms = ?12, prev_digest = ?13, \
+         status_reason = ?9, last_used_ms = MAX(COALESCE(last_used_ms, 0), COALESCE(?10, 0)), \
+         expiry_noted_ms = CASE WHEN expires_at_ms IS ?11 THEN expiry_noted_ms ELSE NULL END, expires_at_ms = ?11, rotated_at_ms = ?12, prev_digest = ?13, \
          prev_valid_until_ms = ?14, policy = ?15, rotate_every_s = ?16, deliver_to = ?17, stale_presented = MAX(stale_presented, ?18), \
          stale_presented_last_ms = ?19 WHERE id = ?1"
     };
@@ -301,15 +343,17 @@ fn write_key(c: &Connection, k: &KeyRow, insert: bool) -> rusqlite::Result<usize
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn create_service(&self, s: &ServiceRow) -> Result<()> {
-        let s = s.clone();
+    async fn create_service(&self, s: &ServiceRow, audit: &AuditDraft) -> Result<()> {
+        let (s, audit) = (s.clone(), audit.clone());
         self.call(move |c| {
-            c.execute(
+            let tx = c.transaction().map_err(backend)?;
+            tx.execute(
                 "INSERT INTO services (id, name, owner, status, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![s.id, s.name, s.owner, s.status, s.created_at_ms],
             )
             .map_err(|e| conflict_or_backend(e, &format!("service {:?}", s.name)))?;
-            Ok(())
+            append_audit_tx(&tx, &audit)?;
+            tx.commit().map_err(backend)
         })
         .await
     }
@@ -329,20 +373,28 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_service_status(&self, id: &str, status: &str) -> Result<()> {
-        let (id, status) = (id.to_string(), status.to_string());
+    async fn set_service_status(&self, id: &str, status: &str, audit: &AuditDraft) -> Result<()> {
+        let (id, status, audit) = (id.to_string(), status.to_string(), audit.clone());
         self.call(move |c| {
-            let n = c.execute("UPDATE services SET status = ?1 WHERE id = ?2", params![status, id]).map_err(backend)?;
+            let tx = c.transaction().map_err(backend)?;
+            let n =
+                tx.execute("UPDATE services SET status = ?1 WHERE id = ?2", params![status, id]).map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::NotFound(format!("service {id}")));
             }
-            Ok(())
+            append_audit_tx(&tx, &audit)?;
+            tx.commit().map_err(backend)
         })
         .await
     }
 
-    async fn create_upstream(&self, u: &UpstreamRow, sealed: Option<&LocalSecretRow>) -> Result<()> {
-        let (u, sealed) = (u.clone(), sealed.cloned());
+    async fn create_upstream(
+        &self,
+        u: &UpstreamRow,
+        sealed: Option<&LocalSecretRow>,
+        audit: &AuditDraft,
+    ) -> Result<()> {
+        let (u, sealed, audit) = (u.clone(), sealed.cloned(), audit.clone());
         self.call(move |c| {
             let tx = c.transaction().map_err(backend)?;
             if let Some(s) = &sealed {
@@ -368,6 +420,7 @@ impl Store for SqliteStore {
                 ],
             )
             .map_err(|e| conflict_or_backend(e, &format!("upstream {:?}", u.name)))?;
+            append_audit_tx(&tx, &audit)?;
             tx.commit().map_err(backend)
         })
         .await
@@ -397,8 +450,9 @@ impl Store for SqliteStore {
         u: &UpstreamRow,
         sealed: Option<&LocalSecretRow>,
         retirement: Option<&UpstreamRetirement>,
+        audit: &AuditDraft,
     ) -> Result<()> {
-        let (u, sealed, retirement) = (u.clone(), sealed.cloned(), retirement.cloned());
+        let (u, sealed, retirement, audit) = (u.clone(), sealed.cloned(), retirement.cloned(), audit.clone());
         self.call(move |c| {
             let tx = c.transaction().map_err(backend)?;
             if let Some(s) = &sealed {
@@ -424,6 +478,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(backend)?;
             }
+            append_audit_tx(&tx, &audit)?;
             tx.commit().map_err(backend)
         })
         .await
@@ -452,15 +507,17 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn finish_retirement(&self, id: i64, at_ms: i64, outcome: &str) -> Result<()> {
-        let outcome = outcome.to_string();
+    async fn finish_retirement(&self, id: i64, at_ms: i64, outcome: &str, audit: &AuditDraft) -> Result<()> {
+        let (outcome, audit) = (outcome.to_string(), audit.clone());
         self.call(move |c| {
-            c.execute(
+            let tx = c.transaction().map_err(backend)?;
+            tx.execute(
                 "UPDATE upstream_retirements SET done_at_ms = ?2, outcome = ?3 WHERE id = ?1",
                 params![id, at_ms, outcome],
             )
             .map_err(backend)?;
-            Ok(())
+            append_audit_tx(&tx, &audit)?;
+            tx.commit().map_err(backend)
         })
         .await
     }
@@ -487,17 +544,25 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_key(&self, k: &KeyRow) -> Result<()> {
-        let k = k.clone();
+    async fn create_key(&self, k: &KeyRow, audit: &AuditDraft) -> Result<()> {
+        let (k, audit) = (k.clone(), audit.clone());
         self.call(move |c| {
-            write_key(c, &k, true).map_err(|e| conflict_or_backend(e, &format!("key {}", k.id)))?;
-            Ok(())
+            let tx = c.transaction().map_err(backend)?;
+            write_key(&tx, &k, true).map_err(|e| conflict_or_backend(e, &format!("key {}", k.id)))?;
+            append_audit_tx(&tx, &audit)?;
+            tx.commit().map_err(backend)
         })
         .await
     }
 
-    async fn save_key(&self, k: &KeyRow, retired: &[[u8; 32]], rotation: Option<&RotationRow>) -> Result<()> {
-        let (k, rotation, retired) = (k.clone(), rotation.cloned(), retired.to_vec());
+    async fn save_key(
+        &self,
+        k: &KeyRow,
+        retired: &[[u8; 32]],
+        rotation: Option<&RotationRow>,
+        audit: &AuditDraft,
+    ) -> Result<()> {
+        let (k, rotation, retired, audit) = (k.clone(), rotation.cloned(), retired.to_vec(), audit.clone());
         self.call(move |c| {
             let tx = c.transaction().map_err(backend)?;
             if write_key(&tx, &k, false).map_err(backend)? == 0 {
@@ -518,6 +583,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(|e| conflict_or_backend(e, "rotation with this idempotency key"))?;
             }
+            append_audit_tx(&tx, &audit)?;
             tx.commit().map_err(backend)
         })
         .await
@@ -605,10 +671,18 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn update_key_status(&self, id: &str, status: KeyStatus, at_ms: i64, reason: Option<&str>) -> Result<()> {
-        let (id, reason) = (id.to_string(), reason.map(str::to_string));
+    async fn update_key_status(
+        &self,
+        id: &str,
+        status: KeyStatus,
+        at_ms: i64,
+        reason: Option<&str>,
+        audit: &AuditDraft,
+    ) -> Result<()> {
+        let (id, reason, audit) = (id.to_string(), reason.map(str::to_string), audit.clone());
         self.call(move |c| {
-            let n = c
+            let tx = c.transaction().map_err(backend)?;
+            let n = tx
                 .execute(
                     "UPDATE keys SET status = ?1, status_changed_at_ms = ?2, status_reason = ?3 WHERE id = ?4",
                     params![status.as_str(), at_ms, reason, id],
@@ -617,7 +691,28 @@ impl Store for SqliteStore {
             if n == 0 {
                 return Err(StoreError::NotFound(format!("key {id}")));
             }
-            Ok(())
+            append_audit_tx(&tx, &audit)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn note_key_expired(&self, id: &str, at_ms: i64, audit: &AuditDraft) -> Result<bool> {
+        let (id, audit) = (id.to_string(), audit.clone());
+        self.call(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            let n = tx
+                .execute(
+                    "UPDATE keys SET expiry_noted_ms = ?2 WHERE id = ?1 AND expiry_noted_ms IS NULL \
+                     AND expires_at_ms IS NOT NULL AND expires_at_ms <= ?2",
+                    params![id, at_ms],
+                )
+                .map_err(backend)?;
+            if n == 1 {
+                append_audit_tx(&tx, &audit)?;
+            }
+            tx.commit().map_err(backend)?;
+            Ok(n == 1)
         })
         .await
     }
@@ -641,12 +736,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_token(&self, t: &TokenRow) -> Result<()> {
-        let t = t.clone();
+    async fn create_token(&self, t: &TokenRow, audit: &AuditDraft) -> Result<()> {
+        let (t, audit) = (t.clone(), audit.clone());
         self.call(move |c| {
-            c.execute(
-                "INSERT INTO admin_tokens (id, role, services, digest, status, created_at_ms, expires_at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            let tx = c.transaction().map_err(backend)?;
+            tx.execute(
+                "INSERT INTO admin_tokens (id, role, services, digest, status, created_at_ms, expires_at_ms, name) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     t.id,
                     t.role,
@@ -654,18 +750,25 @@ impl Store for SqliteStore {
                     t.digest.as_slice(),
                     t.status,
                     t.created_at_ms,
-                    t.expires_at_ms
+                    t.expires_at_ms,
+                    t.name
                 ],
             )
             .map_err(|e| conflict_or_backend(e, &format!("token {}", t.id)))?;
-            Ok(())
+            append_audit_tx(&tx, &audit)?;
+            tx.commit().map_err(backend)
         })
         .await
     }
 
     async fn list_tokens(&self) -> Result<Vec<TokenRow>> {
         self.call(|c| {
-            query(c, "SELECT id, role, services, digest, status, created_at_ms, expires_at_ms FROM admin_tokens ORDER BY created_at_ms", [], |r| {
+            query(
+                c,
+                "SELECT id, role, services, digest, status, created_at_ms, expires_at_ms, name, revoked_at_ms, last_used_ms \
+                 FROM admin_tokens ORDER BY created_at_ms, id",
+                [],
+                |r| {
                     let services: String = r.get(2)?;
                     Ok(TokenRow {
                         id: r.get(0)?,
@@ -675,8 +778,151 @@ impl Store for SqliteStore {
                         status: r.get(4)?,
                         created_at_ms: r.get(5)?,
                         expires_at_ms: r.get(6)?,
+                        name: r.get(7)?,
+                        revoked_at_ms: r.get(8)?,
+                        last_used_ms: r.get(9)?,
                     })
-                })
+                },
+            )
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, id: &str, at_ms: i64, audit: &AuditDraft) -> Result<()> {
+        let (id, audit) = (id.to_string(), audit.clone());
+        self.call(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            let n = tx
+                .execute(
+                    "UPDATE admin_tokens SET status = 'revoked', revoked_at_ms = ?2 WHERE id = ?1 AND status != 'revoked'",
+                    params![id, at_ms],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("token {id}")));
+            }
+            append_audit_tx(&tx, &audit)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn touch_tokens(&self, last_used: &[(String, i64)]) -> Result<()> {
+        let items = last_used.to_vec();
+        self.call(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            for (id, ts) in &items {
+                tx.execute(
+                    "UPDATE admin_tokens SET last_used_ms = ?1 WHERE id = ?2 AND (last_used_ms IS NULL OR last_used_ms < ?1)",
+                    params![ts, id],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, audit: &AuditDraft) -> Result<AuditEntry> {
+        let audit = audit.clone();
+        self.call(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            let e = append_audit_tx(&tx, &audit)?;
+            tx.commit().map_err(backend)?;
+            Ok(e)
+        })
+        .await
+    }
+
+    async fn audit_entries(&self, after_seq: u64, limit: usize) -> Result<Vec<AuditEntry>> {
+        self.call(move |c| {
+            query(
+                c,
+                &format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2"),
+                params![after_seq as i64, limit as i64],
+                audit_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn audit_head(&self) -> Result<Option<AuditEntry>> {
+        self.call(|c| {
+            Ok(query(
+                c,
+                &format!("SELECT {AUDIT_COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT 1"),
+                [],
+                audit_from_row,
+            )?
+            .pop())
+        })
+        .await
+    }
+
+    async fn add_checkpoint(&self, cp: &Checkpoint) -> Result<()> {
+        let cp = cp.clone();
+        self.call(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO audit_checkpoints (seq, head_hash, ts, signature) VALUES (?1, ?2, ?3, ?4)",
+                params![cp.seq as i64, cp.head_hash, cp.ts, cp.signature],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn checkpoints(&self, after_seq: u64) -> Result<Vec<Checkpoint>> {
+        self.call(move |c| {
+            query(
+                c,
+                "SELECT seq, head_hash, ts, signature FROM audit_checkpoints WHERE seq > ?1 ORDER BY seq",
+                params![after_seq as i64],
+                |r| {
+                    Ok(Checkpoint {
+                        seq: r.get::<_, i64>(0)? as u64,
+                        head_hash: r.get(1)?,
+                        ts: r.get(2)?,
+                        signature: r.get(3)?,
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    async fn signing_key(&self, purpose: &str) -> Result<Option<SigningKeyRow>> {
+        let purpose = purpose.to_string();
+        self.call(move |c| {
+            Ok(query(
+                c,
+                "SELECT purpose, public_key, wrapped_key, ciphertext, created_at_ms FROM signing_keys WHERE purpose = ?1",
+                params![purpose],
+                |r| {
+                    Ok(SigningKeyRow {
+                        purpose: r.get(0)?,
+                        public_key: r.get(1)?,
+                        wrapped_key: r.get(2)?,
+                        ciphertext: r.get(3)?,
+                        created_at_ms: r.get(4)?,
+                    })
+                },
+            )?
+            .pop())
+        })
+        .await
+    }
+
+    async fn put_signing_key(&self, k: &SigningKeyRow) -> Result<()> {
+        let k = k.clone();
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO signing_keys (purpose, public_key, wrapped_key, ciphertext, created_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![k.purpose, k.public_key, k.wrapped_key, k.ciphertext, k.created_at_ms],
+            )
+            .map_err(|e| conflict_or_backend(e, &format!("signing key for {}", k.purpose)))?;
+            Ok(())
         })
         .await
     }
@@ -755,6 +1001,34 @@ mod tests {
     use super::*;
     use keyward_core::usage::TokenUsage;
 
+    fn draft(action: &str) -> AuditDraft {
+        AuditDraft {
+            ts: "2026-11-27T00:00:00Z".into(),
+            actor: "system:test".into(),
+            source: None,
+            action: action.into(),
+            targets: vec![],
+            summary: serde_json::json!({}),
+        }
+    }
+
+    #[tokio::test]
+    async fn changes_and_their_audit_entries_commit_together() {
+        let s = SqliteStore::open_in_memory().unwrap();
+        s.create_service(&service(), &draft("service.create")).await.unwrap();
+        // a refused change leaves no entry
+        assert!(s.create_service(&service(), &draft("service.create")).await.is_err());
+        assert!(s.update_key_status("key_none", KeyStatus::Revoked, 5, None, &draft("key.revoke")).await.is_err());
+        s.append_audit(&draft("server.start")).await.unwrap();
+        let all = s.audit_entries(0, 100).await.unwrap();
+        assert_eq!(all.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["service.create", "server.start"]);
+        assert_eq!(all[0].seq, 1);
+        assert_eq!(all[1].prev_hash, all[0].hash);
+        assert_eq!(all[1].hash, all[1].compute_hash());
+        assert_eq!(s.audit_head().await.unwrap().unwrap(), all[1]);
+        assert_eq!(s.audit_entries(1, 100).await.unwrap(), all[1..]);
+    }
+
     fn service() -> ServiceRow {
         ServiceRow {
             id: "svc_1".into(),
@@ -812,11 +1086,11 @@ mod tests {
     async fn inventory_roundtrip_and_conflicts() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(&dir.path().join("k.db")).unwrap();
-        s.create_service(&service()).await.unwrap();
-        assert!(matches!(s.create_service(&service()).await, Err(StoreError::Conflict(_))));
-        s.create_key(&key("key_a", 1)).await.unwrap();
-        assert!(matches!(s.create_key(&key("key_b", 1)).await, Err(StoreError::Conflict(_))));
-        s.update_key_status("key_a", KeyStatus::Revoked, 5, Some("left")).await.unwrap();
+        s.create_service(&service(), &draft("service.create")).await.unwrap();
+        assert!(matches!(s.create_service(&service(), &draft("service.create")).await, Err(StoreError::Conflict(_))));
+        s.create_key(&key("key_a", 1), &draft("key.create")).await.unwrap();
+        assert!(matches!(s.create_key(&key("key_b", 1), &draft("key.create")).await, Err(StoreError::Conflict(_))));
+        s.update_key_status("key_a", KeyStatus::Revoked, 5, Some("left"), &draft("key.revoke")).await.unwrap();
         let keys = s.list_keys().await.unwrap();
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].status, KeyStatus::Revoked);
@@ -824,7 +1098,7 @@ mod tests {
         assert_eq!(s.get_key("key_a").await.unwrap(), keys[0]);
         assert!(matches!(s.get_key("key_zz").await, Err(StoreError::NotFound(_))));
         assert!(matches!(
-            s.update_key_status("key_zz", KeyStatus::Revoked, 5, None).await,
+            s.update_key_status("key_zz", KeyStatus::Revoked, 5, None, &draft("key.revoke")).await,
             Err(StoreError::NotFound(_))
         ));
         s.touch_keys(&[("key_a".into(), 9), ("key_a".into(), 7)]).await.unwrap();
@@ -851,12 +1125,12 @@ mod tests {
         };
         let sealed =
             LocalSecretRow { name: "prod-main".into(), wrapped_key: vec![1], ciphertext: vec![2], created_at_ms: 1 };
-        s.create_upstream(&up, Some(&sealed)).await.unwrap();
+        s.create_upstream(&up, Some(&sealed), &draft("upstream.create")).await.unwrap();
         // the same upstream name again fails and leaves no second secret behind
         let mut again = up.clone();
         again.id = "ups_2".into();
         let sealed2 = LocalSecretRow { name: "other".into(), ..sealed.clone() };
-        assert!(s.create_upstream(&again, Some(&sealed2)).await.is_err());
+        assert!(s.create_upstream(&again, Some(&sealed2), &draft("upstream.create")).await.is_err());
         assert!(matches!(s.get_local_secret("other").await, Err(StoreError::NotFound(_))));
         assert_eq!(s.get_local_secret("prod-main").await.unwrap().ciphertext, vec![2]);
     }

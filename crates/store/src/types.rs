@@ -141,6 +141,10 @@ pub struct TokenRow {
     pub status: String,
     pub created_at_ms: i64,
     pub expires_at_ms: Option<i64>,
+    /// A label chosen at creation (who or what the token is for).
+    pub name: Option<String>,
+    pub revoked_at_ms: Option<i64>,
+    pub last_used_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,4 +161,15 @@ pub struct UsageSummary {
     pub cost_usd: f64,
     /// Requests whose model had no price: their cost is not in `cost_usd`.
     pub unpriced_requests: u64,
+}
+
+/// A signing key, sealed under the master key (envelope encryption).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SigningKeyRow {
+    pub purpose: String,
+    /// Hex of the Ed25519 public key.
+    pub public_key: String,
+    pub wrapped_key: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+    pub created_at_ms: i64,
 }
