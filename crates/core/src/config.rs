@@ -81,6 +81,17 @@ pub struct RawEnvDefaults {
     pub log_request_metadata: Option<bool>,
     /// Rotation period for new keys of this environment.
     pub rotate_every: Option<String>,
+    /// Prompt-injection shield defaults (see `keyward key create --help`).
+    pub shield: Option<crate::policy::ShieldMode>,
+    pub shield_threshold: Option<f32>,
+    /// The system prompt text pinned for keys of this environment.
+    pub pin_system: Option<String>,
+    pub client_system: Option<crate::policy::ClientSystem>,
+    pub guard_instruction: Option<bool>,
+    pub spotlight: Option<bool>,
+    pub allow_tools: Option<Vec<String>>,
+    pub tool_policy: Option<crate::policy::ToolPolicy>,
+    pub tool_rules: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -263,6 +274,15 @@ fn env_defaults(
         budget_usd: r.budget_usd,
         models: r.models.clone(),
         allow_cidr: r.allow_cidr.clone(),
+        shield: r.shield,
+        shield_threshold: r.shield_threshold,
+        pin_system: r.pin_system.clone(),
+        client_system: r.client_system,
+        guard_instruction: r.guard_instruction,
+        spotlight: r.spotlight,
+        allow_tools: r.allow_tools.clone(),
+        tool_policy: r.tool_policy,
+        tool_rules: r.tool_rules.clone(),
     };
     policy.validate().map_err(|e| invalid(field, e))?;
     Ok(EnvDefaults {

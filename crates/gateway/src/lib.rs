@@ -13,6 +13,7 @@ pub mod meter;
 pub mod metrics;
 pub mod proxy;
 pub mod server;
+pub mod shield;
 pub mod state;
 pub mod upstream;
 pub mod upstreams;

@@ -31,6 +31,8 @@ pub struct App {
     pub metrics: Metrics,
     pub client: UpstreamClient,
     pub upstream_base: String,
+    /// The prompt-injection classifier (fast stage), shared by every request.
+    pub shield: Arc<keyward_detect::shield::Shield>,
     services: RwLock<HashMap<String, ServiceRow>>,
     /// Serialises changes to keys and upstreams (rotations, updates) so that
     /// read-modify-write cycles never interleave.
@@ -120,6 +122,10 @@ impl App {
         let client = upstream::client(&cfg).map_err(|e| OpError::Invalid(e.to_string()))?;
         let app = Arc::new(App {
             upstream_base: cfg.upstream_url.clone(),
+            shield: Arc::new(
+                keyward_detect::shield::Shield::builtin()
+                    .map_err(|e| OpError::Invalid(format!("the injection classifier's weights: {e}")))?,
+            ),
             cfg,
             store,
             digester,
