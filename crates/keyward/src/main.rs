@@ -44,7 +44,7 @@ enum Cmd {
     Upstream(manage::UpstreamCmd),
     /// Virtual keys.
     #[command(subcommand)]
-    Key(manage::KeyCmd),
+    Key(Box<manage::KeyCmd>),
     /// Usage per key.
     Usage(manage::UsageArgs),
     /// Inventory review: unrotated, unused, expiring, orphaned keys (exit 1 on findings).
@@ -201,7 +201,7 @@ async fn run(cli: Cli) -> Result<u8> {
         }
         Cmd::Service(c) => manage::service(c).await,
         Cmd::Upstream(c) => manage::upstream(c).await,
-        Cmd::Key(c) => manage::key(c).await,
+        Cmd::Key(c) => manage::key(*c).await,
         Cmd::Usage(a) => manage::usage(a).await,
         Cmd::Review(a) => manage::review(a).await,
         Cmd::Secrets(c) => secrets_cmd::run(c).await,
