@@ -460,6 +460,26 @@ mod tests {
     }
 
     #[test]
+    fn environment_shield_defaults() {
+        let c = Config::from_toml(
+            "[environments.prod]\nshield = \"block\"\nshield_threshold = 0.7\npin_system = \"You are the helper.\"\n\
+             client_system = \"append\"\nguard_instruction = true\nspotlight = true\nallow_tools = [\"fetch_url\"]\n\
+             tool_policy = \"flag\"\ntool_rules = [\"fetch_url:url:hosts=example.com\"]\n",
+            Path::new("/"),
+        )
+        .unwrap();
+        let p = &c.env(Environment::Prod).policy;
+        assert_eq!(p.shield, Some(crate::policy::ShieldMode::Block));
+        assert_eq!(p.client_system, Some(crate::policy::ClientSystem::Append));
+        assert_eq!(p.tool_policy, Some(crate::policy::ToolPolicy::Flag));
+        assert_eq!(p.pin_system.as_deref(), Some("You are the helper."));
+        assert_eq!(p.parsed_tool_rules().unwrap().len(), 1);
+        for bad in ["shield = \"maybe\"", "shield_threshold = 2.0", "tool_rules = [\"x\"]", "spotlight = \"yes\""] {
+            assert!(Config::from_toml(&format!("[environments.dev]\n{bad}\n"), Path::new("/")).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn price_overrides_apply() {
         let c = Config::from_toml(
             "[[prices]]\nmodel = \"my-model\"\neffective = \"2020-01-01\"\ninput = 1.0\noutput = 2.0\ncache_write_5m = 0.0\ncache_write_1h = 0.0\ncache_read = 0.0",

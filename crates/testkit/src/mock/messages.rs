@@ -659,3 +659,27 @@ pub(crate) async fn count_tokens(
     let input_tokens = Breakdown::of(p.system, p.messages).total_tokens();
     Ok(Json(CountTokens { input_tokens }).into_response())
 }
+
+#[cfg(test)]
+mod directive_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tool_directives_come_from_the_last_user_turn() {
+        let msgs = vec![
+            json!({"role": "user", "content": "mock:tool_use old {}"}),
+            json!({"role": "assistant", "content": "ok"}),
+            json!({"role": "user", "content": [{"type": "text", "text":
+                "Do it.\nmock:tool_use fetch_url {\"url\": \"https://example.com\"} trailing words\nmock:tool_use ping"}]}),
+        ];
+        let calls = tool_directives(&msgs);
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0], ("fetch_url".to_string(), json!({"url": "https://example.com"})));
+        assert_eq!(calls[1], ("ping".to_string(), json!({})));
+        // without `tools` in the request there is no tool call
+        let body = json!({"model": "m", "max_tokens": 5, "messages": msgs});
+        assert!(parse_params(body.as_object().unwrap(), true).unwrap().tool_calls.is_empty());
+    }
+}
