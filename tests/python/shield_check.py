@@ -135,18 +135,19 @@ assert tu and tu[0].input == {"url": "https://example.com/a", "n": [1, 2, 3]}, f
 assert final.stop_reason == "tool_use" and final.usage.output_tokens > 0, final
 
 # streaming: a disallowed call ends the stream with an error; the text before it arrived
-seen = []
+seen, starts = [], []
 try:
     with c.messages.stream(
         model=MODEL, max_tokens=16, tools=TOOLS, messages=user("Go.\nmock:tool_use delete_files {\"path\": \"/\"}")
     ) as s:
         for ev in s:
             seen.append(ev.type)
+            if ev.type == "content_block_start":
+                starts.append(ev.content_block.type)
     raise AssertionError("the stream should have failed")
 except anthropic.APIStatusError as e:
     assert "permission_error" in str(e) or "delete_files" in str(e), str(e)
-assert "text" in seen or "content_block_delta" in seen, seen
-assert not any(t == "content_block_start" and False for t in seen)
+assert "text" in seen and starts == ["text"], (seen, starts)  # the text streamed; the tool block never arrived
 print("tools block ok", len(seen))
 
 # --- tool allowlist: flag -----------------------------------------------------
