@@ -94,6 +94,17 @@ pub struct RawEnvDefaults {
     pub log_request_metadata: Option<bool>,
     /// Rotation period for new keys of this environment.
     pub rotate_every: Option<String>,
+    /// Prompt-injection shield defaults (see `keyward key create --help`).
+    pub shield: Option<crate::policy::ShieldMode>,
+    pub shield_threshold: Option<f32>,
+    /// The system prompt text pinned for keys of this environment.
+    pub pin_system: Option<String>,
+    pub client_system: Option<crate::policy::ClientSystem>,
+    pub guard_instruction: Option<bool>,
+    pub spotlight: Option<bool>,
+    pub allow_tools: Option<Vec<String>>,
+    pub tool_policy: Option<crate::policy::ToolPolicy>,
+    pub tool_rules: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -290,6 +301,15 @@ fn env_defaults(
         budget_usd: r.budget_usd,
         models: r.models.clone(),
         allow_cidr: r.allow_cidr.clone(),
+        shield: r.shield,
+        shield_threshold: r.shield_threshold,
+        pin_system: r.pin_system.clone(),
+        client_system: r.client_system,
+        guard_instruction: r.guard_instruction,
+        spotlight: r.spotlight,
+        allow_tools: r.allow_tools.clone(),
+        tool_policy: r.tool_policy,
+        tool_rules: r.tool_rules.clone(),
     };
     policy.validate().map_err(|e| invalid(field, e))?;
     Ok(EnvDefaults {
@@ -484,6 +504,26 @@ mod tests {
         assert_eq!(c.env(Environment::Dev).rotate_every, Duration::from_secs(30 * 86_400));
         assert!(Config::from_toml("[environments.qa]\nrpm = 1\n", Path::new("/")).is_err());
         assert!(Config::from_toml("[environments.dev]\nrpm = 0\n", Path::new("/")).is_err());
+    }
+
+    #[test]
+    fn environment_shield_defaults() {
+        let c = Config::from_toml(
+            "[environments.prod]\nshield = \"block\"\nshield_threshold = 0.7\npin_system = \"You are the helper.\"\n\
+             client_system = \"append\"\nguard_instruction = true\nspotlight = true\nallow_tools = [\"fetch_url\"]\n\
+             tool_policy = \"flag\"\ntool_rules = [\"fetch_url:url:hosts=example.com\"]\n",
+            Path::new("/"),
+        )
+        .unwrap();
+        let p = &c.env(Environment::Prod).policy;
+        assert_eq!(p.shield, Some(crate::policy::ShieldMode::Block));
+        assert_eq!(p.client_system, Some(crate::policy::ClientSystem::Append));
+        assert_eq!(p.tool_policy, Some(crate::policy::ToolPolicy::Flag));
+        assert_eq!(p.pin_system.as_deref(), Some("You are the helper."));
+        assert_eq!(p.parsed_tool_rules().unwrap().len(), 1);
+        for bad in ["shield = \"maybe\"", "shield_threshold = 2.0", "tool_rules = [\"x\"]", "spotlight = \"yes\""] {
+            assert!(Config::from_toml(&format!("[environments.dev]\n{bad}\n"), Path::new("/")).is_err(), "{bad}");
+        }
     }
 
     #[test]

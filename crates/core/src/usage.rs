@@ -90,6 +90,24 @@ pub struct UsageRecord {
     pub streamed: bool,
     /// The client went away before the response was complete.
     pub client_disconnected: bool,
+    /// What the prompt-injection shield did: bits of [`shield_flags`].
+    #[serde(default)]
+    pub shield_flags: u8,
+    /// Highest injection score of the request's screened parts (keys with the shield on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shield_score: Option<f32>,
+}
+
+/// Bits of [`UsageRecord::shield_flags`].
+pub mod shield_flags {
+    /// The request scored at or above the key's threshold and was forwarded (policy `flag`).
+    pub const REQUEST_FLAGGED: u8 = 1;
+    /// The request was refused by the injection policy (policy `block`).
+    pub const REQUEST_BLOCKED: u8 = 2;
+    /// The response called a tool outside the allowlist or failing a rule, and passed (`flag`).
+    pub const TOOL_FLAGGED: u8 = 4;
+    /// The response called such a tool and was turned into an error (`block`).
+    pub const TOOL_BLOCKED: u8 = 8;
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use keyward_core::policy::KeyPolicy;
+use keyward_core::policy::{ClientSystem, KeyPolicy, ShieldMode, ToolPolicy};
 use keyward_store::KeyStatus;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -341,6 +341,15 @@ struct NewKeyBody {
     budget_usd: Option<f64>,
     models: Option<Vec<String>>,
     allow_cidr: Option<Vec<String>>,
+    shield: Option<ShieldMode>,
+    shield_threshold: Option<f32>,
+    pin_system: Option<String>,
+    client_system: Option<ClientSystem>,
+    guard_instruction: Option<bool>,
+    spotlight: Option<bool>,
+    allow_tools: Option<Vec<String>>,
+    tool_policy: Option<ToolPolicy>,
+    tool_rules: Option<Vec<String>>,
 }
 
 async fn create_key(
@@ -368,6 +377,15 @@ async fn create_key(
             budget_usd: b.budget_usd,
             models: b.models,
             allow_cidr: b.allow_cidr,
+            shield: b.shield,
+            shield_threshold: b.shield_threshold,
+            pin_system: b.pin_system,
+            client_system: b.client_system,
+            guard_instruction: b.guard_instruction,
+            spotlight: b.spotlight,
+            allow_tools: b.allow_tools,
+            tool_policy: b.tool_policy,
+            tool_rules: b.tool_rules,
         },
     };
     let (view, secret) = app.create_key(&c.actor, n).await?;
@@ -400,6 +418,24 @@ struct KeyPatch {
     models: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "double")]
     allow_cidr: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "double")]
+    shield: Option<Option<ShieldMode>>,
+    #[serde(default, deserialize_with = "double")]
+    shield_threshold: Option<Option<f32>>,
+    #[serde(default, deserialize_with = "double")]
+    pin_system: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double")]
+    client_system: Option<Option<ClientSystem>>,
+    #[serde(default, deserialize_with = "double")]
+    guard_instruction: Option<Option<bool>>,
+    #[serde(default, deserialize_with = "double")]
+    spotlight: Option<Option<bool>>,
+    #[serde(default, deserialize_with = "double")]
+    allow_tools: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "double")]
+    tool_policy: Option<Option<ToolPolicy>>,
+    #[serde(default, deserialize_with = "double")]
+    tool_rules: Option<Option<Vec<String>>>,
 }
 
 async fn update_key(
@@ -429,6 +465,15 @@ async fn update_key(
         budget_usd: b.budget_usd,
         models: b.models,
         allow_cidr: b.allow_cidr,
+        shield: b.shield,
+        shield_threshold: b.shield_threshold,
+        pin_system: b.pin_system,
+        client_system: b.client_system,
+        guard_instruction: b.guard_instruction,
+        spotlight: b.spotlight,
+        allow_tools: b.allow_tools,
+        tool_policy: b.tool_policy,
+        tool_rules: b.tool_rules,
     };
     let k = app.update_key(&c.actor, &id, u).await?;
     tracing::info!(key_id = %k.id, "virtual key updated");

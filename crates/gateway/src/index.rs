@@ -27,6 +27,10 @@ pub struct Effective {
     pub policy: KeyPolicy,
     pub cidrs: Vec<Cidr>,
     pub log_request_metadata: bool,
+    /// Screening, pinning, guard instruction, spotlighting; `None`: the body is forwarded as received.
+    pub request_plan: Option<Arc<crate::shield::RequestPlan>>,
+    /// Tool allowlist and argument rules; `None`: responses pass through untouched.
+    pub tool_gate: Option<Arc<crate::shield::ToolGate>>,
 }
 
 /// What the request path knows about a virtual key.
@@ -44,6 +48,8 @@ pub struct KeyEntry {
     policy: RwLock<Arc<Effective>>,
     /// Responses by status class: 2xx, 4xx, 5xx (other classes count as 5xx).
     pub responses: [AtomicU64; 3],
+    /// Shield actions: requests flagged, requests blocked, tool calls flagged, tool calls blocked.
+    pub shield: [AtomicU64; 4],
     pub rpm: Bucket,
     pub tpm: Bucket,
     pub inflight: Concurrency,
@@ -68,6 +74,7 @@ impl KeyEntry {
             prev_valid_until_ms: AtomicI64::new(i64::MIN),
             policy: RwLock::new(Arc::new(Effective::default())),
             responses: Default::default(),
+            shield: Default::default(),
             rpm: Bucket::default(),
             tpm: Bucket::default(),
             inflight: Concurrency::default(),

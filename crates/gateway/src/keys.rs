@@ -6,7 +6,7 @@ use crate::deliver;
 use crate::index::{Effective, KeyEntry, Slot};
 use crate::state::{now_ms, parse_env, rfc3339, App, OpError};
 use keyward_core::crypto::{KeyDigest, Sealed};
-use keyward_core::policy::KeyPolicy;
+use keyward_core::policy::{ClientSystem, KeyPolicy, ShieldMode, ToolPolicy};
 use keyward_core::{keys, Environment};
 use keyward_store::{KeyRow, KeyStatus, RotationRow};
 use secrecy::{ExposeSecret, SecretString};
@@ -70,6 +70,15 @@ pub struct KeyUpdate {
     pub budget_usd: Option<Option<f64>>,
     pub models: Option<Option<Vec<String>>>,
     pub allow_cidr: Option<Option<Vec<String>>>,
+    pub shield: Option<Option<ShieldMode>>,
+    pub shield_threshold: Option<Option<f32>>,
+    pub pin_system: Option<Option<String>>,
+    pub client_system: Option<Option<ClientSystem>>,
+    pub guard_instruction: Option<Option<bool>>,
+    pub spotlight: Option<Option<bool>>,
+    pub allow_tools: Option<Option<Vec<String>>>,
+    pub tool_policy: Option<Option<ToolPolicy>>,
+    pub tool_rules: Option<Option<Vec<String>>>,
 }
 
 pub struct Rotated {
@@ -97,7 +106,9 @@ impl App {
         let d = self.cfg.env(env);
         let policy = p.or(&d.policy);
         let cidrs = policy.validate().map_err(OpError::Invalid)?;
-        Ok(Effective { policy, cidrs, log_request_metadata: d.log_request_metadata })
+        let request_plan = crate::shield::RequestPlan::from_policy(&policy, self.shield.threshold()).map(Arc::new);
+        let tool_gate = crate::shield::ToolGate::from_policy(&policy).map_err(OpError::Invalid)?.map(Arc::new);
+        Ok(Effective { policy, cidrs, log_request_metadata: d.log_request_metadata, request_plan, tool_gate })
     }
 
     /// Put a key row into the index (current and previous secrets).
@@ -281,6 +292,11 @@ impl App {
         if let Some(v) = u.allow_cidr {
             p.allow_cidr = v;
         }
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = u.$f { p.$f = v; } )* };
+        }
+        set!(shield, shield_threshold, pin_system, client_system, guard_instruction, spotlight, allow_tools);
+        set!(tool_policy, tool_rules);
         let env = parse_env(&row.env)?;
         self.effective(env, &p)?;
         row.policy = serde_json::to_string(&p).map_err(|e| OpError::Store(e.to_string()))?;

@@ -15,6 +15,7 @@ pub mod meter;
 pub mod metrics;
 pub mod proxy;
 pub mod server;
+pub mod shield;
 pub mod state;
 pub mod tls;
 pub mod upstream;

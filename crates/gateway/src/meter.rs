@@ -6,13 +6,17 @@
 //! when the body ends, fails, or is dropped because the client went away.
 
 use crate::index::KeyEntry;
+use crate::metrics::ShieldEvent;
+use crate::shield::StreamGate;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use keyward_core::prices::{date_of_ms, PriceTable};
 use keyward_core::sse::SseUsageReader;
+use keyward_core::usage::shield_flags;
 use keyward_core::usage::{self, UsageRecord};
 use keyward_store::Store;
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -184,9 +188,19 @@ pub struct MeteredBody<B> {
     /// Allocated once, re-armed whenever the body goes quiet.
     idle: Option<Pin<Box<tokio::time::Sleep>>>,
     idle_armed: bool,
+    /// Tool-call allowlist on a stream: events go through it, in order, via `queue`.
+    gate: Option<Box<StreamGate>>,
+    queue: VecDeque<Bytes>,
+    inner_done: bool,
 }
 
 impl<B> MeteredBody<B> {
+    /// Pass the stream through a tool-call gate (keys with an allowlist or rules).
+    pub fn with_gate(mut self, gate: StreamGate) -> Self {
+        self.gate = Some(Box::new(gate));
+        self
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         inner: B,
@@ -216,6 +230,9 @@ impl<B> MeteredBody<B> {
             idle_timeout,
             idle: None,
             idle_armed: false,
+            gate: None,
+            queue: VecDeque::new(),
+            inner_done: false,
         }
     }
 
@@ -260,6 +277,20 @@ impl<B> MeteredBody<B> {
             }
             Tap::None => {}
         }
+        if let Some(g) = &self.gate {
+            if !g.flagged.is_empty() {
+                r.shield_flags |= shield_flags::TOOL_FLAGGED;
+                self.key.shield[ShieldEvent::ToolFlagged as usize].fetch_add(1, Ordering::Relaxed);
+            }
+            if g.blocked() {
+                r.shield_flags |= shield_flags::TOOL_BLOCKED;
+                self.key.shield[ShieldEvent::ToolBlocked as usize].fetch_add(1, Ordering::Relaxed);
+                if r.status < 400 {
+                    // the client got a `permission_error` event instead of the tool call
+                    r.status = 403;
+                }
+            }
+        }
         r.latency_ms = self.started.elapsed().as_millis().min(u32::MAX as u128) as u32;
         r.client_disconnected = client_disconnected;
         self.meter.price(&mut r);
@@ -286,6 +317,55 @@ where
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
+        loop {
+            if let Some(b) = this.queue.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(b))));
+            }
+            if this.inner_done {
+                this.finish(false);
+                return Poll::Ready(None);
+            }
+            let polled = this.poll_inner(cx);
+            let Some(gate) = this.gate.as_mut() else { return polled };
+            // through the gate: data is re-chunked by events, held or released
+            let mut out = Vec::new();
+            match polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        gate.feed(data, &mut out);
+                    }
+                }
+                Poll::Ready(None) => {
+                    gate.finish(&mut out);
+                    this.inner_done = true;
+                }
+                other => return other,
+            }
+            this.queue.extend(out);
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.queue.is_empty() && self.gate.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.gate.is_some() {
+            return SizeHint::default();
+        }
+        self.inner.size_hint()
+    }
+}
+
+impl<B> MeteredBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    /// One frame of the upstream body, observed for usage. With a gate, the end
+    /// of the upstream body is left to the caller (the gate may still have output).
+    fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.idle_armed = false;
@@ -303,7 +383,9 @@ where
                 Poll::Ready(Some(Err(std::io::Error::other("upstream body failed"))))
             }
             Poll::Ready(None) => {
-                this.finish(false);
+                if this.gate.is_none() {
+                    this.finish(false);
+                }
                 Poll::Ready(None)
             }
             Poll::Pending => {
@@ -325,14 +407,6 @@ where
                 Poll::Pending
             }
         }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

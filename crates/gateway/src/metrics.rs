@@ -10,7 +10,20 @@ pub struct Metrics {
     refused_auth: AtomicU64,
 }
 
+/// What the prompt-injection shield did (the index into `KeyEntry::shield`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShieldEvent {
+    RequestFlagged = 0,
+    RequestBlocked = 1,
+    ToolFlagged = 2,
+    ToolBlocked = 3,
+}
+
 impl Metrics {
+    pub fn shield(&self, key: &crate::index::KeyEntry, e: ShieldEvent) {
+        key.shield[e as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn refused_auth(&self) {
         self.refused_auth.fetch_add(1, Ordering::Relaxed);
     }
@@ -41,6 +54,29 @@ impl Metrics {
                     class,
                     k.responses[i].load(Ordering::Relaxed)
                 );
+            }
+        }
+        out.push_str(
+            "# HELP keyward_shield_total Prompt-injection shield actions, by virtual key: requests flagged or \
+             blocked by their injection score, responses whose tool calls were flagged or blocked.\n",
+        );
+        out.push_str("# TYPE keyward_shield_total counter\n");
+        for k in &all {
+            for (i, (target, action)) in
+                [("request", "flagged"), ("request", "blocked"), ("tool_call", "flagged"), ("tool_call", "blocked")]
+                    .iter()
+                    .enumerate()
+            {
+                let n = k.shield[i].load(Ordering::Relaxed);
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "keyward_shield_total{{key_id=\"{}\",service=\"{}\",env=\"{}\",target=\"{target}\",action=\"{action}\"}} {n}",
+                        k.id,
+                        escape(&k.service_name),
+                        k.env,
+                    );
+                }
             }
         }
         out.push_str("# HELP keyward_refused_total Requests refused before forwarding, by reason.\n");

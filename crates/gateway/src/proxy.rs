@@ -11,6 +11,8 @@ use crate::authguard::Plane;
 use crate::error::ApiError;
 use crate::index::{Auth, KeyEntry};
 use crate::meter::{settle, MeteredBody};
+use crate::metrics::ShieldEvent;
+use crate::shield::{self, StreamGate};
 use crate::state::{now_ms, App};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -19,9 +21,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use keyward_core::policy::glob_match;
+use keyward_core::policy::ToolPolicy;
 use keyward_core::prices::month_of_ms;
+use keyward_core::usage::shield_flags;
 use keyward_core::usage::UsageRecord;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -48,6 +52,10 @@ static RESPONSE_HEADERS: [HeaderName; 5] = [
     HeaderName::from_static("request-id"),
     HeaderName::from_static("x-should-retry"),
 ];
+
+/// Largest non-streaming Messages response whose tool calls are checked (keys with
+/// a tool allowlist); a larger one is refused (fail closed).
+const MAX_CHECKED_BODY: usize = 16 << 20;
 
 static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
@@ -191,6 +199,8 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
         latency_ms: 0,
         streamed: false,
         client_disconnected: false,
+        shield_flags: 0,
+        shield_score: None,
     };
     // a refusal after authentication is recorded too (phase `record`)
     let fail = |mut record: UsageRecord, e: ApiError, holds_slot: bool| {
@@ -279,7 +289,38 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
         None => false,
     };
 
-    // phase `screen_request` comes with the injection shield
+    // phase `screen_request`: only keys with an injection policy pay for it
+    let mut bytes = bytes;
+    let mut shield_header = None;
+    let gated = eff.request_plan.is_some() || eff.tool_gate.is_some();
+    if gated && endpoint == Endpoint::Batches && parts.method == Method::POST {
+        // a batch's requests and results would bypass screening and the tool allowlist
+        let message = "message batches are not available to keys with a prompt-injection or tool policy";
+        return fail(record, ApiError::Forbidden(message.into()), holds_slot);
+    }
+    if let Some(plan) = eff.request_plan.as_ref().filter(|_| endpoint.has_json_body(&parts.method)) {
+        match shield::prepare(&app.shield, plan, &bytes) {
+            Ok(p) => {
+                record.shield_score = p.score;
+                if p.flagged {
+                    record.shield_flags |= shield_flags::REQUEST_FLAGGED;
+                    app.metrics.shield(&key, ShieldEvent::RequestFlagged);
+                    shield_header = p.score.and_then(|s| HeaderValue::from_str(&shield::flag_header(s)).ok());
+                }
+                bytes = p.body;
+            }
+            Err(r) => {
+                record.shield_score = r.score;
+                if r.by_shield {
+                    record.shield_flags |= shield_flags::REQUEST_BLOCKED;
+                    app.metrics.shield(&key, ShieldEvent::RequestBlocked);
+                    tracing::info!(key_id = %key.id, "request refused by the prompt-injection policy");
+                    audit_block(&app, &key, &parts, "shield.block", serde_json::json!({ "score": r.score }));
+                }
+                return fail(record, r.error, holds_slot);
+            }
+        }
+    }
 
     // phase `forward`: inject the upstream credential of the key's environment
     let Some(upstream) = app.upstreams.get(key.env) else {
@@ -355,6 +396,45 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     record.streamed = is_sse;
+
+    // phase `screen_response`: tool calls of a complete message are checked before any byte goes out
+    let mut tool_header = None;
+    let tool_gate = eff.tool_gate.as_ref().filter(|_| endpoint == Endpoint::Messages && up_parts.status.is_success());
+    let up_body = match tool_gate {
+        Some(gate) if !is_sse => {
+            let collect = Limited::new(up_body, MAX_CHECKED_BODY).collect();
+            let body = match tokio::time::timeout(app.cfg.idle_timeout, collect).await {
+                Ok(Ok(c)) => c.to_bytes(),
+                Ok(Err(_)) => {
+                    return fail(record, ApiError::BadGateway("the upstream response could not be read"), holds_slot)
+                }
+                Err(_) => return fail(record, ApiError::Timeout, holds_slot),
+            };
+            if let Err(v) = gate.check_message(&body) {
+                match gate.policy {
+                    ToolPolicy::Block => {
+                        if let Some((model, u)) = keyward_core::usage::from_message_body(&body) {
+                            record.usage = u;
+                            record.model = model.or(record.model);
+                        }
+                        record.shield_flags |= shield_flags::TOOL_BLOCKED;
+                        app.metrics.shield(&key, ShieldEvent::ToolBlocked);
+                        tracing::info!(key_id = %key.id, "response withheld: a tool call outside the key's allowlist");
+                        audit_block(&app, &key, &parts, "shield.tool_block", serde_json::json!({ "tool": v.tool }));
+                        return fail(record, v.error(), holds_slot);
+                    }
+                    ToolPolicy::Flag => {
+                        record.shield_flags |= shield_flags::TOOL_FLAGGED;
+                        app.metrics.shield(&key, ShieldEvent::ToolFlagged);
+                        tool_header = HeaderValue::from_str(&format!("flagged; tool={}", v.tool)).ok();
+                    }
+                }
+            }
+            Either::Right(Full::new(body))
+        }
+        _ => Either::Left(up_body),
+    };
+    let stream_gate = tool_gate.filter(|_| is_sse).map(|g| StreamGate::new(g.clone()));
     app.metrics.finished(&key, record.model.as_deref(), record.status);
     // phase `record` runs when this body ends, fails or is dropped
     let metered = MeteredBody::new(
@@ -367,6 +447,10 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
         key.clone(),
         holds_slot,
     );
+    let metered = match stream_gate {
+        Some(g) => metered.with_gate(g),
+        None => metered,
+    };
     let mut out = Response::new(Body::new(metered));
     *out.status_mut() = up_parts.status;
     let h = out.headers_mut();
@@ -377,6 +461,16 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
     }
     if is_sse {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        if tool_gate.is_some() {
+            // the gate may replace a held tool call with an `error` event
+            h.remove(header::CONTENT_LENGTH);
+        }
+    }
+    if let Some(v) = shield_header {
+        h.insert(HeaderName::from_static(shield::SHIELD_HEADER), v);
+    }
+    if let Some(v) = tool_header {
+        h.insert(HeaderName::from_static(shield::TOOL_HEADER), v);
     }
     out
 }
@@ -440,4 +534,19 @@ mod tests {
         h.insert("authorization", HeaderValue::from_static("Basic abc"));
         assert_eq!(presented_credential(&h), None);
     }
+}
+
+/// A refusal by the shield is a security event: audited off the request path
+/// (the key is the actor; nothing of the content is recorded).
+fn audit_block(
+    app: &Arc<App>,
+    key: &KeyEntry,
+    parts: &http::request::Parts,
+    action: &'static str,
+    summary: serde_json::Value,
+) {
+    let source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    let actor = crate::audit::Actor { name: key.id.clone(), source };
+    let (app, target) = (app.clone(), vec![key.id.clone(), key.service_id.clone()]);
+    tokio::spawn(async move { app.audit_event_logged(&actor, action, target, summary).await });
 }

@@ -35,6 +35,8 @@ pub struct App {
     pub metrics: Metrics,
     pub client: UpstreamClient,
     pub upstream_base: String,
+    /// The prompt-injection classifier (fast stage), shared by every request.
+    pub shield: Arc<keyward_detect::shield::Shield>,
     services: RwLock<HashMap<String, ServiceRow>>,
     /// Serialises changes to keys and upstreams (rotations, updates) so that
     /// read-modify-write cycles never interleave.
@@ -131,6 +133,10 @@ impl App {
         let app = Arc::new(App {
             audit,
             upstream_base: cfg.upstream_url.clone(),
+            shield: Arc::new(
+                keyward_detect::shield::Shield::builtin()
+                    .map_err(|e| OpError::Invalid(format!("the injection classifier's weights: {e}")))?,
+            ),
             cfg,
             store,
             digester,

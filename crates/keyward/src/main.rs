@@ -44,7 +44,7 @@ enum Cmd {
     Upstream(manage::UpstreamCmd),
     /// Virtual keys.
     #[command(subcommand)]
-    Key(manage::KeyCmd),
+    Key(Box<manage::KeyCmd>),
     /// Admin tokens and their roles.
     #[command(subcommand)]
     Token(manage::TokenCmd),
@@ -209,7 +209,7 @@ async fn run(cli: Cli) -> Result<u8> {
         }
         Cmd::Service(c) => manage::service(c).await,
         Cmd::Upstream(c) => manage::upstream(c).await,
-        Cmd::Key(c) => manage::key(c).await,
+        Cmd::Key(c) => manage::key(*c).await,
         Cmd::Token(c) => manage::token(c).await,
         Cmd::Usage(a) => manage::usage(a).await,
         Cmd::Review(a) => manage::review(a).await,

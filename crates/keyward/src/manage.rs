@@ -125,6 +125,34 @@ pub struct KeySettings {
     /// Where a rotated secret is written: file:/ABSOLUTE/PATH.
     #[arg(long)]
     deliver_to: Option<String>,
+    /// Prompt-injection screening of user turns, documents and tool results: off, flag or block.
+    #[arg(long, value_name = "off|flag|block")]
+    shield: Option<String>,
+    /// Score (0..1, exclusive) from which a request is flagged or blocked (default: the classifier's own).
+    #[arg(long, value_name = "X")]
+    shield_threshold: Option<String>,
+    /// Pin the system prompt to the text of FILE (the file is read here; the key stores the text).
+    #[arg(long, value_name = "FILE")]
+    pin_system: Option<String>,
+    /// With a pinned system prompt, a client's `system` is refused (default) or appended below it as untrusted.
+    #[arg(long, value_name = "refuse|append")]
+    client_system: Option<String>,
+    /// Append the standard instruction to ignore instructions in user content, documents and tool results.
+    #[arg(long, value_name = "on|off", num_args = 0..=1, default_missing_value = "on")]
+    guard_instruction: Option<String>,
+    /// Wrap untrusted parts in delimiters with a random per-request marker; the system prompt says they are data.
+    #[arg(long, value_name = "on|off", num_args = 0..=1, default_missing_value = "on")]
+    spotlight: Option<String>,
+    /// Tools the model may call (comma-separated names or globs); other tool calls are blocked or flagged.
+    #[arg(long, value_name = "NAME,...")]
+    allow_tools: Option<String>,
+    /// What a disallowed tool call does: block (the response becomes an error) or flag.
+    #[arg(long, value_name = "block|flag")]
+    tool_policy: Option<String>,
+    /// Argument rule, repeatable: TOOL:ARG:hosts=H,... | TOOL:ARG:domains=D,... | TOOL:ARG:values=V,...
+    /// (e.g. 'fetch_url:url:hosts=example.com,*.corp.example'); replaces the key's rules.
+    #[arg(long, value_name = "RULE")]
+    tool_rule: Vec<String>,
 }
 
 fn setting(v: &str, kind: &str) -> Result<Value> {
@@ -135,6 +163,11 @@ fn setting(v: &str, kind: &str) -> Result<Value> {
         "int" => json!(v.parse::<u64>().with_context(|| format!("{v:?} is not a whole number"))?),
         "float" => json!(v.parse::<f64>().with_context(|| format!("{v:?} is not an amount"))?),
         "list" => json!(v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>()),
+        "switch" => match v {
+            "on" | "true" => json!(true),
+            "off" | "false" => json!(false),
+            _ => bail!("{v:?}: use on or off"),
+        },
         _ => json!(v),
     })
 }
@@ -150,6 +183,13 @@ impl KeySettings {
             ("allow_cidr", &self.allow_cidr, "list"),
             ("rotate_every", &self.rotate_every, "text"),
             ("deliver_to", &self.deliver_to, "text"),
+            ("shield", &self.shield, "text"),
+            ("shield_threshold", &self.shield_threshold, "float"),
+            ("client_system", &self.client_system, "text"),
+            ("guard_instruction", &self.guard_instruction, "switch"),
+            ("spotlight", &self.spotlight, "switch"),
+            ("allow_tools", &self.allow_tools, "list"),
+            ("tool_policy", &self.tool_policy, "text"),
         ] {
             if let Some(v) = v {
                 if v == "none" && !allow_none {
@@ -157,6 +197,26 @@ impl KeySettings {
                 }
                 body[field] = setting(v, kind)?;
             }
+        }
+        if let Some(f) = &self.pin_system {
+            if f == "none" && !allow_none {
+                bail!("--pin-system none: only `key update` removes settings");
+            }
+            body["pin_system"] = if f == "none" {
+                Value::Null
+            } else {
+                json!(std::fs::read_to_string(f).with_context(|| format!("reading the system prompt from {f}"))?)
+            };
+        }
+        match self.tool_rule.as_slice() {
+            [] => {}
+            [none] if none == "none" => {
+                if !allow_none {
+                    bail!("--tool-rule none: only `key update` removes settings");
+                }
+                body["tool_rules"] = Value::Null;
+            }
+            rules => body["tool_rules"] = json!(rules),
         }
         Ok(())
     }

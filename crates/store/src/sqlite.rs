@@ -150,6 +150,10 @@ ALTER TABLE admin_tokens ADD COLUMN revoked_at_ms INTEGER;
 ALTER TABLE admin_tokens ADD COLUMN last_used_ms INTEGER;
 ALTER TABLE keys ADD COLUMN expiry_noted_ms INTEGER;
 "#,
+    r#"
+ALTER TABLE usage ADD COLUMN shield_flags INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage ADD COLUMN shield_score REAL;
+"#,
 ];
 
 #[derive(Clone)]
@@ -939,8 +943,8 @@ impl Store for SqliteStore {
                     .prepare_cached(
                         "INSERT INTO usage (ts_ms, request_id, key_id, service_id, upstream_id, env, endpoint, model, status, \
                          input_tokens, output_tokens, cache_creation_input_tokens, cache_creation_1h, cache_read_input_tokens, \
-                         cost_usd, latency_ms, streamed, client_disconnected) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                         cost_usd, latency_ms, streamed, client_disconnected, shield_flags, shield_score) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
                     )
                     .map_err(backend)?;
                 for r in &batch {
@@ -962,7 +966,9 @@ impl Store for SqliteStore {
                         r.cost_usd,
                         r.latency_ms,
                         r.streamed,
-                        r.client_disconnected
+                        r.client_disconnected,
+                        r.shield_flags,
+                        r.shield_score.map(f64::from)
                     ])
                     .map_err(backend)?;
                 }
@@ -1079,6 +1085,8 @@ mod tests {
             latency_ms: 3,
             streamed: false,
             client_disconnected: false,
+            shield_flags: 0,
+            shield_score: None,
         }
     }
 

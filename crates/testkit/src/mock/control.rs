@@ -18,6 +18,9 @@ use super::Shared;
 
 /// How many requests `/_mock/requests` remembers.
 pub(crate) const LOG_CAPACITY: usize = 1000;
+/// Request bodies up to this size are kept and shown (`body`), so tests can
+/// check what a gateway sent upstream; larger ones only by size.
+pub(crate) const BODY_LOG_LIMIT: usize = 64 * 1024;
 
 /// What the mock remembers of one `/v1` request. Header *values* are kept
 /// only for `anthropic-version` and `anthropic-beta`: never the key or
@@ -34,6 +37,8 @@ pub(crate) struct LoggedRequest {
     pub(crate) key_accepted: bool,
     pub(crate) authorization_present: bool,
     pub(crate) body_bytes: usize,
+    /// The body, when it is at most [`BODY_LOG_LIMIT`] bytes (a cheap reference, not a copy).
+    pub(crate) body: Option<Bytes>,
     pub(crate) request_id: RequestId,
 }
 
@@ -47,6 +52,8 @@ struct LoggedRequestView<'a> {
     key_accepted: bool,
     authorization_present: bool,
     body_bytes: usize,
+    /// The JSON body as received (small bodies only; `null` otherwise).
+    body: Option<serde_json::Value>,
     request_id: &'a str,
 }
 
@@ -64,6 +71,7 @@ impl LoggedRequest {
             key_accepted: self.key_accepted,
             authorization_present: self.authorization_present,
             body_bytes: self.body_bytes,
+            body: self.body.as_ref().and_then(|b| serde_json::from_slice(b).ok()),
             request_id: self.request_id.as_str(),
         }
     }

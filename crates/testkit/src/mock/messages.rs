@@ -232,6 +232,46 @@ pub(crate) struct Params<'a> {
     pub(crate) stream: bool,
     pub(crate) system: Option<&'a Value>,
     pub(crate) messages: &'a [Value],
+    /// Tool calls to answer with (`mock:tool_use` directives; only with `tools`).
+    pub(crate) tool_calls: Vec<(String, Value)>,
+}
+
+/// The directive that makes the mock answer with a tool call: in the last
+/// user turn's text, `mock:tool_use NAME {json input}` (one per line, several
+/// allowed), honoured when the request declares `tools`.
+pub const TOOL_DIRECTIVE: &str = "mock:tool_use ";
+
+fn tool_directives(messages: &[Value]) -> Vec<(String, Value)> {
+    let Some(last) = messages.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")) else {
+        return Vec::new();
+    };
+    let mut texts: Vec<&str> = Vec::new();
+    match last.get("content") {
+        Some(Value::String(s)) => texts.push(s),
+        Some(Value::Array(blocks)) => {
+            texts.extend(blocks.iter().filter_map(|b| b.get("text").and_then(Value::as_str)));
+        }
+        _ => {}
+    }
+    let mut out = Vec::new();
+    for t in texts {
+        let mut rest = t;
+        while let Some(i) = rest.find(TOOL_DIRECTIVE) {
+            rest = &rest[i + TOOL_DIRECTIVE.len()..];
+            let line = rest.split('\n').next().unwrap_or("");
+            let (name, args) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+            let input = serde_json::Deserializer::from_str(args.trim())
+                .into_iter::<Value>()
+                .next()
+                .and_then(Result::ok)
+                .filter(Value::is_object)
+                .unwrap_or_else(|| Value::Object(Map::new()));
+            if !name.is_empty() {
+                out.push((name.to_string(), input));
+            }
+        }
+    }
+    out
 }
 
 /// Parses the body as a JSON object.
@@ -293,7 +333,9 @@ pub(crate) fn parse_params(obj: &Map<String, Value>, need_max_tokens: bool) -> R
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err("stream: Input should be a valid boolean".into()),
     };
-    Ok(Params { model, max_tokens, stream, system, messages })
+    let has_tools = obj.get("tools").and_then(Value::as_array).is_some_and(|t| !t.is_empty());
+    let tool_calls = if has_tools { tool_directives(messages) } else { Vec::new() };
+    Ok(Params { model, max_tokens, stream, system, messages, tool_calls })
 }
 
 // ---------------------------------------------------------------------------
@@ -373,11 +415,17 @@ impl Usage {
     }
 }
 
+/// A content block of a reply.
 #[derive(Serialize, Debug)]
-pub(crate) struct TextBlock {
-    #[serde(rename = "type")]
-    ty: &'static str,
-    text: String,
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum ContentBlock {
+    Text { text: String },
+    ToolUse { id: String, name: String, input: Value },
+}
+
+/// Output tokens of a tool call: a quarter of its input's JSON length.
+fn tool_tokens(calls: &[(String, Value)]) -> u64 {
+    calls.iter().map(|(n, i)| ceil4(chars(n) + chars(&i.to_string()))).sum()
 }
 
 /// A `message` object, as the API returns it.
@@ -388,7 +436,7 @@ pub(crate) struct MessageBody<'a> {
     ty: &'static str,
     role: &'static str,
     model: &'a str,
-    content: Vec<TextBlock>,
+    content: Vec<ContentBlock>,
     stop_reason: Option<&'static str>,
     stop_sequence: Option<&'static str>,
     usage: Usage,
@@ -404,16 +452,21 @@ fn reply(max_tokens: u64) -> (&'static [&'static str], &'static str) {
 /// Answers one (validated) request without streaming; also used by batches.
 pub(crate) fn complete<'a>(st: &Shared, p: &Params<'a>, id: &'a str) -> MessageBody<'a> {
     let input = st.cache.account(&Breakdown::of(p.system, p.messages));
-    let (words, stop) = reply(p.max_tokens);
+    let (words, mut stop) = reply(p.max_tokens);
+    let mut content = vec![ContentBlock::Text { text: words.join(" ") }];
+    for (name, input) in &p.tool_calls {
+        content.push(ContentBlock::ToolUse { id: st.ids.next("toolu_"), name: name.clone(), input: input.clone() });
+        stop = "tool_use";
+    }
     MessageBody {
         id,
         ty: "message",
         role: "assistant",
         model: p.model,
-        content: vec![TextBlock { ty: "text", text: words.join(" ") }],
+        content,
         stop_reason: Some(stop),
         stop_sequence: None,
-        usage: Usage::new(input, words.len() as u64),
+        usage: Usage::new(input, words.len() as u64 + tool_tokens(&p.tool_calls)),
     }
 }
 
@@ -432,7 +485,7 @@ struct MessageStart<'a> {
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Event<'a> {
     Ping,
-    ContentBlockStart { index: u32, content_block: TextBlock },
+    ContentBlockStart { index: u32, content_block: ContentBlock },
     ContentBlockDelta { index: u32, delta: TextDelta<'a> },
     ContentBlockStop { index: u32 },
     MessageDelta { delta: StopDelta, usage: DeltaUsage },
@@ -441,10 +494,10 @@ enum Event<'a> {
 }
 
 #[derive(Serialize)]
-struct TextDelta<'a> {
-    #[serde(rename = "type")]
-    ty: &'static str,
-    text: Cow<'a, str>,
+#[serde(tag = "type", rename_all = "snake_case")]
+enum TextDelta<'a> {
+    TextDelta { text: Cow<'a, str> },
+    InputJsonDelta { partial_json: String },
 }
 
 #[derive(Serialize)]
@@ -474,8 +527,8 @@ fn sse(name: &str, data: &impl Serialize) -> Bytes {
 }
 
 /// The events of a streamed answer, in order.
-fn stream_events(p: &Params<'_>, id: &str, input: InputUsage, fail_midway: bool) -> Vec<Bytes> {
-    let (words, stop) = reply(p.max_tokens);
+fn stream_events(st: &Shared, p: &Params<'_>, id: &str, input: InputUsage, fail_midway: bool) -> Vec<Bytes> {
+    let (words, mut stop) = reply(p.max_tokens);
     let mut events = Vec::with_capacity(words.len() + 6);
     let start = MessageStart {
         ty: "message_start",
@@ -494,16 +547,13 @@ fn stream_events(p: &Params<'_>, id: &str, input: InputUsage, fail_midway: bool)
     events.push(sse("ping", &Event::Ping));
     events.push(sse(
         "content_block_start",
-        &Event::ContentBlockStart { index: 0, content_block: TextBlock { ty: "text", text: String::new() } },
+        &Event::ContentBlockStart { index: 0, content_block: ContentBlock::Text { text: String::new() } },
     ));
     let emitted = if fail_midway { words.len().min(STREAM_ERROR_AFTER_DELTAS) } else { words.len() };
     for w in &words[..emitted] {
         events.push(sse(
             "content_block_delta",
-            &Event::ContentBlockDelta {
-                index: 0,
-                delta: TextDelta { ty: "text_delta", text: Cow::Owned(format!("{w} ")) },
-            },
+            &Event::ContentBlockDelta { index: 0, delta: TextDelta::TextDelta { text: Cow::Owned(format!("{w} ")) } },
         ));
     }
     if fail_midway {
@@ -514,6 +564,23 @@ fn stream_events(p: &Params<'_>, id: &str, input: InputUsage, fail_midway: bool)
         return events;
     }
     events.push(sse("content_block_stop", &Event::ContentBlockStop { index: 0 }));
+    // each tool call: an empty `input`, then its JSON in three pieces
+    for (i, (name, args)) in p.tool_calls.iter().enumerate() {
+        let index = i as u32 + 1;
+        let block =
+            ContentBlock::ToolUse { id: st.ids.next("toolu_"), name: name.clone(), input: Value::Object(Map::new()) };
+        events.push(sse("content_block_start", &Event::ContentBlockStart { index, content_block: block }));
+        let text: Vec<char> = args.to_string().chars().collect();
+        for piece in text.chunks(text.len().div_ceil(3).max(1)) {
+            let partial_json = piece.iter().collect();
+            events.push(sse(
+                "content_block_delta",
+                &Event::ContentBlockDelta { index, delta: TextDelta::InputJsonDelta { partial_json } },
+            ));
+        }
+        events.push(sse("content_block_stop", &Event::ContentBlockStop { index }));
+        stop = "tool_use";
+    }
     events.push(sse(
         "message_delta",
         &Event::MessageDelta {
@@ -522,7 +589,7 @@ fn stream_events(p: &Params<'_>, id: &str, input: InputUsage, fail_midway: bool)
                 input_tokens: input.input,
                 cache_creation_input_tokens: input.cache_creation(),
                 cache_read_input_tokens: input.cache_read,
-                output_tokens: words.len() as u64,
+                output_tokens: words.len() as u64 + tool_tokens(&p.tool_calls),
             },
         },
     ));
@@ -565,7 +632,7 @@ pub(crate) async fn create_message(
     let id = st.ids.next("msg_");
     if p.stream {
         let input = st.cache.account(&Breakdown::of(p.system, p.messages));
-        let events = stream_events(&p, &id, input, switch == Switch::StreamError);
+        let events = stream_events(&st, &p, &id, input, switch == Switch::StreamError);
         let gap = (switch == Switch::SlowStream).then_some(SLOW_STREAM_GAP);
         return Ok(stream_response(events, gap));
     }
@@ -591,4 +658,28 @@ pub(crate) async fn count_tokens(
     let p = parse_params(&obj, false).map_err(|m| ApiError::invalid(m, &rid))?;
     let input_tokens = Breakdown::of(p.system, p.messages).total_tokens();
     Ok(Json(CountTokens { input_tokens }).into_response())
+}
+
+#[cfg(test)]
+mod directive_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tool_directives_come_from_the_last_user_turn() {
+        let msgs = vec![
+            json!({"role": "user", "content": "mock:tool_use old {}"}),
+            json!({"role": "assistant", "content": "ok"}),
+            json!({"role": "user", "content": [{"type": "text", "text":
+                "Do it.\nmock:tool_use fetch_url {\"url\": \"https://example.com\"} trailing words\nmock:tool_use ping"}]}),
+        ];
+        let calls = tool_directives(&msgs);
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0], ("fetch_url".to_string(), json!({"url": "https://example.com"})));
+        assert_eq!(calls[1], ("ping".to_string(), json!({})));
+        // without `tools` in the request there is no tool call
+        let body = json!({"model": "m", "max_tokens": 5, "messages": msgs});
+        assert!(parse_params(body.as_object().unwrap(), true).unwrap().tool_calls.is_empty());
+    }
 }

@@ -42,6 +42,16 @@
 //! to `max_tokens` words (`stop_reason: "max_tokens"`, else `"end_turn"`);
 //! one output token per word.
 //!
+//! # Tool calls
+//!
+//! A request that declares `tools` and whose last user turn contains
+//! `mock:tool_use NAME {json input}` (one per line) is answered with the
+//! reply text followed by one `tool_use` block per directive
+//! (`stop_reason: "tool_use"`); streamed, each tool block starts with an
+//! empty `input` and sends its JSON in three `input_json_delta`s.
+//! `/_mock/requests` shows each small request's `body` (up to 64 KiB) as
+//! received, so tests can check what a gateway sent upstream.
+//!
 //! # Switches, chosen by the request's `model`
 //!
 //! `mock-error-429` (with `retry-after: 7`), `mock-error-529`,
@@ -79,7 +89,7 @@ use self::messages::PromptCache;
 use self::wire::{add_rate_limit_headers, ApiError, IdGen, RequestId, REQUEST_ID};
 
 pub use self::admin::api_key_id;
-pub use self::messages::REPLY_WORDS;
+pub use self::messages::{REPLY_WORDS, TOOL_DIRECTIVE};
 
 /// Largest body accepted on `/v1/messages` and the other non-batch paths.
 const MESSAGES_BODY_LIMIT: usize = 32 * 1024 * 1024;
@@ -239,6 +249,7 @@ async fn v1_gate(st: &Shared, rid: &RequestId, req: Request, next: Next) -> Resp
         key_accepted,
         authorization_present: parts.headers.contains_key(http::header::AUTHORIZATION),
         body_bytes: body.as_ref().map_or(0, |b| b.len()),
+        body: body.as_ref().ok().filter(|b| b.len() <= control::BODY_LOG_LIMIT).cloned(),
         request_id: rid.clone(),
     });
     if !st.latency.is_zero() {
