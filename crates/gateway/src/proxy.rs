@@ -506,6 +506,21 @@ pub async fn not_found() -> Response {
     ApiError::NotFound.into_response()
 }
 
+/// A refusal by the shield is a security event: audited off the request path
+/// (the key is the actor; nothing of the content is recorded).
+fn audit_block(
+    app: &Arc<App>,
+    key: &KeyEntry,
+    parts: &http::request::Parts,
+    action: &'static str,
+    summary: serde_json::Value,
+) {
+    let source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    let actor = crate::audit::Actor { name: key.id.clone(), source };
+    let (app, target) = (app.clone(), vec![key.id.clone(), key.service_id.clone()]);
+    tokio::spawn(async move { app.audit_event_logged(&actor, action, target, summary).await });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -534,19 +549,4 @@ mod tests {
         h.insert("authorization", HeaderValue::from_static("Basic abc"));
         assert_eq!(presented_credential(&h), None);
     }
-}
-
-/// A refusal by the shield is a security event: audited off the request path
-/// (the key is the actor; nothing of the content is recorded).
-fn audit_block(
-    app: &Arc<App>,
-    key: &KeyEntry,
-    parts: &http::request::Parts,
-    action: &'static str,
-    summary: serde_json::Value,
-) {
-    let source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
-    let actor = crate::audit::Actor { name: key.id.clone(), source };
-    let (app, target) = (app.clone(), vec![key.id.clone(), key.service_id.clone()]);
-    tokio::spawn(async move { app.audit_event_logged(&actor, action, target, summary).await });
 }
