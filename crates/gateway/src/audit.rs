@@ -185,7 +185,12 @@ pub fn rfc3339_millis(ms: i64) -> String {
 
 /// Where entries are copied besides the store.
 enum Sink {
-    Jsonl { path: PathBuf, file: std::fs::File },
+    /// `signed`: the sequence number of the last checkpoint written to the file.
+    Jsonl {
+        path: PathBuf,
+        file: std::fs::File,
+        signed: u64,
+    },
     Syslog(Syslog),
 }
 
@@ -232,17 +237,17 @@ fn hostname() -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-/// The highest sequence number already in a JSON-lines sink file.
-fn last_seq_in(path: &std::path::Path) -> u64 {
-    let Ok(text) = std::fs::read_to_string(path) else { return 0 };
-    text.lines()
-        .rev()
-        .filter_map(|l| serde_json::from_str::<Line>(l).ok())
-        .find_map(|l| match l {
-            Line::Entry(e) => Some(e.seq),
-            Line::Checkpoint(_) => None,
-        })
-        .unwrap_or(0)
+/// The last entry's and the last checkpoint's sequence numbers in a JSON-lines sink file.
+fn last_seqs_in(path: &std::path::Path) -> (u64, u64) {
+    let Ok(text) = std::fs::read_to_string(path) else { return (0, 0) };
+    let (mut entry, mut checkpoint) = (0, 0);
+    for l in text.lines().filter_map(|l| serde_json::from_str::<Line>(l).ok()) {
+        match l {
+            Line::Entry(e) => entry = e.seq,
+            Line::Checkpoint(c) => checkpoint = c.seq,
+        }
+    }
+    (entry, checkpoint)
 }
 
 /// The background task: copy new entries (and checkpoints) to the sinks and
@@ -253,11 +258,11 @@ pub async fn run(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
     if let Some(path) = &app.cfg.audit_jsonl_path {
         match std::fs::OpenOptions::new().create(true).append(true).open(path) {
             Ok(file) => {
-                let from = last_seq_in(path);
+                let (from, signed) = last_seqs_in(path);
                 if from > head {
                     tracing::warn!(path = %path.display(), "the audit file is ahead of the store; appending from the store's head");
                 }
-                sinks.push((Sink::Jsonl { path: path.clone(), file }, from.min(head)));
+                sinks.push((Sink::Jsonl { path: path.clone(), file, signed }, from.min(head)));
             }
             Err(e) => tracing::error!(path = %path.display(), error = %e, "cannot open the audit file sink"),
         }
@@ -298,17 +303,27 @@ pub async fn run(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
 async fn copy_to(app: &App, sink: &mut Sink, pos: &mut u64) -> Result<(), String> {
     loop {
         let entries = app.store.audit_entries(*pos, PAGE).await.map_err(|e| e.to_string())?;
-        let Some(last) = entries.last().map(|e| e.seq) else { return Ok(()) };
-        let cps = app.store.checkpoints(*pos).await.map_err(|e| e.to_string())?;
+        let cps = app.store.checkpoints(pos.saturating_sub(1)).await.map_err(|e| e.to_string())?;
         match sink {
-            Sink::Jsonl { path, file } => {
+            Sink::Jsonl { path, file, signed } => {
                 let mut out = Vec::new();
-                for e in &entries {
-                    serde_json::to_writer(&mut out, &Line::Entry(e.clone())).map_err(|e| e.to_string())?;
+                let line = |out: &mut Vec<u8>, l: Line| -> Result<(), String> {
+                    serde_json::to_writer(&mut *out, &l).map_err(|e| e.to_string())?;
                     out.push(b'\n');
+                    Ok(())
+                };
+                // a checkpoint of the last entry already in the file, made after it was
+                // copied (the one at shutdown): it still belongs right after that entry
+                let late: Vec<Checkpoint> = cps.iter().filter(|c| c.seq == *pos && c.seq > *signed).cloned().collect();
+                for c in late {
+                    *signed = c.seq;
+                    line(&mut out, Line::Checkpoint(c))?;
+                }
+                for e in &entries {
+                    line(&mut out, Line::Entry(e.clone()))?;
                     for c in cps.iter().filter(|c| c.seq == e.seq) {
-                        serde_json::to_writer(&mut out, &Line::Checkpoint(c.clone())).map_err(|e| e.to_string())?;
-                        out.push(b'\n');
+                        line(&mut out, Line::Checkpoint(c.clone()))?;
+                        *signed = c.seq;
                     }
                 }
                 file.write_all(&out).and_then(|_| file.sync_data()).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -319,7 +334,10 @@ async fn copy_to(app: &App, sink: &mut Sink, pos: &mut u64) -> Result<(), String
                 }
             }
         }
-        *pos = last;
+        match entries.last() {
+            Some(e) => *pos = e.seq,
+            None => return Ok(()),
+        }
     }
 }
 

@@ -198,6 +198,17 @@ pub async fn run(cmd: AuditCmd) -> Result<u8> {
             }
         }
         AuditCmd::Pubkey { conn } => {
+            // the public key is in the store in the clear: with --config it is read there,
+            // so it can be taken (and pinned) while no server runs
+            if let Some(cfg) = conn.config_path() {
+                let cfg = keyward_gateway::server::load_config(cfg)?;
+                use keyward_store::Store;
+                let store = keyward_store::SqliteStore::open(&cfg.sqlite_path)?;
+                let row =
+                    store.signing_key("audit").await?.context("this installation has no audit signing key yet")?;
+                println!("{}", row.public_key);
+                return Ok(0);
+            }
             let v = conn.client()?.call(Method::GET, "/admin/v1/audit/pubkey", None).await?;
             println!("{}", v["public_key"].as_str().unwrap_or_default());
             Ok(0)

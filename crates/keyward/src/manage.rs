@@ -28,6 +28,11 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// The `--config` file, when one was given.
+    pub(crate) fn config_path(&self) -> Option<&std::path::Path> {
+        self.config.as_deref()
+    }
+
     pub(crate) fn client(&self) -> Result<AdminClient> {
         let mut server = self.server.clone();
         let mut token = self.token.clone().map(SecretString::from);

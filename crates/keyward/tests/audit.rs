@@ -28,6 +28,9 @@ fn admin_actions_are_audited_exported_and_verified_offline() {
     gw.set_config("audit", "checkpoint_every", "4");
     let sink = gw.data_dir().join("audit-sink.jsonl");
     gw.set_config("audit", "jsonl_path", &format!("{:?}", sink.to_str().unwrap()));
+    let syslog = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    syslog.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    gw.set_config("audit", "syslog", &format!("\"udp://{}\"", syslog.local_addr().unwrap()));
     gw.start();
     let (key_id, secret) = gw.provision("billing", "prod", &upstream_key);
     let o = gw.kw(&["key", "rotate", &key_id, "--grace", "0s", "--json"]);
@@ -72,6 +75,24 @@ fn admin_actions_are_audited_exported_and_verified_offline() {
     assert_eq!(token_create["summary"]["role"], "auditor");
     let seqs: Vec<u64> = all.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+
+    // syslog got the entries written since the start, as RFC 5424 messages carrying the entry
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    while !got.iter().any(|m: &String| m.contains("\"key.revoke\"")) {
+        let n = syslog.recv(&mut buf).expect("syslog messages within 20 s");
+        got.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    }
+    assert!(got.iter().all(|m| m.starts_with("<85>1 ") && m.contains(" keyward - audit [keyward seq=")), "{got:?}");
+    assert!(got.iter().any(|m| m.contains("\"key.create\"")), "{got:?}");
+    for m in &got {
+        let json = &m[m.find("] ").unwrap() + 2..];
+        let line: Value = serde_json::from_str(json).unwrap();
+        assert_eq!(line["type"], "entry");
+        for secret in [&secret, &upstream_key, &gw.token] {
+            assert!(!m.contains(secret.as_str()));
+        }
+    }
 
     // the auditor reads the log; no secret is in it
     let o =
