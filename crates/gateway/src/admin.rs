@@ -179,6 +179,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/v1/upstreams", get(list_upstreams).post(create_upstream))
         .route("/admin/v1/upstreams/{name}/rotate", post(rotate_upstream))
         .route("/admin/v1/upstreams/{name}/retire", post(retire_upstream))
+        .route("/admin/v1/upstreams/{name}/compromised", post(upstream_compromised))
         .route("/admin/v1/keys", get(list_keys).post(create_key))
         .route("/admin/v1/keys/{id}", get(get_key).patch(update_key))
         .route("/admin/v1/keys/{id}/rotate", post(rotate_key))
@@ -323,6 +324,24 @@ async fn retire_upstream(
     let force = body.map(|Json(b)| b.force).unwrap_or(false);
     let u = app.retire_upstream(&c.actor, &name, force).await?;
     tracing::info!(upstream_id = %u.id, upstream = %u.name, force, "upstream key retired");
+    Ok(Json(u).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Compromised {
+    /// Where it was found (a path, a commit): recorded in the audit entry.
+    found_in: Option<String>,
+}
+
+async fn upstream_compromised(
+    State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
+    Path(name): Path<String>,
+    body: Option<Json<Compromised>>,
+) -> Result<Response, OpError> {
+    let found_in = body.and_then(|Json(b)| b.found_in);
+    let u = app.mark_upstream_compromised(&c.actor, &name, found_in.as_deref()).await?;
     Ok(Json(u).into_response())
 }
 

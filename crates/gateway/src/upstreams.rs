@@ -155,7 +155,8 @@ impl App {
     ) -> Result<UpstreamView, OpError> {
         let _w = self.write_lock.lock().await;
         let mut row = self.upstream_row(name).await?;
-        if row.status != "active" {
+        // a compromised key is rotated exactly like an active one (and is then active again)
+        if row.status != "active" && row.status != "compromised" {
             return Err(OpError::Invalid(format!("upstream {name:?} is {}", row.status)));
         }
         let grace = grace.unwrap_or(self.cfg.default_grace);
@@ -176,6 +177,7 @@ impl App {
         row.fingerprint = fingerprint;
         row.anthropic_key_id = anthropic_key_id;
         row.rotated_at_ms = Some(now);
+        row.status = "active".into();
         let draft = self.draft(
             actor,
             "upstream.rotate",
@@ -193,6 +195,34 @@ impl App {
         if grace.is_zero() {
             self.process_retirements(now).await;
         }
+        Ok(view(&row))
+    }
+
+    /// Mark an upstream key compromised (found by the leak scanner, or by
+    /// hand). It keeps serving — refusing it would take the environment down —
+    /// until it is rotated; the mark shows in listings and the audit log, and
+    /// an alert with the rotation steps is raised.
+    pub async fn mark_upstream_compromised(
+        &self,
+        actor: &Actor,
+        name: &str,
+        found_in: Option<&str>,
+    ) -> Result<UpstreamView, OpError> {
+        let _w = self.write_lock.lock().await;
+        let mut row = self.upstream_row(name).await?;
+        if row.status == "retired" {
+            return Err(OpError::Invalid(format!("upstream {name:?} is retired")));
+        }
+        row.status = "compromised".into();
+        let draft = self.draft(
+            actor,
+            "upstream.compromised",
+            vec![row.id.clone()],
+            json!({ "name": row.name, "env": row.env, "fingerprint": row.fingerprint, "found_in": found_in }),
+        );
+        self.store.update_upstream(&row, None, None, &draft).await?;
+        self.audited();
+        tracing::error!(upstream_id = %row.id, upstream = %row.name, "upstream key marked compromised: rotate it now");
         Ok(view(&row))
     }
 
@@ -240,7 +270,7 @@ impl App {
             .list_upstreams()
             .await?
             .into_iter()
-            .filter(|u| u.env == row.env && u.status == "active")
+            .filter(|u| u.env == row.env && (u.status == "active" || u.status == "compromised"))
             .collect();
         others.sort_by_key(|u| u.created_at_ms);
         if let Some(next) = others.last() {

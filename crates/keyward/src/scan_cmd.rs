@@ -54,7 +54,7 @@ impl Inventory {
         let secrets: Vec<&str> = distinct.iter().map(|&i| findings[i].secret.expose_secret()).collect();
         let v = self.client.call(Method::POST, "/admin/v1/scan/classify", Some(&json!({ "secrets": secrets }))).await?;
         let data = v["data"].as_array().cloned().unwrap_or_default();
-        let mut revoked: Vec<String> = Vec::new();
+        let (mut revoked, mut marked): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
         for (&i, c) in distinct.iter().zip(data.iter()) {
             let st = status(c["status"].as_str().unwrap_or("unknown"));
             let id = c["id"].as_str().map(str::to_string);
@@ -71,8 +71,20 @@ impl Inventory {
             }
             if st == Status::Upstream {
                 let name = id.clone().unwrap_or_default();
+                if self.revoke && !name.is_empty() {
+                    let found_in = findings[i].path.clone();
+                    let v = self
+                        .client
+                        .call(
+                            Method::POST,
+                            &format!("/admin/v1/upstreams/{name}/compromised"),
+                            Some(&json!({ "found_in": found_in })),
+                        )
+                        .await?;
+                    marked.push(v["name"].as_str().unwrap_or(&name).to_string());
+                }
                 action = Some(format!(
-                    "compromised: rotate it now (`keyward upstream rotate` for {name}), then revoke it in the Anthropic Console"
+                    "compromised: rotate it now (`keyward upstream rotate {name}`), then revoke the old key in the Anthropic Console"
                 ));
             }
             let class =
@@ -84,6 +96,9 @@ impl Inventory {
         }
         for id in &revoked {
             eprintln!("keyward scan: revoked {id}");
+        }
+        for name in &marked {
+            eprintln!("keyward scan: upstream key {name} marked compromised; rotate it now with `keyward upstream rotate {name}`");
         }
         Ok(())
     }

@@ -593,6 +593,27 @@ fn scan_classifies_findings_against_the_inventory_and_revokes_live_keys() {
     assert_eq!(post_messages(&gw.data_url, &live, MSG).status, 401, "revoked at once");
     let show = json_out(&gw.kw(&["key", "show", &live_id, "--json"]));
     assert!(show["status_reason"].as_str().unwrap().contains("found by keyward scan"));
+    // the upstream key is marked compromised (and keeps serving until rotated)
+    assert!(text(&o).contains("upstream key dev-main marked compromised"), "{}", text(&o));
+    let ups = json_out(&gw.kw(&["upstream", "list", "--json"]));
+    assert_eq!(ups[0]["status"], "compromised", "{ups}");
+    let (_, other) = gw.create_key("leaky", "dev");
+    assert_eq!(post_messages(&gw.data_url, &other, MSG).status, 200, "no outage before the rotation");
+    // both steps are audited, with the token that ran the scan
+    let o = gw.kw(&["audit", "tail", "-n", "100", "--json"]);
+    let entries: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let revoke = entries.iter().find(|e| e["action"] == "key.revoke" && e["targets"][0] == live_id.as_str()).unwrap();
+    assert!(revoke["summary"]["reason"].as_str().unwrap().contains("app.env"), "{revoke}");
+    let marked = entries.iter().find(|e| e["action"] == "upstream.compromised").expect("audited");
+    assert!(marked["summary"]["found_in"].as_str().unwrap().ends_with("app.env"), "{marked}");
+    assert!(marked["actor"].as_str().unwrap().ends_with(":owner"));
+    assert!(!entries.iter().any(|e| e.to_string().contains(&upstream_key)));
+    // rotating it clears the mark
+    let o = gw.kw_stdin(&["upstream", "rotate", "dev-main", "--grace", "0s"], Some(&format!("{upstream_key}x")));
+    assert!(o.status.success(), "{}", text(&o));
+    let ups = json_out(&gw.kw(&["upstream", "list", "--json"]));
+    assert_eq!(ups[0]["status"], "active", "{ups}");
     gw.stop();
 }
 

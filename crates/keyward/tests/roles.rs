@@ -83,6 +83,12 @@ fn every_endpoint_is_checked_against_every_role() {
         ),
         (
             "POST",
+            "/admin/v1/upstreams/spare-{role}/compromised".into(),
+            Some(json!({"found_in": "x"})),
+            &["owner", "operator"],
+        ),
+        (
+            "POST",
             "/admin/v1/upstreams/spare-{role}/retire".into(),
             Some(json!({"force": true})),
             &["owner", "operator"],
