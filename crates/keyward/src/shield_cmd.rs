@@ -50,6 +50,9 @@ pub enum ShieldCmd {
         /// Break the figures down by this field of the rows (e.g. `family`, `language`).
         #[arg(long)]
         group_by: Option<String>,
+        /// Also write each row's score, stage and label to this JSONL file (for error analysis).
+        #[arg(long)]
+        scores_out: Option<PathBuf>,
         #[command(flatten)]
         model: ModelArgs,
     },
@@ -194,7 +197,8 @@ pub fn run(cmd: ShieldCmd) -> Result<u8> {
             }
             Ok(u8::from(flagged))
         }
-        ShieldCmd::Eval { data, json, stage, target_fpr, group_by, model } => {
+        ShieldCmd::Eval { data, json, stage, target_fpr, group_by, scores_out, model } => {
+            let mut per_row = String::new();
             let (pipeline, threshold) = load(&model)?;
             let mode = stage.mode();
             let mut deep_runs = 0usize;
@@ -229,8 +233,17 @@ pub fn run(cmd: ShieldCmd) -> Result<u8> {
                 let s = pipeline.score(text, mode);
                 micros.push(started.elapsed().as_secs_f64() * 1e6);
                 deep_runs += usize::from(s.stage == keyward_detect::shield::Stage::Deep);
+                if scores_out.is_some() {
+                    let r =
+                        json!({"row": i + 1, "label": u8::from(label), "score": s.score, "stage": s.stage.as_str()});
+                    per_row.push_str(&r.to_string());
+                    per_row.push('\n');
+                }
                 scores.push(s.score);
                 labels.push(label);
+            }
+            if let Some(p) = &scores_out {
+                std::fs::write(p, &per_row).with_context(|| format!("writing {}", p.display()))?;
             }
             let m = metrics::compute(&scores, &labels, threshold);
             let at = metrics::recall_at_fpr(&scores, &labels, target_fpr);

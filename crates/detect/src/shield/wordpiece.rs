@@ -2,20 +2,19 @@
 //! the vocabulary is the `vocab.txt` of all-MiniLM-L6-v2, carried inside the
 //! deep-stage weights file.
 //!
-//! Basic tokenisation as `BertTokenizer(do_lower_case=True)`: drop NUL, U+FFFD
-//! and control characters, whitespace to a space, spaces around CJK
-//! ideographs, split on whitespace, lowercase, strip accents (NFD, drop
-//! combining marks), split off every punctuation character. Then greedy
+//! It follows the Hugging Face `tokenizers` package's `BertWordPieceTokenizer`
+//! (lowercase, strip accents), which `training/shield/check_tokenizer.py`
+//! compares it with: drop NUL, U+FFFD and characters of the categories Cc
+//! (except tab, CR, LF), Cf, Cn and Co; spaces around CJK ideographs; NFD and
+//! drop non-spacing marks (Mn); lowercase; split on whitespace and on every
+//! punctuation character (ASCII punctuation and categories P*). Then greedy
 //! longest-match-first WordPiece per word (`##` marks a continuation); a word
 //! that cannot be covered, or is longer than 100 characters, becomes `[UNK]`.
-//!
-//! One approximation: Unicode's punctuation category (P*) is not tabled here;
-//! ASCII punctuation and the common punctuation blocks are (general
-//! punctuation, CJK symbols and punctuation, Latin-1 punctuation). Training
-//! and serving use this same code, so the model sees what it was trained on.
+//! Not replicated: special tokens written literally in the text (`[CLS]`) are
+//! split like any other text.
 
 use std::collections::HashMap;
-use unicode_normalization::char::is_combining_mark;
+use unicode_general_category::{get_general_category, GeneralCategory as Gc};
 use unicode_normalization::UnicodeNormalization;
 
 const MAX_WORD_CHARS: usize = 100;
@@ -110,7 +109,7 @@ impl WordPiece {
         let mut start = 0;
         let mut in_word = false;
         for (i, c) in text.char_indices() {
-            if c == '\0' || c == '\u{fffd}' || (c.is_control() && !c.is_whitespace()) || is_format(c) {
+            if c == '\0' || c == '\u{fffd}' || is_control(c) {
                 continue;
             }
             if c.is_whitespace() {
@@ -128,7 +127,7 @@ impl WordPiece {
                     in_word = false;
                 }
                 let mut one = String::new();
-                push_folded(&mut one, c);
+                one.push(c);
                 self.word(&one, i, i + c.len_utf8(), &mut f);
                 continue;
             }
@@ -136,16 +135,18 @@ impl WordPiece {
                 start = i;
                 in_word = true;
             }
-            push_folded(&mut word, c);
+            word.push(c);
         }
         if in_word {
             self.word(&word, start, text.len(), &mut f);
         }
     }
 
-    /// WordPiece for one basic token (already lowercased and accent-stripped;
-    /// punctuation produced by the folding is split off here).
-    fn word(&self, w: &str, start: usize, end: usize, f: &mut impl FnMut(Token)) {
+    /// WordPiece for one basic token: fold it (accents, case), split off any
+    /// punctuation the folding produced, look the pieces up.
+    fn word(&self, raw: &str, start: usize, end: usize, f: &mut impl FnMut(Token)) {
+        let folded = fold(raw);
+        let w = folded.as_str();
         // Folding (e.g. NFD of a compatibility character) can produce punctuation.
         if w.chars().count() > 1 && w.chars().any(is_punctuation) {
             let mut cur = String::new();
@@ -208,25 +209,26 @@ impl WordPiece {
     }
 }
 
-/// Lowercase, then NFD without combining marks (BERT's accent stripping).
-fn push_folded(out: &mut String, c: char) {
-    if c.is_ascii() {
-        out.push(c.to_ascii_lowercase());
-        return;
+/// Strip accents (NFD, drop non-spacing marks), then lowercase, in the
+/// order of `tokenizers`' BertNormalizer.
+fn fold(raw: &str) -> String {
+    if raw.is_ascii() {
+        return raw.to_ascii_lowercase();
     }
-    for l in c.to_lowercase() {
-        for d in std::iter::once(l).nfd() {
-            if !is_combining_mark(d) {
-                out.push(d);
-            }
-        }
-    }
+    let stripped: String = raw.nfd().filter(|&c| get_general_category(c) != Gc::NonspacingMark).collect();
+    stripped.to_lowercase()
 }
 
-/// Format characters (Unicode Cf) that BERT's cleaning drops with the controls.
-fn is_format(c: char) -> bool {
-    matches!(c as u32, 0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E
-        | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB | 0xE0001 | 0xE0020..=0xE007F)
+/// Characters the cleaning step drops: controls other than tab, CR and LF,
+/// format characters, unassigned and private-use code points.
+fn is_control(c: char) -> bool {
+    if matches!(c, '\t' | '\n' | '\r') {
+        return false;
+    }
+    if c.is_ascii() {
+        return c.is_ascii_control();
+    }
+    matches!(get_general_category(c), Gc::Control | Gc::Format | Gc::Unassigned | Gc::PrivateUse)
 }
 
 /// The CJK ideograph blocks BERT isolates (not Hangul, kana or other CJK scripts).
@@ -246,25 +248,14 @@ fn is_punctuation(c: char) -> bool {
     if c.is_ascii() {
         return c.is_ascii_punctuation();
     }
-    matches!(c as u32,
-        0xA1 | 0xA7 | 0xAB | 0xB6 | 0xB7 | 0xBB | 0xBF
-        | 0x37E | 0x387
-        | 0x55A..=0x55F | 0x589 | 0x58A
-        | 0x5BE | 0x5C0 | 0x5C3 | 0x5C6 | 0x5F3 | 0x5F4
-        | 0x609 | 0x60A | 0x60C | 0x60D | 0x61B | 0x61E | 0x61F | 0x66A..=0x66D | 0x6D4
-        | 0x964 | 0x965 | 0x970
-        | 0x2010..=0x2027
-        | 0x2030..=0x2043
-        | 0x2045..=0x2051
-        | 0x2053..=0x205E
-        | 0x207D | 0x207E | 0x208D | 0x208E
-        | 0x2308..=0x230B | 0x2329 | 0x232A
-        | 0x2768..=0x2775
-        | 0x27C5 | 0x27C6 | 0x27E6..=0x27EF
-        | 0x2983..=0x2998 | 0x29D8..=0x29DB | 0x29FC | 0x29FD
-        | 0x2E00..=0x2E4F
-        | 0x3001..=0x3003 | 0x3008..=0x3011 | 0x3014..=0x301F | 0x3030 | 0x303D | 0x30A0 | 0x30FB
-        | 0xFE10..=0xFE19 | 0xFE30..=0xFE52 | 0xFE54..=0xFE61 | 0xFE63 | 0xFE68 | 0xFE6A | 0xFE6B
-        | 0xFF01..=0xFF03 | 0xFF05..=0xFF0A | 0xFF0C..=0xFF0F | 0xFF1A | 0xFF1B | 0xFF1F | 0xFF20
-        | 0xFF3B..=0xFF3D | 0xFF3F | 0xFF5B | 0xFF5D | 0xFF5F..=0xFF65)
+    matches!(
+        get_general_category(c),
+        Gc::ConnectorPunctuation
+            | Gc::DashPunctuation
+            | Gc::OpenPunctuation
+            | Gc::ClosePunctuation
+            | Gc::InitialPunctuation
+            | Gc::FinalPunctuation
+            | Gc::OtherPunctuation
+    )
 }
