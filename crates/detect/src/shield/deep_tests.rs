@@ -233,4 +233,24 @@ mod builtin {
         let bytes = deep.to_bytes();
         assert_eq!(Deep::from_bytes(&bytes).unwrap().to_bytes(), bytes);
     }
+
+    static PIPELINE: std::sync::LazyLock<Pipeline> = std::sync::LazyLock::new(pipeline);
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 128, ..Default::default() })]
+
+        #[test]
+        fn deep_scoring_never_panics_on_any_chars(chars in proptest::collection::vec(proptest::prelude::any::<char>(), 0..300)) {
+            let s: String = chars.into_iter().collect();
+            let sc = PIPELINE.score(&s, DeepMode::On);
+            proptest::prop_assert!(sc.score.is_finite() && (0.0..=1.0).contains(&sc.score));
+            proptest::prop_assert_eq!(sc.stage, Stage::Deep);
+            // byte ranges of tokens stay inside the text and on character boundaries
+            let mut ok = true;
+            PIPELINE.deep.as_ref().unwrap().tokenizer().tokenize(&s, |t| {
+                ok &= t.start < t.end && t.end <= s.len() && s.is_char_boundary(t.start) && s.is_char_boundary(t.end);
+            });
+            proptest::prop_assert!(ok);
+        }
+    }
 }
