@@ -70,7 +70,7 @@ impl std::fmt::Debug for StaticEmbeddings {
 }
 
 /// The MLP head over pooled windows.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Head {
     /// Window length and step, in tokens.
     pub window: usize,
@@ -83,6 +83,17 @@ pub struct Head {
     pub b1: Vec<f32>,
     pub w2: Vec<f32>,
     pub b2: f32,
+}
+
+impl std::fmt::Debug for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Head")
+            .field("window", &self.window)
+            .field("stride", &self.stride)
+            .field("hidden", &self.hidden)
+            .field("inputs", &self.mu.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// How the deep logit is combined with the fast one, and when it is consulted.
@@ -193,7 +204,7 @@ impl StaticEmbeddings {
     pub fn pool(&self, ids: &[u32], out: &mut [f32]) {
         let d = self.dims;
         out.fill(0.0);
-        if ids.is_empty() {
+        if ids.is_empty() || self.scales.is_empty() {
             return;
         }
         let (mean, max) = out.split_at_mut(d);
