@@ -1,14 +1,15 @@
-//! Time the fast stage on 4 KB segments, one core.
+//! Time the shield on 4 KB segments, one core: the fast stage, or the
+//! pipeline with the deep stage `on` or `uncertain`.
 //!
 //! ```text
-//! cargo run --release -p keyward-detect --example shield_bench -- [FILE.jsonl [WEIGHTS.kwsh]]
+//! cargo run --release -p keyward-detect --example shield_bench -- [FILE.jsonl [WEIGHTS.kwsh|"" [off|on|uncertain]]]
 //! ```
 //! Segments are cut (at character boundaries, 4096 bytes each) from the
 //! concatenated `text` fields of FILE.jsonl, or from a built-in mix of prose,
 //! HTML, code and non-Latin text. Each segment is scored 20 times; the median
 //! and 99th percentile of all timings are printed, in microseconds.
 
-use keyward_detect::shield::{metrics, Shield};
+use keyward_detect::shield::{metrics, DeepMode, Pipeline, Shield};
 use std::error::Error;
 use std::time::Instant;
 
@@ -52,10 +53,13 @@ fn main() -> Result<(), Box<dyn Error>> {
         None => BUILTIN.repeat(200),
     };
     let segs: Vec<String> = segments(&corpus).into_iter().take(500).collect();
-    let shield = match std::env::args().nth(2) {
+    let fast = match std::env::args().nth(2).filter(|p| !p.is_empty()) {
         Some(weights) => Shield::from_bytes(&std::fs::read(weights)?)?,
         None => Shield::builtin()?,
     };
+    let mode: DeepMode = std::env::args().nth(3).as_deref().unwrap_or("off").parse()?;
+    let pipeline = Pipeline::new(fast, Pipeline::builtin()?.deep);
+    let shield = Bench { pipeline, mode };
     let mut sink = 0f32;
     for s in &segs {
         sink += shield.score(s).score; // warm-up
@@ -83,13 +87,25 @@ fn main() -> Result<(), Box<dyn Error>> {
         _ => f64::NAN,
     };
     println!(
-        "{} segments of {SEGMENT} bytes, {} timings: wall median {:.1} µs, p99 {:.1} µs; mean thread CPU time per segment {cpu_mean:.1} µs (checksum {sink:.1})",
+        "deep mode {}: {} segments of {SEGMENT} bytes, {} timings: wall median {:.1} µs, p99 {:.1} µs; mean thread CPU time per segment {cpu_mean:.1} µs (checksum {sink:.1})",
+        shield.mode.as_str(),
         segs.len(),
         micros.len(),
         metrics::percentile(&micros, 0.5),
         metrics::percentile(&micros, 0.99),
     );
     Ok(())
+}
+
+struct Bench {
+    pipeline: Pipeline,
+    mode: DeepMode,
+}
+
+impl Bench {
+    fn score(&self, text: &str) -> keyward_detect::shield::Score {
+        self.pipeline.score(text, self.mode)
+    }
 }
 
 fn cpu_ns() -> Option<u64> {

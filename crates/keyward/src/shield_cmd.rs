@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Subcommand, ValueEnum};
-use keyward_detect::shield::{metrics, Origin, Score, Shield};
+use keyward_detect::shield::{metrics, Deep, DeepMode, Origin, Pipeline, Score, Shield};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -26,6 +26,9 @@ pub enum ShieldCmd {
         /// The text to score.
         #[arg(required_unless_present = "file")]
         text: Option<String>,
+        /// Which stages to run (default `full`; `fast` without deep-stage weights).
+        #[arg(long, value_enum, default_value_t = StageArg::Full)]
+        stage: StageArg,
         #[command(flatten)]
         model: ModelArgs,
     },
@@ -37,7 +40,8 @@ pub enum ShieldCmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
-        /// Which stages to run: `fast` alone, or the `full` pipeline.
+        /// Which stages to run: `fast` alone, the `full` pipeline (deep stage on
+        /// every row), or `uncertain` (deep stage only inside the fast stage's uncertainty band).
         #[arg(long, value_enum, default_value_t = StageArg::Full)]
         stage: StageArg,
         /// Also report the recall at this false-positive rate (threshold chosen on these rows).
@@ -46,6 +50,9 @@ pub enum ShieldCmd {
         /// Break the figures down by this field of the rows (e.g. `family`, `language`).
         #[arg(long)]
         group_by: Option<String>,
+        /// Also write each row's score, stage and label to this JSONL file (for error analysis).
+        #[arg(long)]
+        scores_out: Option<PathBuf>,
         #[command(flatten)]
         model: ModelArgs,
     },
@@ -56,6 +63,12 @@ pub struct ModelArgs {
     /// Weights file to use instead of the built-in one.
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// Deep-stage weights file (`*.kwsd`) to use instead of the built-in one.
+    #[arg(long, conflicts_with = "no_deep")]
+    deep_weights: Option<PathBuf>,
+    /// Run without the deep stage, as a build without its weights does.
+    #[arg(long)]
+    no_deep: bool,
     /// Decision threshold on the score (default: the one shipped with the weights).
     #[arg(long)]
     threshold: Option<f32>,
@@ -65,6 +78,7 @@ pub struct ModelArgs {
 pub enum StageArg {
     Fast,
     Full,
+    Uncertain,
 }
 
 impl StageArg {
@@ -72,11 +86,20 @@ impl StageArg {
         match self {
             StageArg::Fast => "fast",
             StageArg::Full => "full",
+            StageArg::Uncertain => "uncertain",
+        }
+    }
+
+    fn mode(self) -> DeepMode {
+        match self {
+            StageArg::Fast => DeepMode::Off,
+            StageArg::Full => DeepMode::On,
+            StageArg::Uncertain => DeepMode::Uncertain,
         }
     }
 }
 
-fn load(model: &ModelArgs) -> Result<(Shield, f32)> {
+fn load(model: &ModelArgs) -> Result<(Pipeline, f32)> {
     let shield = match &model.weights {
         Some(p) => {
             let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
@@ -84,11 +107,29 @@ fn load(model: &ModelArgs) -> Result<(Shield, f32)> {
         }
         None => Shield::builtin().context("loading the built-in shield weights")?,
     };
-    let threshold = model.threshold.unwrap_or_else(|| shield.threshold());
+    let deep = match (&model.deep_weights, model.no_deep) {
+        (_, true) => None,
+        (Some(p), false) => {
+            let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+            Some(Deep::from_bytes(&bytes).with_context(|| format!("loading {}", p.display()))?)
+        }
+        (None, false) => Pipeline::builtin().context("loading the built-in deep-stage weights")?.deep,
+    };
+    let pipeline = Pipeline::new(shield, deep);
+    let threshold = model.threshold.unwrap_or_else(|| pipeline.threshold());
     if !(0.0..=1.0).contains(&threshold) {
         bail!("--threshold must be between 0 and 1");
     }
-    Ok((shield, threshold))
+    Ok((pipeline, threshold))
+}
+
+/// What the JSON output says about the deep stage.
+fn deep_state(p: &Pipeline) -> &'static str {
+    if p.deep.is_some() {
+        "available"
+    } else {
+        "unavailable"
+    }
 }
 
 fn read_text(file: &Path) -> Result<String> {
@@ -116,15 +157,18 @@ fn origin(s: &Score) -> String {
 /// Run a `keyward shield` command; returns the process exit code.
 pub fn run(cmd: ShieldCmd) -> Result<u8> {
     match cmd {
-        ShieldCmd::Check { json, file, text, model } => {
-            let (shield, threshold) = load(&model)?;
+        ShieldCmd::Check { json, file, text, stage, model } => {
+            let (pipeline, threshold) = load(&model)?;
+            if !json {
+                eprintln!("shield: {}", pipeline.deep_status());
+            }
             let text = match (file, text) {
                 (Some(f), _) => read_text(&f)?,
                 (None, Some(t)) => t,
                 (None, None) => bail!("give a TEXT or --file"),
             };
             let started = Instant::now();
-            let s = shield.score(&text);
+            let s = pipeline.score(&text, stage.mode());
             let micros = started.elapsed().as_secs_f64() * 1e6;
             let flagged = s.exceeds(threshold);
             if json {
@@ -133,7 +177,8 @@ pub fn run(cmd: ShieldCmd) -> Result<u8> {
                     "threshold": decimal(threshold),
                     "verdict": if flagged { "injection" } else { "benign" },
                     "stage": s.stage.as_str(),
-                    "deep_stage": "unavailable",
+                    "mode": stage.mode().as_str(),
+                    "deep_stage": deep_state(&pipeline),
                     "origin": origin(&s),
                     "windows": s.windows,
                     "micros": micros,
@@ -152,8 +197,11 @@ pub fn run(cmd: ShieldCmd) -> Result<u8> {
             }
             Ok(u8::from(flagged))
         }
-        ShieldCmd::Eval { data, json, stage, target_fpr, group_by, model } => {
-            let (shield, threshold) = load(&model)?;
+        ShieldCmd::Eval { data, json, stage, target_fpr, group_by, scores_out, model } => {
+            let mut per_row = String::new();
+            let (pipeline, threshold) = load(&model)?;
+            let mode = stage.mode();
+            let mut deep_runs = 0usize;
             let raw = std::fs::read_to_string(&data).with_context(|| format!("reading {}", data.display()))?;
             let mut scores = Vec::new();
             let mut labels = Vec::new();
@@ -182,10 +230,20 @@ pub fn run(cmd: ShieldCmd) -> Result<u8> {
                     });
                 }
                 let started = Instant::now();
-                let s = shield.score(text);
+                let s = pipeline.score(text, mode);
                 micros.push(started.elapsed().as_secs_f64() * 1e6);
+                deep_runs += usize::from(s.stage == keyward_detect::shield::Stage::Deep);
+                if scores_out.is_some() {
+                    let r =
+                        json!({"row": i + 1, "label": u8::from(label), "score": s.score, "stage": s.stage.as_str()});
+                    per_row.push_str(&r.to_string());
+                    per_row.push('\n');
+                }
                 scores.push(s.score);
                 labels.push(label);
+            }
+            if let Some(p) = &scores_out {
+                std::fs::write(p, &per_row).with_context(|| format!("writing {}", p.display()))?;
             }
             let m = metrics::compute(&scores, &labels, threshold);
             let at = metrics::recall_at_fpr(&scores, &labels, target_fpr);
@@ -211,8 +269,9 @@ pub fn run(cmd: ShieldCmd) -> Result<u8> {
             let out = json!({
                 "data": data.display().to_string(),
                 "stage": stage.as_str(),
-                "stages_run": ["fast"],
-                "deep_stage": "unavailable",
+                "mode": mode.as_str(),
+                "deep_stage": deep_state(&pipeline),
+                "deep_runs": deep_runs,
                 "n": m.n,
                 "positives": m.positives,
                 "negatives": m.negatives,

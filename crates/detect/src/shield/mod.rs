@@ -16,20 +16,29 @@
 //! * [`train`] and [`metrics`] serve the tooling (`training/shield/`, `keyward
 //!   shield eval`).
 //!
-//! Only the fast stage exists so far; [`Stage::Fast`] says which stage decided.
+//! * [`deep`] is the second stage (static token vectors distilled from
+//!   all-MiniLM-L6-v2, pooled over token windows, an MLP head; tokenised by
+//!   [`wordpiece`]); [`pipeline`] runs both stages per [`DeepMode`] and says
+//!   in [`Score::stage`] which one decided.
+//!
 //! Everything here is pure and synchronous: no I/O, no global state besides a
 //! lazily built keyword automaton.
 
+pub mod deep;
 pub mod features;
 pub mod metrics;
 pub mod model;
 pub mod normalize;
 pub mod parts;
+pub mod pipeline;
 pub mod train;
+pub mod wordpiece;
 
+pub use deep::{Deep, DeepError};
 pub use model::{Model, ModelError};
 pub use normalize::{normalize, Normalized};
 pub use parts::{screened_parts, Part, PartKind};
+pub use pipeline::{DeepMode, Pipeline, PipelineError};
 
 /// The weights shipped with this build (see `training/shield/README.md`).
 pub static BUILTIN_WEIGHTS: &[u8] = include_bytes!("weights/fast.kwsh");
@@ -39,12 +48,15 @@ pub static BUILTIN_WEIGHTS: &[u8] = include_bytes!("weights/fast.kwsh");
 pub enum Stage {
     /// Hashed n-grams and hand-made features, linear model.
     Fast,
+    /// The deep stage ran; the score combines its logit with the fast one.
+    Deep,
 }
 
 impl Stage {
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Fast => "fast",
+            Stage::Deep => "deep",
         }
     }
 }
@@ -88,7 +100,7 @@ pub struct Shield {
     model: Model,
 }
 
-fn sigmoid(z: f32) -> f32 {
+pub(crate) fn sigmoid(z: f32) -> f32 {
     1.0 / (1.0 + (-z).exp())
 }
 
@@ -152,5 +164,7 @@ impl Shield {
     }
 }
 
+#[cfg(test)]
+mod deep_tests;
 #[cfg(test)]
 mod tests;
