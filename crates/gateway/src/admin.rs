@@ -109,6 +109,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/v1/review", get(review))
         .route("/admin/v1/scan/classify", post(classify))
         .route("/admin/v1/usage", get(usage))
+        .route("/admin/v1/alerts", get(list_alerts))
+        .route("/admin/v1/alerts/{id}", get(get_alert))
+        .route("/admin/v1/alerts/{id}/ack", post(ack_alert))
         .route("/metrics", get(metrics))
         .route("/healthz", get(crate::proxy::healthz))
         .route("/readyz", get(crate::proxy::healthz))
@@ -467,7 +470,12 @@ async fn usage(State(app): State<Arc<App>>, Query(q): Query<UsageQuery>) -> Resu
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let mut body = app.metrics.render(&app.keys, app.meter.dropped.load(std::sync::atomic::Ordering::Relaxed));
+    app.metrics.monitor_events_dropped.store(app.monitor.dropped(), std::sync::atomic::Ordering::Relaxed);
+    let mut body = app.metrics.render(
+        &app.keys,
+        app.meter.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        &app.service_names(),
+    );
     let st = app.secrets.stats();
     body.push_str("# HELP keyward_secret_fetches_total Fetches from secret sources, by outcome.\n# TYPE keyward_secret_fetches_total counter\n");
     body.push_str(&format!(
@@ -481,7 +489,70 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     body.push_str(&format!("keyward_secret_unavailable_total {}\n", st.unavailable));
     body.push_str("# HELP keyward_secret_rotations_total Value changes seen at a source.\n# TYPE keyward_secret_rotations_total counter\n");
     body.push_str(&format!("keyward_secret_rotations_total {}\n", st.rotations));
+    crate::metrics::header(
+        &mut body,
+        "keyward_upstream_secret_age_seconds",
+        "gauge",
+        "Age of the upstream key value in use, by upstream; above the cache TTL it is served stale.",
+    );
+    let mut ups = app.upstreams.all();
+    ups.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+    for (_, u) in ups {
+        if let Some(age) = u.secret.age() {
+            body.push_str(&format!(
+                "keyward_upstream_secret_age_seconds{{upstream=\"{}\"}} {}\n",
+                crate::metrics::escape(&u.name),
+                age.as_secs_f64()
+            ));
+        }
+    }
+    body.push_str("# HELP keyward_secret_cache_ttl_seconds Secret cache TTL: values older than this are stale.\n# TYPE keyward_secret_cache_ttl_seconds gauge\n");
+    body.push_str(&format!("keyward_secret_cache_ttl_seconds {}\n", app.cfg.secrets_cache_ttl.as_secs_f64()));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertQuery {
+    open: Option<bool>,
+    limit: Option<usize>,
+}
+
+async fn list_alerts(State(app): State<Arc<App>>, Query(q): Query<AlertQuery>) -> Result<Response, OpError> {
+    let rows = app.store.list_alerts(q.open.unwrap_or(false), q.limit.unwrap_or(500).min(10_000)).await?;
+    let data: Vec<_> = rows.iter().map(crate::alerts::alert_view).collect();
+    Ok(Json(json!({ "data": data })).into_response())
+}
+
+fn alert_not_found(id: &str) -> impl FnOnce(keyward_store::StoreError) -> OpError + '_ {
+    move |e| match e {
+        keyward_store::StoreError::NotFound(_) => OpError::NotFound(format!("alert {id:?}")),
+        other => other.into(),
+    }
+}
+
+async fn get_alert(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, OpError> {
+    let a = app.store.get_alert(&id).await.map_err(alert_not_found(&id))?;
+    let mut v = crate::alerts::alert_view(&a);
+    let deliveries = app.store.list_deliveries(&id).await?;
+    v["deliveries"] = deliveries
+        .iter()
+        .map(|d| {
+            json!({"sink": d.sink, "event": d.event, "status": d.status, "attempts": d.attempts,
+                   "last_error": d.last_error, "delivered_at": d.done_at_ms.filter(|_| d.status == "delivered").map(crate::state::rfc3339)})
+        })
+        .collect();
+    Ok(Json(v).into_response())
+}
+
+async fn ack_alert(
+    State(app): State<Arc<App>>,
+    Extension(who): Extension<Arc<TokenEntry>>,
+    Path(id): Path<String>,
+) -> Result<Response, OpError> {
+    let a = app.store.ack_alert(&id, &who.id, now_ms()).await.map_err(alert_not_found(&id))?;
+    tracing::info!(alert_id = %a.id, token_id = %who.id, "alert acknowledged");
+    Ok(Json(crate::alerts::alert_view(&a)).into_response())
 }
 
 pub fn data_plane_router(app: Arc<App>) -> Router {
