@@ -390,10 +390,11 @@ async fn attempt(app: &App, cfg: &AlertsConfig, sink: &Sink, d: &DeliveryRow) ->
         }
     };
     let req = req.body(Full::new(Bytes::from(body))).map_err(|_| "could not build the request".to_string())?;
-    let resp = tokio::time::timeout(cfg.timeout, app.client.request(req))
-        .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| if e.is_connect() { "connection failed".to_string() } else { "request failed".to_string() })?;
+    let resp =
+        tokio::time::timeout(cfg.timeout, app.client.request(req))
+            .await
+            .map_err(|_| "timed out".to_string())?
+            .map_err(|e| if e.is_connect() { "connection failed".to_string() } else { "request failed".to_string() })?;
     let status = resp.status();
     let _ = tokio::time::timeout(cfg.timeout, resp.into_body().collect()).await;
     if status.is_success() {
@@ -518,7 +519,8 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
-        let c = AlertsConfig { backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(5), ..Default::default() };
+        let c =
+            AlertsConfig { backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(5), ..Default::default() };
         let d: Vec<u64> = (1..=5).map(|a| c.retry_delay(a).as_secs()).collect();
         assert_eq!(d, [1, 2, 4, 5, 5]);
     }
@@ -541,7 +543,10 @@ mod tests {
         assert_eq!(pd["dedup_key"], "keyward:rpm:key:key_1");
         assert_eq!(pd["payload"]["severity"], "critical");
         let r = json!({"event": "resolve", "alert": p["alert"].clone()});
-        assert_eq!(pagerduty_body(&r, "rk"), json!({"routing_key": "rk", "event_action": "resolve", "dedup_key": "keyward:rpm:key:key_1"}));
+        assert_eq!(
+            pagerduty_body(&r, "rk"),
+            json!({"routing_key": "rk", "event_action": "resolve", "dedup_key": "keyward:rpm:key:key_1"})
+        );
         let s = slack_body(&p);
         assert!(s["text"].as_str().unwrap().contains("rpm on key key_1: too many"));
     }

@@ -110,6 +110,8 @@ struct UsageTable {
     models: HashSet<String>,
 }
 
+const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
+
 /// The sink kinds, for delivery counters.
 pub const SINK_KINDS: [&str; 3] = ["webhook", "slack", "pagerduty"];
 
@@ -119,7 +121,8 @@ pub struct Metrics {
     pub upstream_latency: Histogram,
     pub overhead: Histogram,
     usage: Mutex<UsageTable>,
-    alerts_raised: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    alerts_raised: Mutex<BTreeMap<&'static str, u64>>,
+    alerts_by_severity: [AtomicU64; 3],
     alerts_resolved: AtomicU64,
     deliveries: [AtomicU64; 3],
     delivery_failures: [AtomicU64; 3],
@@ -191,7 +194,10 @@ impl Metrics {
     }
 
     pub fn alert_raised(&self, rule: &'static str, severity: &'static str) {
-        *self.alerts_raised.lock().unwrap_or_else(|p| p.into_inner()).entry((rule, severity)).or_default() += 1;
+        *self.alerts_raised.lock().unwrap_or_else(|p| p.into_inner()).entry(rule).or_default() += 1;
+        if let Some(i) = SEVERITIES.iter().position(|s| *s == severity) {
+            self.alerts_by_severity[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn alert_resolved(&self) {
@@ -231,7 +237,12 @@ impl Metrics {
                 l.class
             )
         };
-        header(&mut out, "keyward_requests_total", "counter", "Requests answered, by virtual key, service, model and status class.");
+        header(
+            &mut out,
+            "keyward_requests_total",
+            "counter",
+            "Requests answered, by virtual key, service, model and status class.",
+        );
         for (l, a) in &rows {
             let _ = writeln!(out, "keyward_requests_total{{{}}} {}", labels(l), a.requests);
         }
@@ -265,7 +276,12 @@ impl Metrics {
                 );
             }
         }
-        header(&mut out, "keyward_cost_usd_total", "counter", "Cost in USD (list prices) by virtual key, service and model.");
+        header(
+            &mut out,
+            "keyward_cost_usd_total",
+            "counter",
+            "Cost in USD (list prices) by virtual key, service and model.",
+        );
         for ((key, service, model), c) in &cost {
             let _ = writeln!(
                 out,
@@ -292,7 +308,12 @@ impl Metrics {
             let _ = writeln!(out, "keyward_refused_total{{reason=\"{}\"}} {}", r.as_str(), self.refused_count(r));
         }
 
-        header(&mut out, "keyward_key_expiry_timestamp_seconds", "gauge", "When a virtual key expires (keys with an expiry).");
+        header(
+            &mut out,
+            "keyward_key_expiry_timestamp_seconds",
+            "gauge",
+            "When a virtual key expires (keys with an expiry).",
+        );
         for k in &all {
             if let Some(ms) = k.expires_at_ms() {
                 let _ = writeln!(out, "keyward_key_expiry_timestamp_seconds{{key_id=\"{}\"}} {}", k.id, ms / 1000);
@@ -307,7 +328,8 @@ impl Metrics {
         for k in &all {
             let ms = k.last_rotated_ms();
             if ms > 0 {
-                let _ = writeln!(out, "keyward_key_last_rotation_timestamp_seconds{{key_id=\"{}\"}} {}", k.id, ms / 1000);
+                let _ =
+                    writeln!(out, "keyward_key_last_rotation_timestamp_seconds{{key_id=\"{}\"}} {}", k.id, ms / 1000);
             }
         }
         header(
@@ -319,7 +341,8 @@ impl Metrics {
         let month = keyward_core::prices::month_of_ms(crate::state::now_ms());
         for k in &all {
             if let Some(b) = k.policy().policy.budget_usd {
-                let _ = writeln!(out, "keyward_budget_remaining_usd{{key_id=\"{}\"}} {}", k.id, b - k.spend.get(&month));
+                let _ =
+                    writeln!(out, "keyward_budget_remaining_usd{{key_id=\"{}\"}} {}", k.id, b - k.spend.get(&month));
             }
         }
         header(&mut out, "keyward_key_status", "gauge", "1 for the key's current status (active, suspended, revoked).");
@@ -327,15 +350,38 @@ impl Metrics {
             let _ = writeln!(out, "keyward_key_status{{key_id=\"{}\",status=\"{}\"}} 1", k.id, k.status().as_str());
         }
 
-        header(&mut out, "keyward_alerts_raised_total", "counter", "Alerts raised by the monitor, by rule and severity.");
-        for ((rule, sev), n) in self.alerts_raised.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(out, "keyward_alerts_raised_total{{rule=\"{rule}\",severity=\"{sev}\"}} {n}");
+        header(&mut out, "keyward_alerts_raised_total", "counter", "Alerts raised by the monitor, by rule.");
+        {
+            let raised = self.alerts_raised.lock().unwrap_or_else(|p| p.into_inner());
+            for rule in keyward_monitor::Rule::ALL {
+                let n = raised.get(rule.as_str()).copied().unwrap_or(0);
+                let _ = writeln!(out, "keyward_alerts_raised_total{{rule=\"{}\"}} {n}", rule.as_str());
+            }
         }
-        header(&mut out, "keyward_alerts_resolved_total", "counter", "Alerts resolved because their condition cleared.");
+        header(
+            &mut out,
+            "keyward_alerts_raised_by_severity_total",
+            "counter",
+            "Alerts raised by the monitor, by severity.",
+        );
+        for (i, sev) in SEVERITIES.iter().enumerate() {
+            let n = self.alerts_by_severity[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "keyward_alerts_raised_by_severity_total{{severity=\"{sev}\"}} {n}");
+        }
+        header(
+            &mut out,
+            "keyward_alerts_resolved_total",
+            "counter",
+            "Alerts resolved because their condition cleared.",
+        );
         let _ = writeln!(out, "keyward_alerts_resolved_total {}", self.alerts_resolved.load(Ordering::Relaxed));
         header(&mut out, "keyward_alert_deliveries_total", "counter", "Alert notifications delivered, by sink kind.");
         for (i, k) in SINK_KINDS.iter().enumerate() {
-            let _ = writeln!(out, "keyward_alert_deliveries_total{{sink=\"{k}\"}} {}", self.deliveries[i].load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "keyward_alert_deliveries_total{{sink=\"{k}\"}} {}",
+                self.deliveries[i].load(Ordering::Relaxed)
+            );
         }
         header(
             &mut out,
@@ -363,17 +409,40 @@ impl Metrics {
                 self.deliveries_given_up[i].load(Ordering::Relaxed)
             );
         }
-        header(&mut out, "keyward_monitor_events_dropped_total", "counter", "Monitor events dropped because its queue was full.");
-        let _ = writeln!(out, "keyward_monitor_events_dropped_total {}", self.monitor_events_dropped.load(Ordering::Relaxed));
+        header(
+            &mut out,
+            "keyward_monitor_events_dropped_total",
+            "counter",
+            "Monitor events dropped because its queue was full.",
+        );
+        let _ = writeln!(
+            out,
+            "keyward_monitor_events_dropped_total {}",
+            self.monitor_events_dropped.load(Ordering::Relaxed)
+        );
         header(&mut out, "keyward_monitor_suspensions_total", "counter", "Keys suspended by a monitor rule's action.");
-        let _ = writeln!(out, "keyward_monitor_suspensions_total {}", self.keys_suspended_by_monitor.load(Ordering::Relaxed));
-        header(&mut out, "keyward_usage_report_polls_total", "counter", "Polls of the Anthropic Admin API usage report, by outcome.");
+        let _ = writeln!(
+            out,
+            "keyward_monitor_suspensions_total {}",
+            self.keys_suspended_by_monitor.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "keyward_usage_report_polls_total",
+            "counter",
+            "Polls of the Anthropic Admin API usage report, by outcome.",
+        );
         let polls = self.usage_report_polls.load(Ordering::Relaxed);
         let failed = self.usage_report_failures.load(Ordering::Relaxed);
         let _ = writeln!(out, "keyward_usage_report_polls_total{{outcome=\"ok\"}} {}", polls.saturating_sub(failed));
         let _ = writeln!(out, "keyward_usage_report_polls_total{{outcome=\"failed\"}} {failed}");
 
-        header(&mut out, "keyward_usage_records_dropped_total", "counter", "Usage records dropped because the queue was full.");
+        header(
+            &mut out,
+            "keyward_usage_records_dropped_total",
+            "counter",
+            "Usage records dropped because the queue was full.",
+        );
         let _ = writeln!(out, "keyward_usage_records_dropped_total {usage_dropped}");
         header(&mut out, "keyward_keys", "gauge", "Virtual keys loaded in the index.");
         let _ = writeln!(out, "keyward_keys {}", all.len());

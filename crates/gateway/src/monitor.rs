@@ -38,6 +38,10 @@ const REFRESH_KEYS_MS: i64 = 60_000;
 const MINUTE_MS: i64 = 60_000;
 const DAY_MS: i64 = 86_400_000;
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "usage records are nearly every event; boxing them would allocate once per request"
+)]
 pub enum MonitorInput {
     Usage(UsageRecord),
     Presented { key_id: String, ip: Option<IpAddr>, ts_ms: i64 },
@@ -124,7 +128,8 @@ impl Live {
     /// Key metadata from the index: the upstream serving each key's environment now.
     async fn refresh_keys(&mut self) {
         self.refresh_upstreams().await;
-        let serving: HashMap<_, _> = self.app.upstreams.all().into_iter().map(|(env, u)| (env, u.name.clone())).collect();
+        let serving: HashMap<_, _> =
+            self.app.upstreams.all().into_iter().map(|(env, u)| (env, u.name.clone())).collect();
         for e in self.app.keys.all() {
             let upstream = self.known.get(&e.id).cloned().flatten().or_else(|| serving.get(&e.env).cloned());
             let meta = self.meta_of(&e, upstream.clone());
@@ -228,8 +233,7 @@ impl Live {
         let out = self.engine.advance_to(now);
         self.process(out).await;
         // alerts left open by a previous run whose condition this run has not seen
-        let open: std::collections::HashSet<String> =
-            self.engine.open_alerts().map(|a| a.dedup_key.clone()).collect();
+        let open: std::collections::HashSet<String> = self.engine.open_alerts().map(|a| a.dedup_key.clone()).collect();
         let due: Vec<String> = self
             .inherited
             .iter()
@@ -299,7 +303,9 @@ impl Live {
         if a.action == Some(Action::Suspend) {
             match &a.key {
                 Some(key) => self.suspend(key, &row).await,
-                None => tracing::warn!(alert_id = %row.id, "action \"suspend\" on an upstream alert: not taken; suspend or rotate the upstream key by hand"),
+                None => {
+                    tracing::warn!(alert_id = %row.id, "action \"suspend\" on an upstream alert: not taken; suspend or rotate the upstream key by hand")
+                }
             }
         }
     }

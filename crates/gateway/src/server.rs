@@ -141,7 +141,8 @@ pub async fn run(
     // the monitor (fed by the writer, authentication and the usage-report
     // poller) and the alert delivery worker; both off the request path
     let (mon_tx, mon_rx) = tokio::sync::watch::channel(false);
-    let monitor_task = app.take_monitor_rx().map(|rx| tokio::spawn(crate::monitor::run(app.clone(), rx, mon_rx.clone())));
+    let monitor_task =
+        app.take_monitor_rx().map(|rx| tokio::spawn(crate::monitor::run(app.clone(), rx, mon_rx.clone())));
     let poller_task = tokio::spawn(crate::monitor::run_usage_report_poller(app.clone(), mon_rx));
     let (deliver_tx, deliver_rx) = tokio::sync::watch::channel(false);
     let deliver_task = tokio::spawn(crate::alerts::run(app.clone(), deliver_rx));

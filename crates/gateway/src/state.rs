@@ -126,7 +126,8 @@ impl App {
             cfg.metering_batch_size,
             cfg.metering_flush_interval,
         );
-        let monitor_cfg = crate::monitor::monitor_config(&cfg).map_err(|e| OpError::Invalid(format!("[monitor]: {e}")))?;
+        let monitor_cfg =
+            crate::monitor::monitor_config(&cfg).map_err(|e| OpError::Invalid(format!("[monitor]: {e}")))?;
         let alerts = crate::alerts::AlertsConfig::from_toml_value(cfg.alerts.as_ref())
             .map_err(|e| OpError::Invalid(e.to_string()))?;
         let metrics = Arc::new(Metrics::default());
@@ -205,7 +206,12 @@ impl App {
 
     /// Service id -> name, for metric labels.
     pub fn service_names(&self) -> HashMap<String, String> {
-        self.services.read().unwrap_or_else(|p| p.into_inner()).values().map(|s| (s.id.clone(), s.name.clone())).collect()
+        self.services
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|s| (s.id.clone(), s.name.clone()))
+            .collect()
     }
 
     pub(crate) fn service(&self, id: &str) -> Option<ServiceRow> {

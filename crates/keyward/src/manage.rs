@@ -755,17 +755,14 @@ pub async fn alerts(a: AlertsArgs) -> Result<u8> {
     let rows = data
         .iter()
         .map(|r| {
-            let subject = if r["key_id"].is_string() { s(&r["key_id"]) } else { format!("upstream {}", s(&r["upstream"])) };
-            let status = if r["status"] == "open" && r["acked_at"].is_string() { "open (acked)".into() } else { s(&r["status"]) };
-            vec![
-                s(&r["id"]),
-                s(&r["severity"]),
-                s(&r["rule"]),
-                subject,
-                status,
-                s(&r["raised_at"]),
-                s(&r["summary"]),
-            ]
+            let subject =
+                if r["key_id"].is_string() { s(&r["key_id"]) } else { format!("upstream {}", s(&r["upstream"])) };
+            let status = if r["status"] == "open" && r["acked_at"].is_string() {
+                "open (acked)".into()
+            } else {
+                s(&r["status"])
+            };
+            vec![s(&r["id"]), s(&r["severity"]), s(&r["rule"]), subject, status, s(&r["raised_at"]), s(&r["summary"])]
         })
         .collect();
     table(&["id", "severity", "rule", "subject", "status", "raised", "summary"], rows);

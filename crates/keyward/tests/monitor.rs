@@ -177,7 +177,10 @@ fn alerts_are_stored_deduplicated_delivered_signed_and_acknowledged() {
     assert_eq!(w.header("x-keyward-signature"), Some(expected.as_str()));
     let mut wrong = <Hmac<sha2::Sha256> as Mac>::new_from_slice(b"another secret").unwrap();
     wrong.update(&w.body);
-    assert_ne!(Some(format!("sha256={}", hex::encode(wrong.finalize().into_bytes())).as_str()), w.header("x-keyward-signature"));
+    assert_ne!(
+        Some(format!("sha256={}", hex::encode(wrong.finalize().into_bytes())).as_str()),
+        w.header("x-keyward-signature")
+    );
     let body = w.json();
     assert_eq!(body["event"], "trigger");
     assert_eq!(body["alert"]["id"], alert_id.as_str());
@@ -224,7 +227,8 @@ fn alerts_are_stored_deduplicated_delivered_signed_and_acknowledged() {
     assert_eq!(gw.kw(&["alerts", "ack", "alr_nope"]).status.code(), Some(1));
 
     let m = scrape(&gw);
-    assert!(m.contains("keyward_alerts_raised_total{rule=\"revoked_presented\",severity=\"critical\"} 1"), "{m}");
+    assert!(m.contains("keyward_alerts_raised_total{rule=\"revoked_presented\"} 1"), "{m}");
+    assert!(m.contains("keyward_alerts_raised_by_severity_total{severity=\"critical\"} 1"), "{m}");
     assert!(m.contains("keyward_alert_deliveries_total{sink=\"webhook\"} 1"), "{m}");
     assert!(m.contains("keyward_alert_delivery_failures_total{sink=\"webhook\"} 2"), "{m}");
     assert!(m.contains("keyward_refused_total{reason=\"auth\"} 3"), "{m}");
@@ -314,7 +318,8 @@ fn out_of_band_use_of_an_upstream_key_raises_a_critical_alert() {
     gw.start_with_env(&[("KW_TEST_ANTHROPIC_ADMIN_KEY", &admin_key)]);
     let kid = keyward_testkit::mock::api_key_id(&upstream_key);
     assert!(gw.kw(&["service", "add", "app", "--owner", "t"]).status.success());
-    let o = gw.kw_stdin(&["upstream", "add", "prod-main", "--env", "prod", "--anthropic-key-id", &kid], Some(&upstream_key));
+    let o = gw
+        .kw_stdin(&["upstream", "add", "prod-main", "--env", "prod", "--anthropic-key-id", &kid], Some(&upstream_key));
     assert!(o.status.success(), "{}", text(&o));
     let (_, key) = gw.create_key("app", "prod");
     // traffic through the gateway is explained by its own metering ...
@@ -357,7 +362,11 @@ fn metrics_are_valid_for_promtool_and_cover_the_dashboard() {
     let (mut gw, _) = Gateway::init(&mock.url);
     gw.start();
     let (_, key) = gw.provision("billing", "prod", &upstream_key);
-    let (_, limited) = gw.create_key_with("billing", "prod", &["--budget-usd", "5", "--models", "claude-haiku-*", "--expires-in", "30d"]);
+    let (_, limited) = gw.create_key_with(
+        "billing",
+        "prod",
+        &["--budget-usd", "5", "--models", "claude-haiku-*", "--expires-in", "30d"],
+    );
     assert_eq!(post_messages(&gw.data_url, &key, MSG).status, 200);
     assert_eq!(post_messages(&gw.data_url, &limited, MSG).status, 403, "model not allowed: a policy refusal");
     assert_eq!(post_messages(&gw.data_url, "kw_prod_nope", MSG).status, 401);
@@ -425,17 +434,17 @@ fn metrics_are_valid_for_promtool_and_cover_the_dashboard() {
     assert!(exprs.len() >= 4, "the four views");
     let names = exposed_names(&m);
     for e in &exprs {
-        let used: Vec<&str> = e
-            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .filter(|w| w.starts_with("keyward_"))
-            .collect();
+        let used: Vec<&str> =
+            e.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("keyward_")).collect();
         assert!(!used.is_empty(), "{e}");
         for u in used {
             assert!(names.contains(u), "the dashboard queries {u}, which /metrics does not expose");
         }
     }
     let titles: Vec<&str> = dash["panels"].as_array().unwrap().iter().filter_map(|p| p["title"].as_str()).collect();
-    for t in ["Requests per minute by key", "Tokens by key and direction", "Error rate by key", "Cost by key and service"] {
+    for t in
+        ["Requests per minute by key", "Tokens by key and direction", "Error rate by key", "Cost by key and service"]
+    {
         assert!(titles.contains(&t), "{t} missing from {titles:?}");
     }
     gw.stop();

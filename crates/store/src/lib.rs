@@ -88,12 +88,7 @@ pub trait Store: Send + Sync + 'static {
     async fn raise_alert(&self, a: &AlertRow, deliveries: &[DeliveryRow]) -> Result<(AlertRow, bool)>;
     /// Resolve the open alert with this dedup key, queueing `deliveries`
     /// (their `alert_id` set to the alert's) in the same transaction.
-    async fn resolve_alert(
-        &self,
-        dedup_key: &str,
-        at_ms: i64,
-        deliveries: &[DeliveryRow],
-    ) -> Result<Option<AlertRow>>;
+    async fn resolve_alert(&self, dedup_key: &str, at_ms: i64, deliveries: &[DeliveryRow]) -> Result<Option<AlertRow>>;
     /// Newest first; `open_only` leaves out resolved ones.
     async fn list_alerts(&self, open_only: bool, limit: usize) -> Result<Vec<AlertRow>>;
     async fn get_alert(&self, id: &str) -> Result<AlertRow>;

@@ -920,7 +920,9 @@ impl Store for SqliteStore {
     async fn list_alerts(&self, open_only: bool, limit: usize) -> Result<Vec<AlertRow>> {
         self.call(move |c| {
             let sql = if open_only {
-                format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE status = 'open' ORDER BY raised_at_ms DESC, id LIMIT ?1")
+                format!(
+                    "SELECT {ALERT_COLUMNS} FROM alerts WHERE status = 'open' ORDER BY raised_at_ms DESC, id LIMIT ?1"
+                )
             } else {
                 format!("SELECT {ALERT_COLUMNS} FROM alerts ORDER BY raised_at_ms DESC, id LIMIT ?1")
             };
@@ -1001,7 +1003,8 @@ impl Store for SqliteStore {
     }
 }
 
-const ALERT_COLUMNS: &str = "id, dedup_key, rule, severity, key_id, upstream, summary, value, threshold, action, status, \
+const ALERT_COLUMNS: &str =
+    "id, dedup_key, rule, severity, key_id, upstream, summary, value, threshold, action, status, \
      raised_at_ms, last_seen_ms, resolved_at_ms, acked_at_ms, acked_by, occurrences";
 
 fn alert_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRow> {

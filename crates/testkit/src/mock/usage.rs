@@ -228,7 +228,13 @@ pub(crate) async fn inject(
 ) -> Response {
     let req: Inject = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return ApiError::invalid(format!("expected {{\"api_key_id\":...,\"input_tokens\":N,\"output_tokens\":N}}: {e}"), &rid).into_response(),
+        Err(e) => {
+            return ApiError::invalid(
+                format!("expected {{\"api_key_id\":...,\"input_tokens\":N,\"output_tokens\":N}}: {e}"),
+                &rid,
+            )
+            .into_response()
+        }
     };
     let at = match req.at.as_deref() {
         None => now_unix().0 as i64,
