@@ -485,10 +485,10 @@ async fn fetch_report(app: &App, from_ms: i64, to_ms: i64) -> Result<Vec<(i64, S
     for _ in 0..100 {
         let cred = app.secrets.get(&entry).await.map_err(|e| format!("admin key unavailable ({e})"))?;
         let mut uri = format!(
-            "{}/v1/organizations/usage_report/messages?starting_at={}&ending_at={}&bucket_width=1m&group_by[]=api_key_id&limit=1440",
+            "{}/v1/organizations/usage_report/messages?starting_at={}&ending_at={}&bucket_width=1m&group_by%5B%5D=api_key_id&limit=1440",
             app.cfg.admin_url,
-            fmt_rfc3339(from_ms),
-            fmt_rfc3339(to_ms)
+            fmt_rfc3339(from_ms).replace(':', "%3A"),
+            fmt_rfc3339(to_ms).replace(':', "%3A")
         );
         if let Some(p) = &page {
             if !p.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.=".contains(&b)) {
