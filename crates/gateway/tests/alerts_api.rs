@@ -37,7 +37,10 @@ async fn call(app: &Arc<App>, method: &str, path: &str, token: Option<&str>) -> 
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
-    let resp = keyward_gateway::admin::router(app.clone()).oneshot(req.body(axum::body::Body::empty()).unwrap()).await.unwrap();
+    let resp = keyward_gateway::admin::router(app.clone())
+        .oneshot(req.body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
     let status = resp.status().as_u16();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
