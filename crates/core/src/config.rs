@@ -47,6 +47,10 @@ pub struct RawConfig {
     /// config is loaded (core cannot name its types).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitor: Option<toml::Value>,
+    /// `[alerts]`: where alerts are delivered; validated by the gateway when
+    /// the config is loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<toml::Value>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -237,6 +241,8 @@ pub struct Config {
     pub secrets_allow_exec: bool,
     /// The raw `[monitor]` table (validated by keyward-monitor).
     pub monitor: Option<toml::Value>,
+    /// The raw `[alerts]` table (validated by the gateway's alert module).
+    pub alerts: Option<toml::Value>,
     pub metering_flush_interval: Duration,
     pub metering_batch_size: usize,
     pub log_level: String,
@@ -403,6 +409,7 @@ impl RawConfig {
             },
             secrets_allow_exec: self.secrets.allow_exec.unwrap_or(false),
             monitor: self.monitor.clone(),
+            alerts: self.alerts.clone(),
             base_dir: base_dir.to_path_buf(),
             listen: addr("server.listen", &self.server.listen, DEFAULT_LISTEN)?,
             admin_listen: addr("server.admin_listen", &self.server.admin_listen, DEFAULT_ADMIN_LISTEN)?,

@@ -90,6 +90,9 @@ pub struct UsageRecord {
     pub streamed: bool,
     /// The client went away before the response was complete.
     pub client_disconnected: bool,
+    /// The client's address (the monitor's new-network rule); `None` when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<std::net::IpAddr>,
     /// What the prompt-injection shield did: bits of [`shield_flags`].
     #[serde(default)]
     pub shield_flags: u8,

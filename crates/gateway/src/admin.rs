@@ -194,6 +194,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/v1/review", get(review))
         .route("/admin/v1/scan/classify", post(classify))
         .route("/admin/v1/usage", get(usage))
+        .route("/admin/v1/alerts", get(list_alerts))
+        .route("/admin/v1/alerts/{id}", get(get_alert))
+        .route("/admin/v1/alerts/{id}/ack", post(ack_alert))
         .route("/metrics", get(metrics))
         .route("/healthz", get(crate::proxy::healthz))
         .route("/readyz", get(crate::proxy::healthz))
@@ -685,7 +688,12 @@ async fn usage(
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let mut body = app.metrics.render(&app.keys, app.meter.dropped.load(std::sync::atomic::Ordering::Relaxed));
+    app.metrics.monitor_events_dropped.store(app.monitor.dropped(), std::sync::atomic::Ordering::Relaxed);
+    let mut body = app.metrics.render(
+        &app.keys,
+        app.meter.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        &app.service_names(),
+    );
     let st = app.secrets.stats();
     body.push_str("# HELP keyward_secret_fetches_total Fetches from secret sources, by outcome.\n# TYPE keyward_secret_fetches_total counter\n");
     body.push_str(&format!(
@@ -699,6 +707,25 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     body.push_str(&format!("keyward_secret_unavailable_total {}\n", st.unavailable));
     body.push_str("# HELP keyward_secret_rotations_total Value changes seen at a source.\n# TYPE keyward_secret_rotations_total counter\n");
     body.push_str(&format!("keyward_secret_rotations_total {}\n", st.rotations));
+    crate::metrics::header(
+        &mut body,
+        "keyward_upstream_secret_age_seconds",
+        "gauge",
+        "Age of the upstream key value in use, by upstream; above the cache TTL it is served stale.",
+    );
+    let mut ups = app.upstreams.all();
+    ups.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+    for (_, u) in ups {
+        if let Some(age) = u.secret.age() {
+            body.push_str(&format!(
+                "keyward_upstream_secret_age_seconds{{upstream=\"{}\"}} {}\n",
+                crate::metrics::escape(&u.name),
+                age.as_secs_f64()
+            ));
+        }
+    }
+    body.push_str("# HELP keyward_secret_cache_ttl_seconds Secret cache TTL: values older than this are stale.\n# TYPE keyward_secret_cache_ttl_seconds gauge\n");
+    body.push_str(&format!("keyward_secret_cache_ttl_seconds {}\n", app.cfg.secrets_cache_ttl.as_secs_f64()));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
@@ -774,6 +801,93 @@ async fn audit_checkpoint(State(app): State<Arc<App>>) -> Result<Response, OpErr
     Ok(Json(json!({ "checkpoint": app.checkpoint().await? })).into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertQuery {
+    open: Option<bool>,
+    limit: Option<usize>,
+}
+
+/// A service-owner sees alerts of its services' keys only.
+async fn sees_alert(app: &App, c: &Caller, a: &keyward_store::AlertRow) -> bool {
+    if c.scope().is_none() {
+        return true;
+    }
+    let Some(key_id) = &a.key_id else { return false };
+    app.get_key(key_id).await.is_ok_and(|k| c.sees_service(&k.service))
+}
+
+async fn list_alerts(
+    State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
+    Query(q): Query<AlertQuery>,
+) -> Result<Response, OpError> {
+    let rows = app.store.list_alerts(q.open.unwrap_or(false), q.limit.unwrap_or(500).min(10_000)).await?;
+    let mut data = Vec::with_capacity(rows.len());
+    for a in &rows {
+        if sees_alert(&app, &c, a).await {
+            data.push(crate::alerts::alert_view(a));
+        }
+    }
+    Ok(Json(json!({ "data": data })).into_response())
+}
+
+fn alert_not_found(id: &str) -> impl FnOnce(keyward_store::StoreError) -> OpError + '_ {
+    move |e| match e {
+        keyward_store::StoreError::NotFound(_) => OpError::NotFound(format!("alert {id:?}")),
+        other => other.into(),
+    }
+}
+
+async fn get_alert(
+    State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, OpError> {
+    let a = match app.store.get_alert(&id).await {
+        Ok(a) if sees_alert(&app, &c, &a).await => a,
+        _ if c.scope().is_some() => return Err(OpError::Forbidden),
+        Err(e) => return Err(alert_not_found(&id)(e)),
+        Ok(_) => return Err(OpError::Forbidden),
+    };
+    let mut v = crate::alerts::alert_view(&a);
+    let deliveries = app.store.list_deliveries(&id).await?;
+    v["deliveries"] = deliveries
+        .iter()
+        .map(|d| {
+            json!({"sink": d.sink, "event": d.event, "status": d.status, "attempts": d.attempts,
+                   "last_error": d.last_error, "delivered_at": d.done_at_ms.filter(|_| d.status == "delivered").map(crate::state::rfc3339)})
+        })
+        .collect();
+    Ok(Json(v).into_response())
+}
+
+async fn ack_alert(
+    State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, OpError> {
+    if c.scope().is_some() {
+        let visible = match app.store.get_alert(&id).await {
+            Ok(a) => sees_alert(&app, &c, &a).await,
+            Err(_) => false,
+        };
+        if !visible {
+            return Err(OpError::Forbidden);
+        }
+    }
+    let a = app.store.ack_alert(&id, &c.token.id, now_ms()).await.map_err(alert_not_found(&id))?;
+    app.audit_event(
+        &c.actor,
+        "alert.ack",
+        vec![a.id.clone()],
+        json!({ "rule": a.rule, "key_id": a.key_id, "upstream": a.upstream }),
+    )
+    .await?;
+    tracing::info!(alert_id = %a.id, token_id = %c.token.id, "alert acknowledged");
+    Ok(Json(crate::alerts::alert_view(&a)).into_response())
+}
+
 pub fn data_plane_router(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(crate::proxy::healthz))
@@ -782,4 +896,27 @@ pub fn data_plane_router(app: Arc<App>) -> Router {
         // deny by default: authentication wraps every data-plane route
         .layer(axum::middleware::from_fn_with_state(app.clone(), crate::proxy::authenticate))
         .with_state(app)
+}
+
+#[cfg(test)]
+mod openapi_tests {
+    /// Every route the router serves is in the OpenAPI document, with its methods.
+    #[test]
+    fn the_openapi_document_lists_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        let src = include_str!("admin.rs");
+        let mut seen = 0;
+        for line in src.lines().map(str::trim).filter(|l| l.starts_with(".route(\"")) {
+            let path = line.split('"').nth(1).unwrap();
+            let entry = paths.get(path).unwrap_or_else(|| panic!("{path} is not in openapi.json"));
+            for m in ["get", "post", "patch", "delete"] {
+                if line.contains(&format!("{m}(")) {
+                    assert!(entry.get(m).is_some(), "{m} {path} is not in openapi.json");
+                }
+            }
+            seen += 1;
+        }
+        assert!(seen > 25, "found only {seen} routes");
+    }
 }

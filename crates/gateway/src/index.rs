@@ -46,10 +46,10 @@ pub struct KeyEntry {
     /// Until when the rotated-out secret still works (`i64::MIN`: none).
     prev_valid_until_ms: AtomicI64,
     policy: RwLock<Arc<Effective>>,
-    /// Responses by status class: 2xx, 4xx, 5xx (other classes count as 5xx).
-    pub responses: [AtomicU64; 3],
     /// Shield actions: requests flagged, requests blocked, tool calls flagged, tool calls blocked.
     pub shield: [AtomicU64; 4],
+    /// When the current secret was issued (rotation or creation), Unix ms; 0 unknown.
+    rotated_at_ms: AtomicI64,
     pub rpm: Bucket,
     pub tpm: Bucket,
     pub inflight: Concurrency,
@@ -73,8 +73,8 @@ impl KeyEntry {
             expires_at_ms: AtomicI64::new(i64::MAX),
             prev_valid_until_ms: AtomicI64::new(i64::MIN),
             policy: RwLock::new(Arc::new(Effective::default())),
-            responses: Default::default(),
             shield: Default::default(),
+            rotated_at_ms: AtomicI64::new(0),
             rpm: Bucket::default(),
             tpm: Bucket::default(),
             inflight: Concurrency::default(),
@@ -101,6 +101,16 @@ impl KeyEntry {
     }
     pub fn set_expiry(&self, at_ms: Option<i64>) {
         self.expires_at_ms.store(at_ms.unwrap_or(i64::MAX), Ordering::Release);
+    }
+    pub fn expires_at_ms(&self) -> Option<i64> {
+        let v = self.expires_at_ms.load(Ordering::Acquire);
+        (v != i64::MAX).then_some(v)
+    }
+    pub fn set_rotated(&self, at_ms: i64) {
+        self.rotated_at_ms.store(at_ms, Ordering::Release);
+    }
+    pub fn last_rotated_ms(&self) -> i64 {
+        self.rotated_at_ms.load(Ordering::Acquire)
     }
     pub fn is_expired(&self, now_ms: i64) -> bool {
         now_ms >= self.expires_at_ms.load(Ordering::Acquire)

@@ -140,6 +140,7 @@ impl App {
         };
         entry.set_policy(effective);
         entry.set_expiry(k.expires_at_ms);
+        entry.set_rotated(k.rotated_at_ms.unwrap_or(k.created_at_ms));
         entry.set_prev_valid_until(k.prev_valid_until_ms);
         if let Some(prev) = k.prev_digest {
             self.keys.set_slot(KeyDigest(prev), &entry, Slot::Previous);

@@ -2,6 +2,7 @@
 //! plane, metering, and installation. See ARCHITECTURE.md for the phase chart.
 
 pub mod admin;
+pub mod alerts;
 pub mod audit;
 pub mod authguard;
 pub mod deliver;
@@ -13,6 +14,7 @@ pub mod limits;
 pub mod maintenance;
 pub mod meter;
 pub mod metrics;
+pub mod monitor;
 pub mod proxy;
 pub mod server;
 pub mod shield;

@@ -41,6 +41,9 @@ pub struct MeterWriter {
     store: Arc<dyn Store>,
     batch_size: usize,
     flush_interval: Duration,
+    /// Stored batches are added to the metrics and handed to the monitor.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+    monitor: Option<crate::monitor::MonitorFeed>,
 }
 
 impl Meter {
@@ -53,7 +56,7 @@ impl Meter {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         (
             Meter { tx, prices, dropped: Arc::new(AtomicU64::new(0)) },
-            MeterWriter { rx, store, batch_size, flush_interval },
+            MeterWriter { rx, store, batch_size, flush_interval, metrics: None, monitor: None },
         )
     }
 
@@ -79,6 +82,12 @@ impl Meter {
 }
 
 impl MeterWriter {
+    /// After each stored batch: count it in `metrics` and feed it to the monitor.
+    pub fn observe(&mut self, metrics: Arc<crate::metrics::Metrics>, monitor: crate::monitor::MonitorFeed) {
+        self.metrics = Some(metrics);
+        self.monitor = Some(monitor);
+    }
+
     /// Write batches until `shutdown` fires, then drain what is queued and return.
     pub async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut batch = Vec::with_capacity(self.batch_size);
@@ -131,7 +140,17 @@ impl MeterWriter {
         if let Err(e) = self.store.touch_keys(&touches).await {
             tracing::warn!(error = %e, "updating last-used times failed");
         }
-        batch.clear();
+        if let Some(m) = &self.metrics {
+            m.add_usage(batch);
+        }
+        match &self.monitor {
+            Some(feed) => {
+                for r in batch.drain(..) {
+                    feed.send(crate::monitor::MonitorInput::Usage(r));
+                }
+            }
+            None => batch.clear(),
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use crate::authguard::Plane;
 use crate::error::ApiError;
 use crate::index::{Auth, KeyEntry};
 use crate::meter::{settle, MeteredBody};
+use crate::metrics::Refusal;
 use crate::metrics::ShieldEvent;
 use crate::shield::{self, StreamGate};
 use crate::state::{now_ms, App};
@@ -148,6 +149,7 @@ pub async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: N
             if let Some(Auth::Stale(e)) = other {
                 // someone still holds a secret of this key that no longer works
                 e.note_stale(now);
+                app.monitor.presented_stale(&e.id, ip, now);
             }
             // unknown, malformed and stale secrets take the same path from here
             if let Some(ip) = ip {
@@ -201,6 +203,7 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
         client_disconnected: false,
         shield_flags: 0,
         shield_score: None,
+        source_ip: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()),
     };
     // a refusal after authentication is recorded too (phase `record`)
     let fail = |mut record: UsageRecord, e: ApiError, holds_slot: bool| {
@@ -209,14 +212,19 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
         app.meter.price(&mut record);
         settle(&key, &record, holds_slot);
         app.meter.send(record);
-        app.metrics.finished(&key, None, e.status().as_u16());
+        match &e {
+            ApiError::RateLimited { .. } => app.metrics.refused(Refusal::Rate),
+            ApiError::BudgetExceeded => app.metrics.refused(Refusal::Budget),
+            ApiError::Forbidden(_) => app.metrics.refused(Refusal::Policy),
+            _ => {}
+        }
         e.into_response()
     };
     let eff = key.policy();
 
     // phase `policy`, part 1: where the request comes from
     if !eff.cidrs.is_empty() {
-        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let ip = record.source_ip;
         if !ip.is_some_and(|ip| eff.cidrs.iter().any(|c| c.contains(ip))) {
             return fail(record, ApiError::Forbidden("this key may not be used from this network".into()), false);
         }
@@ -359,7 +367,11 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
     };
     drop(cred);
     let send = |up| tokio::time::timeout(app.cfg.response_timeout, app.client.request(up));
-    let mut resp = match send(up).await {
+    let sent = Instant::now();
+    app.metrics.overhead.observe(sent.duration_since(started));
+    let first = send(up).await;
+    app.metrics.upstream_latency.observe(sent.elapsed());
+    let mut resp = match first {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             tracing::warn!(key_id = %key.id, error = %ErrorChain(&e), "upstream request failed");
@@ -435,7 +447,6 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
         _ => Either::Left(up_body),
     };
     let stream_gate = tool_gate.filter(|_| is_sse).map(|g| StreamGate::new(g.clone()));
-    app.metrics.finished(&key, record.model.as_deref(), record.status);
     // phase `record` runs when this body ends, fails or is dropped
     let metered = MeteredBody::new(
         up_body,

@@ -38,6 +38,8 @@ pub fn load_config(path: &Path) -> Result<Config, ServeError> {
             .and_then(|m| m.settings().map(|_| ()))
             .map_err(|e| ServeError::Other(format!("config: [monitor]: {e}")))?;
     }
+    crate::alerts::AlertsConfig::from_toml_value(cfg.alerts.as_ref())
+        .map_err(|e| ServeError::Other(format!("config: [alerts]: {e}")))?;
     Ok(cfg)
 }
 
@@ -171,6 +173,15 @@ pub async fn run(
         }
     });
 
+    // the monitor (fed by the writer, authentication and the usage-report
+    // poller) and the alert delivery worker; both off the request path
+    let (mon_tx, mon_rx) = tokio::sync::watch::channel(false);
+    let monitor_task =
+        app.take_monitor_rx().map(|rx| tokio::spawn(crate::monitor::run(app.clone(), rx, mon_rx.clone())));
+    let poller_task = tokio::spawn(crate::monitor::run_usage_report_poller(app.clone(), mon_rx));
+    let (deliver_tx, deliver_rx) = tokio::sync::watch::channel(false);
+    let deliver_task = tokio::spawn(crate::alerts::run(app.clone(), deliver_rx));
+
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
@@ -225,6 +236,14 @@ pub async fn run(
     let _ = audit_task.await;
     let _ = writer_tx.send(true);
     let _ = writer_task.await;
+    // the writer fed its last records to the monitor: judge them, then stop
+    let _ = mon_tx.send(true);
+    let _ = poller_task.await;
+    if let Some(t) = monitor_task {
+        let _ = t.await;
+    }
+    let _ = deliver_tx.send(true);
+    let _ = deliver_task.await;
     let _ = std::fs::remove_file(&url_file);
     tracing::info!("keyward stopped; usage records flushed");
     Ok(())

@@ -32,7 +32,16 @@ pub struct App {
     /// Where rotated virtual keys are delivered (`--deliver-to`).
     pub sink: Arc<dyn keyward_secrets::SecretSink>,
     pub meter: Meter,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    /// The monitor's queue (usage, stale secrets, upstream usage reports).
+    pub monitor: crate::monitor::MonitorFeed,
+    /// Taken by the monitor task when `serve` starts it.
+    pub(crate) monitor_rx: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<crate::monitor::MonitorInput>>>,
+    pub monitor_cfg: keyward_monitor::MonitorConfig,
+    /// `[alerts]`: the sinks and the retry policy.
+    pub alerts: crate::alerts::AlertsConfig,
+    /// Wakes the alert delivery worker when something was queued.
+    pub(crate) alert_wake: tokio::sync::Notify,
     pub client: UpstreamClient,
     pub upstream_base: String,
     /// The prompt-injection classifier (fast stage), shared by every request.
@@ -121,12 +130,19 @@ impl App {
         let sources = Arc::new(DefaultSources::new(store.clone(), envelope.clone()).allow_exec(cfg.secrets_allow_exec));
         let sink: Arc<dyn keyward_secrets::SecretSink> = sources.clone();
         let secrets = SecretCache::new(sources, cfg.secrets_cache_ttl, cfg.secrets_stale_window);
-        let (meter, writer) = Meter::new(
+        let (meter, mut writer) = Meter::new(
             store.clone(),
             Arc::new(cfg.prices.clone()),
             cfg.metering_batch_size,
             cfg.metering_flush_interval,
         );
+        let monitor_cfg =
+            crate::monitor::monitor_config(&cfg).map_err(|e| OpError::Invalid(format!("[monitor]: {e}")))?;
+        let alerts = crate::alerts::AlertsConfig::from_toml_value(cfg.alerts.as_ref())
+            .map_err(|e| OpError::Invalid(e.to_string()))?;
+        let metrics = Arc::new(Metrics::default());
+        let (monitor, monitor_rx) = crate::monitor::MonitorFeed::new();
+        writer.observe(metrics.clone(), monitor.clone());
         let client = upstream::client(&cfg).map_err(|e| OpError::Invalid(e.to_string()))?;
         let audit = crate::audit::load_signer(&store, &envelope, cfg.audit_checkpoint_every).await?;
         let auth_guard = crate::authguard::AuthGuard::new(cfg.auth_fail_burst);
@@ -148,7 +164,12 @@ impl App {
             secrets,
             sink,
             meter,
-            metrics: Metrics::default(),
+            metrics,
+            monitor,
+            monitor_rx: std::sync::Mutex::new(Some(monitor_rx)),
+            monitor_cfg,
+            alerts,
+            alert_wake: tokio::sync::Notify::new(),
             client,
             services: RwLock::new(HashMap::new()),
             write_lock: tokio::sync::Mutex::new(()),
@@ -196,6 +217,21 @@ impl App {
             self.index_upstream(&u, None)?;
         }
         Ok(())
+    }
+
+    /// The monitor's queue receiver, once (the monitor task takes it).
+    pub fn take_monitor_rx(&self) -> Option<tokio::sync::mpsc::Receiver<crate::monitor::MonitorInput>> {
+        self.monitor_rx.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Service id -> name, for metric labels.
+    pub fn service_names(&self) -> HashMap<String, String> {
+        self.services
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|s| (s.id.clone(), s.name.clone()))
+            .collect()
     }
 
     pub(crate) fn service(&self, id: &str) -> Option<ServiceRow> {

@@ -223,7 +223,47 @@ impl App {
         self.store.update_upstream(&row, None, None, &draft).await?;
         self.audited();
         tracing::error!(upstream_id = %row.id, upstream = %row.name, "upstream key marked compromised: rotate it now");
+        self.raise_compromised_alert(&row, found_in).await;
         Ok(view(&row))
+    }
+
+    /// A critical alert with the rotation steps, through the same store and
+    /// sinks as the monitor's (deduplicated per upstream while open).
+    async fn raise_compromised_alert(&self, row: &UpstreamRow, found_in: Option<&str>) {
+        let now = now_ms();
+        let summary = format!(
+            "upstream key {} ({}) was found outside the secret store{}: 1) keyward upstream rotate {} with a new key \
+             from the Anthropic Console; 2) the old key is set inactive after the grace window (or revoke it in the \
+             Console now); 3) remove it from where it was found and from history.",
+            row.name,
+            row.env,
+            found_in.map(|f| format!(" (in {f})")).unwrap_or_default(),
+            row.name
+        );
+        let alert = keyward_store::AlertRow {
+            id: keyward_core::ids::new_id("alr"),
+            dedup_key: format!("keyward:compromised:upstream:{}", row.id),
+            rule: "upstream_compromised".into(),
+            severity: "critical".into(),
+            key_id: None,
+            upstream: Some(row.name.clone()),
+            summary,
+            value: 1.0,
+            threshold: 0.0,
+            action: None,
+            status: "open".into(),
+            raised_at_ms: now,
+            last_seen_ms: now,
+            resolved_at_ms: None,
+            acked_at_ms: None,
+            acked_by: None,
+            occurrences: 1,
+        };
+        let deliveries = self.alerts.deliveries_for(&alert, "trigger", now);
+        match self.store.raise_alert(&alert, &deliveries).await {
+            Ok(_) => self.metrics.alert_raised("upstream_compromised", "critical"),
+            Err(e) => tracing::error!(upstream_id = %row.id, error = %e, "raising the compromised-key alert failed"),
+        }
     }
 
     /// Take an upstream key out of service (decommission). Refused while

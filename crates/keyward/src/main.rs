@@ -50,6 +50,8 @@ enum Cmd {
     Token(manage::TokenCmd),
     /// Usage per key.
     Usage(manage::UsageArgs),
+    /// Alerts raised by the usage monitor (open and resolved); `ack ID` acknowledges one.
+    Alerts(manage::AlertsArgs),
     /// Inventory review: unrotated, unused, expiring, orphaned keys (exit 1 on findings).
     Review(manage::ReviewArgs),
     /// Secret references: fetch one once and print its fingerprint and version (never the value).
@@ -213,6 +215,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Cmd::Token(c) => manage::token(c).await,
         Cmd::Usage(a) => manage::usage(a).await,
         Cmd::Review(a) => manage::review(a).await,
+        Cmd::Alerts(a) => manage::alerts(a).await,
         Cmd::Secrets(c) => secrets_cmd::run(c).await,
         Cmd::Monitor(c) => monitor_cmd::run(c),
         Cmd::Shield(c) => shield_cmd::run(c),

@@ -870,3 +870,59 @@ pub async fn token(c: TokenCmd) -> Result<u8> {
     }
     Ok(0)
 }
+
+#[derive(Args)]
+pub struct AlertsArgs {
+    #[command(subcommand)]
+    cmd: Option<AlertsCmd>,
+    /// Only alerts that are still open.
+    #[arg(long)]
+    open: bool,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(Subcommand)]
+pub enum AlertsCmd {
+    /// Acknowledge an alert (it stays open until its condition clears).
+    Ack {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+/// `keyward alerts [--open] [--json]` and `keyward alerts ack ID`.
+pub async fn alerts(a: AlertsArgs) -> Result<u8> {
+    if let Some(AlertsCmd::Ack { id, json, conn }) = a.cmd {
+        let v = conn.client()?.call(Method::POST, &format!("/admin/v1/alerts/{}/ack", enc(&id)), None).await?;
+        report(json, &v, || format!("alert {} acknowledged", s(&v["id"])));
+        return Ok(0);
+    }
+    let path = if a.open { "/admin/v1/alerts?open=true" } else { "/admin/v1/alerts" };
+    let v = a.conn.client()?.call(Method::GET, path, None).await?;
+    let data = v["data"].as_array().cloned().unwrap_or_default();
+    if a.json {
+        print_json(&Value::Array(data));
+        return Ok(0);
+    }
+    let rows = data
+        .iter()
+        .map(|r| {
+            let subject =
+                if r["key_id"].is_string() { s(&r["key_id"]) } else { format!("upstream {}", s(&r["upstream"])) };
+            let status = if r["status"] == "open" && r["acked_at"].is_string() {
+                "open (acked)".into()
+            } else {
+                s(&r["status"])
+            };
+            vec![s(&r["id"]), s(&r["severity"]), s(&r["rule"]), subject, status, s(&r["raised_at"]), s(&r["summary"])]
+        })
+        .collect();
+    table(&["id", "severity", "rule", "subject", "status", "raised", "summary"], rows);
+    Ok(0)
+}

@@ -609,6 +609,11 @@ fn scan_classifies_findings_against_the_inventory_and_revokes_live_keys() {
     assert!(marked["summary"]["found_in"].as_str().unwrap().ends_with("app.env"), "{marked}");
     assert!(marked["actor"].as_str().unwrap().ends_with(":owner"));
     assert!(!entries.iter().any(|e| e.to_string().contains(&upstream_key)));
+    // and a critical alert says what to do
+    let alerts = json_out(&gw.kw(&["alerts", "--open", "--json"]));
+    let alert = alerts.as_array().unwrap().iter().find(|a| a["rule"] == "upstream_compromised").expect("alert");
+    assert_eq!(alert["severity"], "critical");
+    assert!(alert["summary"].as_str().unwrap().contains("keyward upstream rotate dev-main"), "{alert}");
     // rotating it clears the mark
     let o = gw.kw_stdin(&["upstream", "rotate", "dev-main", "--grace", "0s"], Some(&format!("{upstream_key}x")));
     assert!(o.status.success(), "{}", text(&o));

@@ -256,6 +256,11 @@ pub struct OutOfBandRule {
     /// ... or as a share of what the upstream reported for that minute, whichever is larger.
     pub tolerance_fraction: f64,
     pub action: Option<Action>,
+    /// Live gateway only: how often the Admin API usage report is polled.
+    pub poll_interval: String,
+    /// Live gateway only: a minute is asked for once it ended this long ago
+    /// (the report fills in late; gateway usage records arrive after the response).
+    pub report_delay: String,
 }
 
 impl Default for OutOfBandRule {
@@ -267,6 +272,8 @@ impl Default for OutOfBandRule {
             tolerance_tokens: 200,
             tolerance_fraction: 0.02,
             action: None,
+            poll_interval: "1m".into(),
+            report_delay: "2m".into(),
         }
     }
 }
@@ -358,6 +365,9 @@ pub struct Settings {
     pub resolve_after_ms: i64,
     pub error_window_ms: i64,
     pub projection_min_elapsed_ms: i64,
+    /// `rules.out_of_band.poll_interval` and `report_delay` (live gateway only).
+    pub oob_poll_ms: i64,
+    pub oob_report_delay_ms: i64,
     pub hours: Hours,
     pub services: BTreeMap<String, Hours>,
     pub rules: RulesConfig,
@@ -481,6 +491,14 @@ impl TryFrom<&MonitorConfig> for Settings {
         }
         let projection_min_elapsed_ms =
             duration_ms("rules.budget.projection_min_elapsed", &r.budget.projection_min_elapsed)?;
+        let oob_poll_ms = duration_ms("rules.out_of_band.poll_interval", &r.out_of_band.poll_interval)?;
+        if !(1_000..=HOUR_MS).contains(&oob_poll_ms) {
+            return Err(invalid("rules.out_of_band.poll_interval", "must be 1s–1h"));
+        }
+        let oob_report_delay_ms = duration_ms("rules.out_of_band.report_delay", &r.out_of_band.report_delay)?;
+        if !(0..=HOUR_MS).contains(&oob_report_delay_ms) {
+            return Err(invalid("rules.out_of_band.report_delay", "must be at most 1h"));
+        }
         let hours = compile_hours(&c.hours, &HoursOverride::default())?;
         let mut services = BTreeMap::new();
         for (name, o) in &c.services {
@@ -492,6 +510,8 @@ impl TryFrom<&MonitorConfig> for Settings {
             resolve_after_ms,
             error_window_ms,
             projection_min_elapsed_ms,
+            oob_poll_ms,
+            oob_report_delay_ms,
             hours,
             services,
             rules: c.rules.clone(),

@@ -131,6 +131,13 @@ impl CacheEntry {
     pub fn reference(&self) -> &SecretRef {
         &self.reference
     }
+
+    /// How long ago the value in use was fetched (`None`: never fetched).
+    /// Beyond the cache TTL it is being served stale because the source failed.
+    pub fn age(&self) -> Option<Duration> {
+        let s = self.state.read().ok()?;
+        s.good.as_ref().map(|g| g.fetched.elapsed())
+    }
 }
 
 #[derive(Clone)]

@@ -106,4 +106,31 @@ pub trait Store: Send + Sync + 'static {
 
     async fn insert_usage(&self, batch: &[keyward_core::usage::UsageRecord]) -> Result<()>;
     async fn usage_by_key(&self, since_ms: i64) -> Result<Vec<UsageSummary>>;
+    /// Usage records with `ts_ms >= since_ms` and a sequence number above
+    /// `after_seq`, oldest first, at most `limit`: (seq, record) pages for the
+    /// monitor's warm-up.
+    async fn usage_page(
+        &self,
+        since_ms: i64,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, keyward_core::usage::UsageRecord)>>;
+
+    /// Raise an alert: when one with the same dedup key is open, only its
+    /// `last_seen_ms` and `occurrences` change and `false` is returned with it;
+    /// otherwise `a` is inserted with `deliveries` (their `alert_id` set to
+    /// `a.id`) in one transaction, and `true` is returned.
+    async fn raise_alert(&self, a: &AlertRow, deliveries: &[DeliveryRow]) -> Result<(AlertRow, bool)>;
+    /// Resolve the open alert with this dedup key, queueing `deliveries`
+    /// (their `alert_id` set to the alert's) in the same transaction.
+    async fn resolve_alert(&self, dedup_key: &str, at_ms: i64, deliveries: &[DeliveryRow]) -> Result<Option<AlertRow>>;
+    /// Newest first; `open_only` leaves out resolved ones.
+    async fn list_alerts(&self, open_only: bool, limit: usize) -> Result<Vec<AlertRow>>;
+    async fn get_alert(&self, id: &str) -> Result<AlertRow>;
+    async fn ack_alert(&self, id: &str, by: &str, at_ms: i64) -> Result<AlertRow>;
+    /// Pending deliveries due at `now_ms`, oldest first.
+    async fn due_deliveries(&self, now_ms: i64, limit: usize) -> Result<Vec<DeliveryRow>>;
+    /// Record an attempt: its new status, attempt count, next attempt and error.
+    async fn update_delivery(&self, d: &DeliveryRow) -> Result<()>;
+    async fn list_deliveries(&self, alert_id: &str) -> Result<Vec<DeliveryRow>>;
 }

@@ -5,8 +5,8 @@
 //! from the metering task), so a single writer is all it needs.
 
 use crate::{
-    AuditDraft, AuditEntry, Checkpoint, KeyRow, KeyStatus, LocalSecretRow, Result, RotationRow, ServiceRow,
-    SigningKeyRow, Store, StoreError, TokenRow, UpstreamRetirement, UpstreamRow, UsageSummary,
+    AlertRow, AuditDraft, AuditEntry, Checkpoint, DeliveryRow, KeyRow, KeyStatus, LocalSecretRow, Result, RotationRow,
+    ServiceRow, SigningKeyRow, Store, StoreError, TokenRow, UpstreamRetirement, UpstreamRow, UsageSummary,
 };
 use async_trait::async_trait;
 use keyward_core::usage::UsageRecord;
@@ -153,6 +153,44 @@ ALTER TABLE keys ADD COLUMN expiry_noted_ms INTEGER;
     r#"
 ALTER TABLE usage ADD COLUMN shield_flags INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE usage ADD COLUMN shield_score REAL;
+"#,
+    r#"
+ALTER TABLE usage ADD COLUMN source_ip TEXT;
+CREATE TABLE alerts (
+    id TEXT PRIMARY KEY,
+    dedup_key TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    key_id TEXT,
+    upstream TEXT,
+    summary TEXT NOT NULL,
+    value REAL NOT NULL,
+    threshold REAL NOT NULL,
+    action TEXT,
+    status TEXT NOT NULL,
+    raised_at_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    resolved_at_ms INTEGER,
+    acked_at_ms INTEGER,
+    acked_by TEXT,
+    occurrences INTEGER NOT NULL DEFAULT 1
+);
+CREATE UNIQUE INDEX alerts_open_dedup ON alerts(dedup_key) WHERE status = 'open';
+CREATE INDEX alerts_raised ON alerts(raised_at_ms);
+CREATE TABLE alert_deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id TEXT NOT NULL,
+    sink TEXT NOT NULL,
+    event TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    last_error TEXT,
+    created_at_ms INTEGER NOT NULL,
+    done_at_ms INTEGER
+);
+CREATE INDEX alert_deliveries_due ON alert_deliveries(status, next_attempt_ms);
 "#,
 ];
 
@@ -943,8 +981,8 @@ impl Store for SqliteStore {
                     .prepare_cached(
                         "INSERT INTO usage (ts_ms, request_id, key_id, service_id, upstream_id, env, endpoint, model, status, \
                          input_tokens, output_tokens, cache_creation_input_tokens, cache_creation_1h, cache_read_input_tokens, \
-                         cost_usd, latency_ms, streamed, client_disconnected, shield_flags, shield_score) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                         cost_usd, latency_ms, streamed, client_disconnected, shield_flags, shield_score, source_ip) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
                     )
                     .map_err(backend)?;
                 for r in &batch {
@@ -968,7 +1006,8 @@ impl Store for SqliteStore {
                         r.streamed,
                         r.client_disconnected,
                         r.shield_flags,
-                        r.shield_score.map(f64::from)
+                        r.shield_score.map(f64::from),
+                        r.source_ip.map(|ip| ip.to_string())
                     ])
                     .map_err(backend)?;
                 }
@@ -1000,6 +1039,292 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn usage_page(&self, since_ms: i64, after_seq: i64, limit: usize) -> Result<Vec<(i64, UsageRecord)>> {
+        self.call(move |c| {
+            query(
+                c,
+                "SELECT seq, ts_ms, request_id, key_id, service_id, upstream_id, env, endpoint, model, status, \
+                 input_tokens, output_tokens, cache_creation_input_tokens, cache_creation_1h, cache_read_input_tokens, \
+                 cost_usd, latency_ms, streamed, client_disconnected, source_ip, shield_flags, shield_score \
+                 FROM usage WHERE ts_ms >= ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                params![since_ms, after_seq, limit as i64],
+                |r| {
+                    let ip: Option<String> = r.get(19)?;
+                    Ok((
+                        r.get(0)?,
+                        UsageRecord {
+                            ts_ms: r.get(1)?,
+                            request_id: r.get(2)?,
+                            key_id: r.get(3)?,
+                            service_id: r.get(4)?,
+                            upstream_id: r.get(5)?,
+                            env: r.get(6)?,
+                            endpoint: r.get(7)?,
+                            model: r.get(8)?,
+                            status: r.get(9)?,
+                            usage: keyward_core::usage::TokenUsage {
+                                input_tokens: r.get::<_, i64>(10)?.max(0) as u64,
+                                output_tokens: r.get::<_, i64>(11)?.max(0) as u64,
+                                cache_creation_input_tokens: r.get::<_, i64>(12)?.max(0) as u64,
+                                cache_creation_1h: r.get::<_, Option<i64>>(13)?.map(|v| v.max(0) as u64),
+                                cache_read_input_tokens: r.get::<_, i64>(14)?.max(0) as u64,
+                            },
+                            cost_usd: r.get(15)?,
+                            latency_ms: r.get(16)?,
+                            streamed: r.get(17)?,
+                            client_disconnected: r.get(18)?,
+                            source_ip: ip.and_then(|s| s.parse().ok()),
+                            shield_flags: r.get(20)?,
+                            shield_score: r.get::<_, Option<f64>>(21)?.map(|v| v as f32),
+                        },
+                    ))
+                },
+            )
+        })
+        .await
+    }
+
+    async fn raise_alert(&self, a: &AlertRow, deliveries: &[DeliveryRow]) -> Result<(AlertRow, bool)> {
+        let a = a.clone();
+        let deliveries = deliveries.to_vec();
+        self.call(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            let open = tx
+                .query_row(
+                    &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE dedup_key = ?1 AND status = 'open'"),
+                    params![a.dedup_key],
+                    alert_from_row,
+                )
+                .optional()
+                .map_err(backend)?;
+            if let Some(mut existing) = open {
+                existing.last_seen_ms = existing.last_seen_ms.max(a.last_seen_ms);
+                existing.occurrences += 1;
+                tx.execute(
+                    "UPDATE alerts SET last_seen_ms = ?2, occurrences = ?3 WHERE id = ?1",
+                    params![existing.id, existing.last_seen_ms, existing.occurrences],
+                )
+                .map_err(backend)?;
+                tx.commit().map_err(backend)?;
+                return Ok((existing, false));
+            }
+            tx.execute(
+                "INSERT INTO alerts (id, dedup_key, rule, severity, key_id, upstream, summary, value, threshold, action, \
+                 status, raised_at_ms, last_seen_ms, resolved_at_ms, acked_at_ms, acked_by, occurrences) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                params![
+                    a.id,
+                    a.dedup_key,
+                    a.rule,
+                    a.severity,
+                    a.key_id,
+                    a.upstream,
+                    a.summary,
+                    a.value,
+                    a.threshold,
+                    a.action,
+                    a.status,
+                    a.raised_at_ms,
+                    a.last_seen_ms,
+                    a.resolved_at_ms,
+                    a.acked_at_ms,
+                    a.acked_by,
+                    a.occurrences
+                ],
+            )
+            .map_err(|e| conflict_or_backend(e, "alert"))?;
+            insert_deliveries(&tx, &a.id, &deliveries)?;
+            tx.commit().map_err(backend)?;
+            Ok((a, true))
+        })
+        .await
+    }
+
+    async fn resolve_alert(&self, dedup_key: &str, at_ms: i64, deliveries: &[DeliveryRow]) -> Result<Option<AlertRow>> {
+        let dedup_key = dedup_key.to_string();
+        let deliveries = deliveries.to_vec();
+        self.call(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            let open = tx
+                .query_row(
+                    &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE dedup_key = ?1 AND status = 'open'"),
+                    params![dedup_key],
+                    alert_from_row,
+                )
+                .optional()
+                .map_err(backend)?;
+            let Some(mut a) = open else {
+                return Ok(None);
+            };
+            a.status = "resolved".into();
+            a.resolved_at_ms = Some(at_ms);
+            tx.execute(
+                "UPDATE alerts SET status = 'resolved', resolved_at_ms = ?2 WHERE id = ?1",
+                params![a.id, at_ms],
+            )
+            .map_err(backend)?;
+            insert_deliveries(&tx, &a.id, &deliveries)?;
+            tx.commit().map_err(backend)?;
+            Ok(Some(a))
+        })
+        .await
+    }
+
+    async fn list_alerts(&self, open_only: bool, limit: usize) -> Result<Vec<AlertRow>> {
+        self.call(move |c| {
+            let sql = if open_only {
+                format!(
+                    "SELECT {ALERT_COLUMNS} FROM alerts WHERE status = 'open' ORDER BY raised_at_ms DESC, id LIMIT ?1"
+                )
+            } else {
+                format!("SELECT {ALERT_COLUMNS} FROM alerts ORDER BY raised_at_ms DESC, id LIMIT ?1")
+            };
+            query(c, &sql, params![limit as i64], alert_from_row)
+        })
+        .await
+    }
+
+    async fn get_alert(&self, id: &str) -> Result<AlertRow> {
+        let id = id.to_string();
+        self.call(move |c| {
+            c.query_row(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"), params![id], alert_from_row)
+                .optional()
+                .map_err(backend)?
+                .ok_or_else(|| StoreError::NotFound(format!("alert {id:?}")))
+        })
+        .await
+    }
+
+    async fn ack_alert(&self, id: &str, by: &str, at_ms: i64) -> Result<AlertRow> {
+        let (id, by) = (id.to_string(), by.to_string());
+        self.call(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE alerts SET acked_at_ms = COALESCE(acked_at_ms, ?2), acked_by = COALESCE(acked_by, ?3) WHERE id = ?1",
+                    params![id, at_ms, by],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("alert {id:?}")));
+            }
+            c.query_row(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"), params![id], alert_from_row)
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn due_deliveries(&self, now_ms: i64, limit: usize) -> Result<Vec<DeliveryRow>> {
+        self.call(move |c| {
+            query(
+                c,
+                &format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM alert_deliveries WHERE status = 'pending' AND next_attempt_ms <= ?1 \
+                     ORDER BY next_attempt_ms, id LIMIT ?2"
+                ),
+                params![now_ms, limit as i64],
+                delivery_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn update_delivery(&self, d: &DeliveryRow) -> Result<()> {
+        let d = d.clone();
+        self.call(move |c| {
+            c.execute(
+                "UPDATE alert_deliveries SET attempts = ?2, next_attempt_ms = ?3, status = ?4, last_error = ?5, \
+                 done_at_ms = ?6 WHERE id = ?1",
+                params![d.id, d.attempts, d.next_attempt_ms, d.status, d.last_error, d.done_at_ms],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_deliveries(&self, alert_id: &str) -> Result<Vec<DeliveryRow>> {
+        let alert_id = alert_id.to_string();
+        self.call(move |c| {
+            query(
+                c,
+                &format!("SELECT {DELIVERY_COLUMNS} FROM alert_deliveries WHERE alert_id = ?1 ORDER BY id"),
+                params![alert_id],
+                delivery_from_row,
+            )
+        })
+        .await
+    }
+}
+
+const ALERT_COLUMNS: &str =
+    "id, dedup_key, rule, severity, key_id, upstream, summary, value, threshold, action, status, \
+     raised_at_ms, last_seen_ms, resolved_at_ms, acked_at_ms, acked_by, occurrences";
+
+fn alert_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRow> {
+    Ok(AlertRow {
+        id: r.get(0)?,
+        dedup_key: r.get(1)?,
+        rule: r.get(2)?,
+        severity: r.get(3)?,
+        key_id: r.get(4)?,
+        upstream: r.get(5)?,
+        summary: r.get(6)?,
+        value: r.get(7)?,
+        threshold: r.get(8)?,
+        action: r.get(9)?,
+        status: r.get(10)?,
+        raised_at_ms: r.get(11)?,
+        last_seen_ms: r.get(12)?,
+        resolved_at_ms: r.get(13)?,
+        acked_at_ms: r.get(14)?,
+        acked_by: r.get(15)?,
+        occurrences: r.get(16)?,
+    })
+}
+
+const DELIVERY_COLUMNS: &str =
+    "id, alert_id, sink, event, payload, attempts, next_attempt_ms, status, last_error, created_at_ms, done_at_ms";
+
+fn delivery_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
+    Ok(DeliveryRow {
+        id: r.get(0)?,
+        alert_id: r.get(1)?,
+        sink: r.get(2)?,
+        event: r.get(3)?,
+        payload: r.get(4)?,
+        attempts: r.get(5)?,
+        next_attempt_ms: r.get(6)?,
+        status: r.get(7)?,
+        last_error: r.get(8)?,
+        created_at_ms: r.get(9)?,
+        done_at_ms: r.get(10)?,
+    })
+}
+
+fn insert_deliveries(tx: &rusqlite::Transaction<'_>, alert_id: &str, ds: &[DeliveryRow]) -> Result<()> {
+    let mut st = tx
+        .prepare_cached(
+            "INSERT INTO alert_deliveries (alert_id, sink, event, payload, attempts, next_attempt_ms, status, \
+             last_error, created_at_ms, done_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )
+        .map_err(backend)?;
+    for d in ds {
+        st.execute(params![
+            alert_id,
+            d.sink,
+            d.event,
+            d.payload,
+            d.attempts,
+            d.next_attempt_ms,
+            d.status,
+            d.last_error,
+            d.created_at_ms,
+            d.done_at_ms
+        ])
+        .map_err(backend)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1087,6 +1412,7 @@ mod tests {
             client_disconnected: false,
             shield_flags: 0,
             shield_score: None,
+            source_ip: Some(std::net::IpAddr::from([10, 0, 0, 7])),
         }
     }
 
@@ -1163,5 +1489,125 @@ mod tests {
         assert_eq!((a.requests, a.errors, a.unpriced_requests), (3, 1, 1));
         assert_eq!(a.input_tokens, 30);
         assert!((a.cost_usd - 0.75).abs() < 1e-9);
+    }
+}
+
+#[cfg(test)]
+mod alert_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn alert(id: &str, dedup: &str, at: i64) -> AlertRow {
+        AlertRow {
+            id: id.into(),
+            dedup_key: dedup.into(),
+            rule: "rpm".into(),
+            severity: "warning".into(),
+            key_id: Some("key_a".into()),
+            upstream: None,
+            summary: "s".into(),
+            value: 3.0,
+            threshold: 2.0,
+            action: None,
+            status: "open".into(),
+            raised_at_ms: at,
+            last_seen_ms: at,
+            resolved_at_ms: None,
+            acked_at_ms: None,
+            acked_by: None,
+            occurrences: 1,
+        }
+    }
+
+    fn delivery(sink: &str, event: &str, at: i64) -> DeliveryRow {
+        DeliveryRow {
+            id: 0,
+            alert_id: String::new(),
+            sink: sink.into(),
+            event: event.into(),
+            payload: "{}".into(),
+            attempts: 0,
+            next_attempt_ms: at,
+            status: "pending".into(),
+            last_error: None,
+            created_at_ms: at,
+            done_at_ms: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn alerts_deduplicate_resolve_and_queue_deliveries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.db");
+        let s = SqliteStore::open(&path).unwrap();
+        let (a, new) = s.raise_alert(&alert("alr_1", "d1", 10), &[delivery("hook", "trigger", 10)]).await.unwrap();
+        assert!(new);
+        assert_eq!(a.id, "alr_1");
+        // the same condition again while open: no second alert, no second delivery
+        let (b, new) = s.raise_alert(&alert("alr_2", "d1", 20), &[delivery("hook", "trigger", 20)]).await.unwrap();
+        assert!(!new);
+        assert_eq!((b.id.as_str(), b.occurrences, b.last_seen_ms), ("alr_1", 2, 20));
+        assert_eq!(s.list_alerts(true, 10).await.unwrap().len(), 1);
+        assert_eq!(s.list_deliveries("alr_1").await.unwrap().len(), 1);
+
+        let acked = s.ack_alert("alr_1", "tok_x", 25).await.unwrap();
+        assert_eq!((acked.acked_at_ms, acked.acked_by.as_deref()), (Some(25), Some("tok_x")));
+        assert!(matches!(s.ack_alert("alr_zz", "tok_x", 25).await, Err(StoreError::NotFound(_))));
+
+        let r = s.resolve_alert("d1", 30, &[delivery("hook", "resolve", 30)]).await.unwrap().unwrap();
+        assert_eq!((r.status.as_str(), r.resolved_at_ms), ("resolved", Some(30)));
+        assert!(s.resolve_alert("d1", 31, &[]).await.unwrap().is_none());
+        assert!(s.list_alerts(true, 10).await.unwrap().is_empty());
+        // after resolution the same dedup key opens a new alert
+        let (c, new) = s.raise_alert(&alert("alr_3", "d1", 40), &[]).await.unwrap();
+        assert!(new && c.id == "alr_3");
+        assert_eq!(s.list_alerts(false, 10).await.unwrap().len(), 2);
+
+        // deliveries survive reopening the database; due ones come oldest first
+        drop(s);
+        let s = SqliteStore::open(&path).unwrap();
+        let due = s.due_deliveries(35, 10).await.unwrap();
+        assert_eq!(due.iter().map(|d| d.event.as_str()).collect::<Vec<_>>(), ["trigger", "resolve"]);
+        assert!(due.iter().all(|d| d.alert_id == "alr_1"));
+        let mut d = due[0].clone();
+        d.attempts = 1;
+        d.next_attempt_ms = 100;
+        d.last_error = Some("HTTP 500".into());
+        s.update_delivery(&d).await.unwrap();
+        assert_eq!(s.due_deliveries(35, 10).await.unwrap().len(), 1, "retry waits for its back-off");
+        d.status = "delivered".into();
+        d.done_at_ms = Some(101);
+        s.update_delivery(&d).await.unwrap();
+        assert_eq!(s.due_deliveries(1_000, 10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn usage_pages_carry_the_source_address() {
+        let s = SqliteStore::open_in_memory().unwrap();
+        let rec = |ts: i64| UsageRecord {
+            ts_ms: ts,
+            request_id: "r".into(),
+            key_id: "key_a".into(),
+            service_id: "svc_1".into(),
+            upstream_id: Some("ups_1".into()),
+            env: "prod".into(),
+            endpoint: "/v1/messages".into(),
+            model: Some("m".into()),
+            status: 200,
+            usage: keyward_core::usage::TokenUsage { input_tokens: 3, output_tokens: 4, ..Default::default() },
+            cost_usd: None,
+            latency_ms: 1,
+            streamed: false,
+            client_disconnected: false,
+            source_ip: Some("2001:db8::1".parse().unwrap()),
+            shield_flags: 0,
+            shield_score: None,
+        };
+        s.insert_usage(&[rec(1), rec(2), rec(3)]).await.unwrap();
+        let p1 = s.usage_page(2, 0, 1).await.unwrap();
+        assert_eq!(p1.len(), 1);
+        assert_eq!(p1[0].1, rec(2));
+        let p2 = s.usage_page(2, p1[0].0, 10).await.unwrap();
+        assert_eq!(p2.iter().map(|(_, r)| r.ts_ms).collect::<Vec<_>>(), [3]);
     }
 }

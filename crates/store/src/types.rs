@@ -173,3 +173,53 @@ pub struct SigningKeyRow {
     pub ciphertext: Vec<u8>,
     pub created_at_ms: i64,
 }
+
+/// An alert the monitor raised. Carries ids, numbers and a summary, never a secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRow {
+    /// `alr_...`
+    pub id: String,
+    /// One open alert per dedup key (subject, rule, level): `keyward:rpm:key:key_abc`.
+    pub dedup_key: String,
+    pub rule: String,
+    /// `info`, `warning`, `critical`.
+    pub severity: String,
+    pub key_id: Option<String>,
+    /// Upstream name, for out-of-band alerts.
+    pub upstream: Option<String>,
+    pub summary: String,
+    pub value: f64,
+    pub threshold: f64,
+    /// `suspend` when the rule's action was taken.
+    pub action: Option<String>,
+    /// `open` or `resolved`.
+    pub status: String,
+    pub raised_at_ms: i64,
+    pub last_seen_ms: i64,
+    pub resolved_at_ms: Option<i64>,
+    pub acked_at_ms: Option<i64>,
+    /// Admin token id that acknowledged it.
+    pub acked_by: Option<String>,
+    /// How many times the detector raised it while it was open.
+    pub occurrences: i64,
+}
+
+/// One queued notification of one alert event to one sink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub alert_id: String,
+    /// The sink's name in `[[alerts.sinks]]`.
+    pub sink: String,
+    /// `trigger` or `resolve`.
+    pub event: String,
+    /// The alert as it was when the event happened (JSON); each sink formats it.
+    pub payload: String,
+    pub attempts: i64,
+    pub next_attempt_ms: i64,
+    /// `pending`, `delivered` or `failed` (gave up).
+    pub status: String,
+    pub last_error: Option<String>,
+    pub created_at_ms: i64,
+    pub done_at_ms: Option<i64>,
+}

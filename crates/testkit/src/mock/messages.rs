@@ -623,6 +623,7 @@ fn stream_response(events: Vec<Bytes>, gap: Option<Duration>) -> Response {
 pub(crate) async fn create_message(
     State(st): State<Arc<Shared>>,
     Extension(rid): Extension<RequestId>,
+    key: Option<Extension<super::usage::ApiKeyId>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let obj = parse_object(&body).map_err(|m| ApiError::invalid(m, &rid))?;
@@ -630,13 +631,29 @@ pub(crate) async fn create_message(
     apply_switch(&st, switch, &rid).await?;
     let p = parse_params(&obj, true).map_err(|m| ApiError::invalid(m, &rid))?;
     let id = st.ids.next("msg_");
+    let key = key.as_ref().map(|Extension(k)| k);
     if p.stream {
         let input = st.cache.account(&Breakdown::of(p.system, p.messages));
-        let events = stream_events(&st, &p, &id, input, switch == Switch::StreamError);
+        let fail = switch == Switch::StreamError;
+        let words = reply(p.max_tokens).0.len();
+        let output = if fail { words.min(STREAM_ERROR_AFTER_DELTAS) } else { words };
+        st.usage.record(key, input, output as u64);
+        let events = stream_events(&st, &p, &id, input, fail);
         let gap = (switch == Switch::SlowStream).then_some(SLOW_STREAM_GAP);
         return Ok(stream_response(events, gap));
     }
-    Ok(Json(complete(&st, &p, &id)).into_response())
+    let body = complete(&st, &p, &id);
+    st.usage.record(
+        key,
+        InputUsage {
+            input: body.usage.input_tokens,
+            cache_creation_5m: body.usage.cache_creation.ephemeral_5m_input_tokens,
+            cache_creation_1h: body.usage.cache_creation.ephemeral_1h_input_tokens,
+            cache_read: body.usage.cache_read_input_tokens,
+        },
+        body.usage.output_tokens,
+    );
+    Ok(Json(body).into_response())
 }
 
 #[derive(Serialize)]

@@ -11,9 +11,14 @@
 //!   `GET|POST /v1/organizations/api_keys/{id}` (ids from [`api_key_id`]),
 //!   authenticated by [`MockConfig::admin_keys`]. A key set `inactive` is
 //!   refused on `/v1` from then on.
+//! * The Admin API usage report, `GET /v1/organizations/usage_report/messages`
+//!   (1-minute buckets, grouped by `api_key_id`): the tokens of every Messages
+//!   answer, per upstream key and minute (see the `usage` module).
 //! * Control and observation, without authentication: `POST /_mock/fail`
 //!   (`{"status":529,"count":3}`), `GET /_mock/fail`,
-//!   `GET /_mock/requests` and `DELETE /_mock/requests`.
+//!   `GET /_mock/requests` and `DELETE /_mock/requests`, and `POST /_mock/usage`
+//!   (`{"api_key_id":"apikey_...","input_tokens":N,"output_tokens":N}`) to add
+//!   usage that did not pass through the mock (out-of-band use of a key).
 //!
 //! # Every `/v1` request
 //!
@@ -65,6 +70,7 @@ mod batches;
 mod control;
 mod messages;
 mod models;
+mod usage;
 mod wire;
 
 #[cfg(test)]
@@ -129,6 +135,8 @@ pub(crate) struct Shared {
     pub(crate) fail: FailSwitch,
     pub(crate) cache: PromptCache,
     pub(crate) batches: Mutex<batches::BatchStore>,
+    /// Tokens answered per upstream key and minute, for the usage report.
+    pub(crate) usage: usage::UsageLedger,
     /// Becomes `true` when the server shuts down, to release `mock-hang`.
     shutdown: watch::Sender<bool>,
 }
@@ -145,6 +153,7 @@ impl Shared {
             fail: FailSwitch::default(),
             cache: PromptCache::default(),
             batches: Mutex::default(),
+            usage: usage::UsageLedger::default(),
             shutdown: watch::Sender::new(false),
         }
     }
@@ -199,6 +208,8 @@ fn build(st: Arc<Shared>) -> Router {
         .route("/v1/models/{id}", get(models::get))
         .route("/v1/organizations/api_keys", get(admin::list))
         .route("/v1/organizations/api_keys/{id}", get(admin::get).post(admin::update))
+        .route("/v1/organizations/usage_report/messages", get(usage::report))
+        .route("/_mock/usage", post(usage::inject))
         .route("/_mock/requests", get(control::list_requests).delete(control::clear_requests))
         .route("/_mock/fail", post(control::set_failure).get(control::get_failure))
         .fallback(not_found)
@@ -275,6 +286,12 @@ async fn v1_gate(st: &Shared, rid: &RequestId, req: Request, next: Next) -> Resp
     }
     if let Some(status) = st.fail.take() {
         return ApiError::for_status(status, rid).into_response();
+    }
+    let mut parts = parts;
+    if !admin {
+        if let Some(k) = parts.headers.get("x-api-key").and_then(|k| k.to_str().ok()) {
+            parts.extensions.insert(usage::ApiKeyId(admin::api_key_id(k)));
+        }
     }
     let mut resp = next.run(Request::from_parts(parts, Body::from(body))).await;
     if resp.status().is_success() {
