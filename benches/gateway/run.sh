@@ -294,7 +294,7 @@ sed -e "s|@LISTEN@|127.0.0.1:0|g" -e "s|@ADMIN_LISTEN@|127.0.0.1:0|g" -e "s|@UPS
 cp "$KW/keyward.toml" "$KW/keyward.base.toml"
 cat "$HERE/keyward-controls.toml" >>"$KW/keyward.toml"
 if "$KEYWARD_BIN" serve --config "$KW/keyward.toml" --check >"$RUN/check.log" 2>&1; then
-  echo "policy_controls=on: authentication, metering and the [environments.dev] limits of keyward-controls.toml" >"$OUT/keyward-controls.txt"
+  echo "policy_controls=on: authentication, metering, audit, and the [environments.dev] limits and shield (flag) of keyward-controls.toml" >"$OUT/keyward-controls.txt"
 else
   cp "$KW/keyward.base.toml" "$KW/keyward.toml"
   { echo "policy_controls=off: this build has no policy section (serve --check rejects keyward-controls.toml); authentication and metering on"; cat "$RUN/check.log"; } >"$OUT/keyward-controls.txt"
