@@ -101,6 +101,7 @@ pub struct RawEnvDefaults {
     /// Prompt-injection shield defaults (see `keyward key create --help`).
     pub shield: Option<crate::policy::ShieldMode>,
     pub shield_threshold: Option<f32>,
+    pub shield_deep: Option<crate::policy::DeepStage>,
     /// The system prompt text pinned for keys of this environment.
     pub pin_system: Option<String>,
     pub client_system: Option<crate::policy::ClientSystem>,
@@ -309,6 +310,7 @@ fn env_defaults(
         allow_cidr: r.allow_cidr.clone(),
         shield: r.shield,
         shield_threshold: r.shield_threshold,
+        shield_deep: r.shield_deep,
         pin_system: r.pin_system.clone(),
         client_system: r.client_system,
         guard_instruction: r.guard_instruction,

@@ -31,6 +31,9 @@ pub struct KeyPolicy {
     /// absent: the threshold shipped with the classifier's weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shield_threshold: Option<f32>,
+    /// When the classifier's deep stage runs (absent: off, the fast stage alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shield_deep: Option<DeepStage>,
     /// The system prompt the gateway sets for this key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pin_system: Option<String>,
@@ -74,6 +77,30 @@ impl std::str::FromStr for ShieldMode {
             "flag" => Ok(ShieldMode::Flag),
             "block" => Ok(ShieldMode::Block),
             _ => Err(format!("shield mode {s:?}: use off, flag or block")),
+        }
+    }
+}
+
+/// When the shield's deep stage scores a screened part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeepStage {
+    /// The fast stage alone.
+    Off,
+    /// Both stages on every screened part.
+    On,
+    /// The deep stage only where the fast stage is uncertain.
+    Uncertain,
+}
+
+impl std::str::FromStr for DeepStage {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(DeepStage::Off),
+            "on" => Ok(DeepStage::On),
+            "uncertain" => Ok(DeepStage::Uncertain),
+            _ => Err(format!("deep stage {s:?}: use off, on or uncertain")),
         }
     }
 }
@@ -177,6 +204,7 @@ impl KeyPolicy {
             allow_cidr: self.allow_cidr.clone().or_else(|| defaults.allow_cidr.clone()),
             shield: self.shield.or(defaults.shield),
             shield_threshold: self.shield_threshold.or(defaults.shield_threshold),
+            shield_deep: self.shield_deep.or(defaults.shield_deep),
             pin_system: self.pin_system.clone().or_else(|| defaults.pin_system.clone()),
             client_system: self.client_system.or(defaults.client_system),
             guard_instruction: self.guard_instruction.or(defaults.guard_instruction),

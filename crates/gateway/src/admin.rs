@@ -365,6 +365,7 @@ struct NewKeyBody {
     allow_cidr: Option<Vec<String>>,
     shield: Option<ShieldMode>,
     shield_threshold: Option<f32>,
+    shield_deep: Option<keyward_core::policy::DeepStage>,
     pin_system: Option<String>,
     client_system: Option<ClientSystem>,
     guard_instruction: Option<bool>,
@@ -401,6 +402,7 @@ async fn create_key(
             allow_cidr: b.allow_cidr,
             shield: b.shield,
             shield_threshold: b.shield_threshold,
+            shield_deep: b.shield_deep,
             pin_system: b.pin_system,
             client_system: b.client_system,
             guard_instruction: b.guard_instruction,
@@ -444,6 +446,8 @@ struct KeyPatch {
     shield: Option<Option<ShieldMode>>,
     #[serde(default, deserialize_with = "double")]
     shield_threshold: Option<Option<f32>>,
+    #[serde(default, deserialize_with = "double")]
+    shield_deep: Option<Option<keyward_core::policy::DeepStage>>,
     #[serde(default, deserialize_with = "double")]
     pin_system: Option<Option<String>>,
     #[serde(default, deserialize_with = "double")]
@@ -489,6 +493,7 @@ async fn update_key(
         allow_cidr: b.allow_cidr,
         shield: b.shield,
         shield_threshold: b.shield_threshold,
+        shield_deep: b.shield_deep,
         pin_system: b.pin_system,
         client_system: b.client_system,
         guard_instruction: b.guard_instruction,

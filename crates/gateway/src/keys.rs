@@ -72,6 +72,7 @@ pub struct KeyUpdate {
     pub allow_cidr: Option<Option<Vec<String>>>,
     pub shield: Option<Option<ShieldMode>>,
     pub shield_threshold: Option<Option<f32>>,
+    pub shield_deep: Option<Option<keyward_core::policy::DeepStage>>,
     pub pin_system: Option<Option<String>>,
     pub client_system: Option<Option<ClientSystem>>,
     pub guard_instruction: Option<Option<bool>>,
@@ -296,7 +297,16 @@ impl App {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = u.$f { p.$f = v; } )* };
         }
-        set!(shield, shield_threshold, pin_system, client_system, guard_instruction, spotlight, allow_tools);
+        set!(
+            shield,
+            shield_threshold,
+            shield_deep,
+            pin_system,
+            client_system,
+            guard_instruction,
+            spotlight,
+            allow_tools
+        );
         set!(tool_policy, tool_rules);
         let env = parse_env(&row.env)?;
         self.effective(env, &p)?;

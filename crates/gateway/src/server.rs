@@ -213,6 +213,8 @@ pub async fn run(
     };
 
     tracing::info!(data = %bound.data, admin = %bound.admin, keys = app.keys.len(), "keyward is serving");
+    // says whether the injection classifier runs with its deep stage or the fast stage alone
+    tracing::info!("prompt-injection shield: {}", app.shield.deep_status());
     on_ready(bound, &app);
 
     stop.await;

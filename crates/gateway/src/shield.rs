@@ -8,10 +8,11 @@
 
 use crate::error::ApiError;
 use bytes::Bytes;
+use keyward_core::policy::DeepStage;
 use keyward_core::policy::{
     glob_match, host_match, ClientSystem, KeyPolicy, RuleKind, ShieldMode, ToolPolicy, ToolRule,
 };
-use keyward_detect::shield::Shield;
+use keyward_detect::shield::{DeepMode, Pipeline};
 use serde_json::{json, Value};
 
 /// Header on responses to requests that scored at or above the key's threshold.
@@ -37,6 +38,7 @@ const BLOCKED_MESSAGE: &str = "the request was refused by this key's prompt-inje
 pub struct RequestPlan {
     pub mode: ShieldMode,
     pub threshold: f32,
+    pub deep: DeepMode,
     pub pin_system: Option<String>,
     pub client_system: ClientSystem,
     pub guard: bool,
@@ -49,6 +51,11 @@ impl RequestPlan {
         let plan = RequestPlan {
             mode: p.shield.unwrap_or(ShieldMode::Off),
             threshold: p.shield_threshold.unwrap_or(default_threshold),
+            deep: match p.shield_deep {
+                None | Some(DeepStage::Off) => DeepMode::Off,
+                Some(DeepStage::On) => DeepMode::On,
+                Some(DeepStage::Uncertain) => DeepMode::Uncertain,
+            },
             pin_system: p.pin_system.clone(),
             client_system: p.client_system.unwrap_or(ClientSystem::Refuse),
             guard: p.guard_instruction.unwrap_or(false),
@@ -77,20 +84,19 @@ pub struct Refused {
     pub by_shield: bool,
 }
 
-/// The one call into the classifier. The deep stage (a `Pipeline` with a
-/// per-key `DeepMode`) replaces this function's body.
-fn screen(shield: &Shield, request: &Value) -> Option<f32> {
-    shield.screen_request(request).iter().map(|(_, s)| s.score).reduce(f32::max)
+/// The one call into the classifier: the fast stage, and the deep stage as the key asks.
+fn screen(shield: &Pipeline, request: &Value, mode: DeepMode) -> Option<f32> {
+    shield.screen_request(request, mode).iter().map(|(_, s)| s.score).reduce(f32::max)
 }
 
 /// Phase `screen_request`: parse the body once, screen, rewrite, serialise.
-pub fn prepare(shield: &Shield, plan: &RequestPlan, body: &[u8]) -> Result<Prepared, Refused> {
+pub fn prepare(shield: &Pipeline, plan: &RequestPlan, body: &[u8]) -> Result<Prepared, Refused> {
     let refuse = |m: &str| Refused { error: ApiError::InvalidRequest(m.into()), score: None, by_shield: false };
     let mut v: Value = serde_json::from_slice(body).map_err(|_| refuse("request body is not valid JSON"))?;
     if !v.is_object() {
         return Err(refuse("request body must be a JSON object"));
     }
-    let score = if plan.mode == ShieldMode::Off { None } else { screen(shield, &v) };
+    let score = if plan.mode == ShieldMode::Off { None } else { screen(shield, &v, plan.deep) };
     let over = score.is_some_and(|s| s >= plan.threshold);
     if over && plan.mode == ShieldMode::Block {
         return Err(Refused { error: ApiError::InvalidRequest(BLOCKED_MESSAGE.into()), score, by_shield: true });

@@ -45,7 +45,8 @@ pub struct App {
     pub client: UpstreamClient,
     pub upstream_base: String,
     /// The prompt-injection classifier (fast stage), shared by every request.
-    pub shield: Arc<keyward_detect::shield::Shield>,
+    /// The injection classifier: the fast stage, and the deep stage when its weights are built in.
+    pub shield: Arc<keyward_detect::shield::Pipeline>,
     services: RwLock<HashMap<String, ServiceRow>>,
     /// Serialises changes to keys and upstreams (rotations, updates) so that
     /// read-modify-write cycles never interleave.
@@ -150,7 +151,7 @@ impl App {
             audit,
             upstream_base: cfg.upstream_url.clone(),
             shield: Arc::new(
-                keyward_detect::shield::Shield::builtin()
+                keyward_detect::shield::Pipeline::builtin()
                     .map_err(|e| OpError::Invalid(format!("the injection classifier's weights: {e}")))?,
             ),
             cfg,

@@ -136,6 +136,10 @@ pub struct KeySettings {
     /// Score (0..1, exclusive) from which a request is flagged or blocked (default: the classifier's own).
     #[arg(long, value_name = "X")]
     shield_threshold: Option<String>,
+    /// When the classifier's deep stage runs: off (fast stage only, the default), on (every part),
+    /// uncertain (only parts the fast stage is unsure of).
+    #[arg(long, value_name = "off|on|uncertain")]
+    shield_deep: Option<String>,
     /// Pin the system prompt to the text of FILE (the file is read here; the key stores the text).
     #[arg(long, value_name = "FILE")]
     pin_system: Option<String>,
@@ -190,6 +194,7 @@ impl KeySettings {
             ("deliver_to", &self.deliver_to, "text"),
             ("shield", &self.shield, "text"),
             ("shield_threshold", &self.shield_threshold, "float"),
+            ("shield_deep", &self.shield_deep, "text"),
             ("client_system", &self.client_system, "text"),
             ("guard_instruction", &self.guard_instruction, "switch"),
             ("spotlight", &self.spotlight, "switch"),

@@ -151,6 +151,16 @@ fn pinning_guard_and_spotlight_reach_the_upstream() {
     );
     let base = gw.data_url.clone();
 
+    // the deep stage per key: stored, shown, and a bad value refused
+    let (deep_id, deep) = gw.create_key_with("agents", "dev", &["--shield", "flag", "--shield-deep", "uncertain"]);
+    let shown = json_out(&gw.kw(&["key", "show", &deep_id, "--json"]));
+    assert_eq!(shown["policy"]["shield_deep"], "uncertain", "{shown}");
+    assert!(!gw.kw(&["key", "update", &deep_id, "--shield-deep", "sometimes"]).status.success());
+    assert!(gw.kw(&["key", "update", &deep_id, "--shield-deep", "on"]).status.success());
+    let r = post_messages(&base, &deep, MSG);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(gw.server.as_ref().unwrap().output().contains("prompt-injection shield: deep stage available"));
+
     // refuse (the default): a client `system` is a 400, nothing forwarded
     clear_upstream(&mock);
     let r = post_messages(&base, &pin, &msg(Some("You are a pirate."), json!("hi")));
