@@ -298,6 +298,20 @@ fn audit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
     })
 }
 
+/// Run a change and append its audit entry in one transaction: both commit,
+/// or neither does.
+fn audited<R>(
+    c: &mut Connection,
+    audit: &AuditDraft,
+    f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<R>,
+) -> Result<R> {
+    let tx = c.transaction().map_err(backend)?;
+    let r = f(&tx)?;
+    append_audit_tx(&tx, audit)?;
+    tx.commit().map_err(backend)?;
+    Ok(r)
+}
+
 /// Append `d` after the current head, inside the caller's transaction: the
 /// entry commits with the change it describes, or neither does.
 fn append_audit_tx(c: &Connection, d: &AuditDraft) -> Result<AuditEntry> {
@@ -388,14 +402,14 @@ impl Store for SqliteStore {
     async fn create_service(&self, s: &ServiceRow, audit: &AuditDraft) -> Result<()> {
         let (s, audit) = (s.clone(), audit.clone());
         self.call(move |c| {
-            let tx = c.transaction().map_err(backend)?;
-            tx.execute(
-                "INSERT INTO services (id, name, owner, status, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![s.id, s.name, s.owner, s.status, s.created_at_ms],
-            )
-            .map_err(|e| conflict_or_backend(e, &format!("service {:?}", s.name)))?;
-            append_audit_tx(&tx, &audit)?;
-            tx.commit().map_err(backend)
+            audited(c, &audit, |tx| {
+                tx.execute(
+                    "INSERT INTO services (id, name, owner, status, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![s.id, s.name, s.owner, s.status, s.created_at_ms],
+                )
+                .map_err(|e| conflict_or_backend(e, &format!("service {:?}", s.name)))?;
+                Ok(())
+            })
         })
         .await
     }
@@ -418,14 +432,15 @@ impl Store for SqliteStore {
     async fn set_service_status(&self, id: &str, status: &str, audit: &AuditDraft) -> Result<()> {
         let (id, status, audit) = (id.to_string(), status.to_string(), audit.clone());
         self.call(move |c| {
-            let tx = c.transaction().map_err(backend)?;
-            let n =
-                tx.execute("UPDATE services SET status = ?1 WHERE id = ?2", params![status, id]).map_err(backend)?;
-            if n == 0 {
-                return Err(StoreError::NotFound(format!("service {id}")));
-            }
-            append_audit_tx(&tx, &audit)?;
-            tx.commit().map_err(backend)
+            audited(c, &audit, |tx| {
+                let n = tx
+                    .execute("UPDATE services SET status = ?1 WHERE id = ?2", params![status, id])
+                    .map_err(backend)?;
+                if n == 0 {
+                    return Err(StoreError::NotFound(format!("service {id}")));
+                }
+                Ok(())
+            })
         })
         .await
     }
@@ -438,32 +453,32 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let (u, sealed, audit) = (u.clone(), sealed.cloned(), audit.clone());
         self.call(move |c| {
-            let tx = c.transaction().map_err(backend)?;
-            if let Some(s) = &sealed {
+            audited(c, &audit, |tx| {
+                if let Some(s) = &sealed {
+                    tx.execute(
+                        "INSERT INTO local_secrets (name, wrapped_key, ciphertext, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                        params![s.name, s.wrapped_key, s.ciphertext, s.created_at_ms],
+                    )
+                    .map_err(|e| conflict_or_backend(e, &format!("local secret {:?}", s.name)))?;
+                }
                 tx.execute(
-                    "INSERT INTO local_secrets (name, wrapped_key, ciphertext, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
-                    params![s.name, s.wrapped_key, s.ciphertext, s.created_at_ms],
+                    "INSERT INTO upstreams (id, name, env, secret_ref, fingerprint, status, created_at_ms, anthropic_key_id, rotated_at_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![
+                        u.id,
+                        u.name,
+                        u.env,
+                        u.secret_ref,
+                        u.fingerprint,
+                        u.status,
+                        u.created_at_ms,
+                        u.anthropic_key_id,
+                        u.rotated_at_ms
+                    ],
                 )
-                .map_err(|e| conflict_or_backend(e, &format!("local secret {:?}", s.name)))?;
-            }
-            tx.execute(
-                "INSERT INTO upstreams (id, name, env, secret_ref, fingerprint, status, created_at_ms, anthropic_key_id, rotated_at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    u.id,
-                    u.name,
-                    u.env,
-                    u.secret_ref,
-                    u.fingerprint,
-                    u.status,
-                    u.created_at_ms,
-                    u.anthropic_key_id,
-                    u.rotated_at_ms
-                ],
-            )
-            .map_err(|e| conflict_or_backend(e, &format!("upstream {:?}", u.name)))?;
-            append_audit_tx(&tx, &audit)?;
-            tx.commit().map_err(backend)
+                .map_err(|e| conflict_or_backend(e, &format!("upstream {:?}", u.name)))?;
+                Ok(())
+            })
         })
         .await
     }
@@ -496,32 +511,32 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let (u, sealed, retirement, audit) = (u.clone(), sealed.cloned(), retirement.cloned(), audit.clone());
         self.call(move |c| {
-            let tx = c.transaction().map_err(backend)?;
-            if let Some(s) = &sealed {
-                tx.execute(
-                    "INSERT INTO local_secrets (name, wrapped_key, ciphertext, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
-                    params![s.name, s.wrapped_key, s.ciphertext, s.created_at_ms],
-                )
-                .map_err(|e| conflict_or_backend(e, &format!("local secret {:?}", s.name)))?;
-            }
-            let n = tx
-                .execute(
-                    "UPDATE upstreams SET secret_ref = ?2, fingerprint = ?3, status = ?4, anthropic_key_id = ?5, rotated_at_ms = ?6 WHERE id = ?1",
-                    params![u.id, u.secret_ref, u.fingerprint, u.status, u.anthropic_key_id, u.rotated_at_ms],
-                )
-                .map_err(backend)?;
-            if n == 0 {
-                return Err(StoreError::NotFound(format!("upstream {}", u.name)));
-            }
-            if let Some(r) = &retirement {
-                tx.execute(
-                    "INSERT INTO upstream_retirements (upstream_id, secret_ref, anthropic_key_id, retire_at_ms) VALUES (?1, ?2, ?3, ?4)",
-                    params![r.upstream_id, r.secret_ref, r.anthropic_key_id, r.retire_at_ms],
-                )
-                .map_err(backend)?;
-            }
-            append_audit_tx(&tx, &audit)?;
-            tx.commit().map_err(backend)
+            audited(c, &audit, |tx| {
+                if let Some(s) = &sealed {
+                    tx.execute(
+                        "INSERT INTO local_secrets (name, wrapped_key, ciphertext, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                        params![s.name, s.wrapped_key, s.ciphertext, s.created_at_ms],
+                    )
+                    .map_err(|e| conflict_or_backend(e, &format!("local secret {:?}", s.name)))?;
+                }
+                let n = tx
+                    .execute(
+                        "UPDATE upstreams SET secret_ref = ?2, fingerprint = ?3, status = ?4, anthropic_key_id = ?5, rotated_at_ms = ?6 WHERE id = ?1",
+                        params![u.id, u.secret_ref, u.fingerprint, u.status, u.anthropic_key_id, u.rotated_at_ms],
+                    )
+                    .map_err(backend)?;
+                if n == 0 {
+                    return Err(StoreError::NotFound(format!("upstream {}", u.name)));
+                }
+                if let Some(r) = &retirement {
+                    tx.execute(
+                        "INSERT INTO upstream_retirements (upstream_id, secret_ref, anthropic_key_id, retire_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                        params![r.upstream_id, r.secret_ref, r.anthropic_key_id, r.retire_at_ms],
+                    )
+                    .map_err(backend)?;
+                }
+                Ok(())
+            })
         })
         .await
     }
@@ -552,14 +567,14 @@ impl Store for SqliteStore {
     async fn finish_retirement(&self, id: i64, at_ms: i64, outcome: &str, audit: &AuditDraft) -> Result<()> {
         let (outcome, audit) = (outcome.to_string(), audit.clone());
         self.call(move |c| {
-            let tx = c.transaction().map_err(backend)?;
-            tx.execute(
-                "UPDATE upstream_retirements SET done_at_ms = ?2, outcome = ?3 WHERE id = ?1",
-                params![id, at_ms, outcome],
-            )
-            .map_err(backend)?;
-            append_audit_tx(&tx, &audit)?;
-            tx.commit().map_err(backend)
+            audited(c, &audit, |tx| {
+                tx.execute(
+                    "UPDATE upstream_retirements SET done_at_ms = ?2, outcome = ?3 WHERE id = ?1",
+                    params![id, at_ms, outcome],
+                )
+                .map_err(backend)?;
+                Ok(())
+            })
         })
         .await
     }
@@ -589,10 +604,10 @@ impl Store for SqliteStore {
     async fn create_key(&self, k: &KeyRow, audit: &AuditDraft) -> Result<()> {
         let (k, audit) = (k.clone(), audit.clone());
         self.call(move |c| {
-            let tx = c.transaction().map_err(backend)?;
-            write_key(&tx, &k, true).map_err(|e| conflict_or_backend(e, &format!("key {}", k.id)))?;
-            append_audit_tx(&tx, &audit)?;
-            tx.commit().map_err(backend)
+            audited(c, &audit, |tx| {
+                write_key(tx, &k, true).map_err(|e| conflict_or_backend(e, &format!("key {}", k.id)))?;
+                Ok(())
+            })
         })
         .await
     }
@@ -606,27 +621,27 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let (k, rotation, retired, audit) = (k.clone(), rotation.cloned(), retired.to_vec(), audit.clone());
         self.call(move |c| {
-            let tx = c.transaction().map_err(backend)?;
-            if write_key(&tx, &k, false).map_err(backend)? == 0 {
-                return Err(StoreError::NotFound(format!("key {}", k.id)));
-            }
-            for d in &retired {
-                tx.execute(
-                    "INSERT OR IGNORE INTO retired_digests (digest, key_id, retired_at_ms) VALUES (?1, ?2, ?3)",
-                    params![d.as_slice(), k.id, k.rotated_at_ms.unwrap_or(0)],
-                )
-                .map_err(backend)?;
-            }
-            if let Some(r) = rotation {
-                tx.execute(
-                    "INSERT INTO rotations (key_id, idempotency_key, wrapped_key, ciphertext, valid_until_ms, created_at_ms) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![r.key_id, r.idempotency_key, r.wrapped_key, r.ciphertext, r.valid_until_ms, r.created_at_ms],
-                )
-                .map_err(|e| conflict_or_backend(e, "rotation with this idempotency key"))?;
-            }
-            append_audit_tx(&tx, &audit)?;
-            tx.commit().map_err(backend)
+            audited(c, &audit, |tx| {
+                if write_key(tx, &k, false).map_err(backend)? == 0 {
+                    return Err(StoreError::NotFound(format!("key {}", k.id)));
+                }
+                for d in &retired {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO retired_digests (digest, key_id, retired_at_ms) VALUES (?1, ?2, ?3)",
+                        params![d.as_slice(), k.id, k.rotated_at_ms.unwrap_or(0)],
+                    )
+                    .map_err(backend)?;
+                }
+                if let Some(r) = rotation {
+                    tx.execute(
+                        "INSERT INTO rotations (key_id, idempotency_key, wrapped_key, ciphertext, valid_until_ms, created_at_ms) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![r.key_id, r.idempotency_key, r.wrapped_key, r.ciphertext, r.valid_until_ms, r.created_at_ms],
+                    )
+                    .map_err(|e| conflict_or_backend(e, "rotation with this idempotency key"))?;
+                }
+                Ok(())
+            })
         })
         .await
     }
@@ -723,18 +738,18 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let (id, reason, audit) = (id.to_string(), reason.map(str::to_string), audit.clone());
         self.call(move |c| {
-            let tx = c.transaction().map_err(backend)?;
-            let n = tx
-                .execute(
-                    "UPDATE keys SET status = ?1, status_changed_at_ms = ?2, status_reason = ?3 WHERE id = ?4",
-                    params![status.as_str(), at_ms, reason, id],
-                )
-                .map_err(backend)?;
-            if n == 0 {
-                return Err(StoreError::NotFound(format!("key {id}")));
-            }
-            append_audit_tx(&tx, &audit)?;
-            tx.commit().map_err(backend)
+            audited(c, &audit, |tx| {
+                let n = tx
+                    .execute(
+                        "UPDATE keys SET status = ?1, status_changed_at_ms = ?2, status_reason = ?3 WHERE id = ?4",
+                        params![status.as_str(), at_ms, reason, id],
+                    )
+                    .map_err(backend)?;
+                if n == 0 {
+                    return Err(StoreError::NotFound(format!("key {id}")));
+                }
+                Ok(())
+            })
         })
         .await
     }
@@ -781,24 +796,24 @@ impl Store for SqliteStore {
     async fn create_token(&self, t: &TokenRow, audit: &AuditDraft) -> Result<()> {
         let (t, audit) = (t.clone(), audit.clone());
         self.call(move |c| {
-            let tx = c.transaction().map_err(backend)?;
-            tx.execute(
-                "INSERT INTO admin_tokens (id, role, services, digest, status, created_at_ms, expires_at_ms, name) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    t.id,
-                    t.role,
-                    t.services.join(","),
-                    t.digest.as_slice(),
-                    t.status,
-                    t.created_at_ms,
-                    t.expires_at_ms,
-                    t.name
-                ],
-            )
-            .map_err(|e| conflict_or_backend(e, &format!("token {}", t.id)))?;
-            append_audit_tx(&tx, &audit)?;
-            tx.commit().map_err(backend)
+            audited(c, &audit, |tx| {
+                tx.execute(
+                    "INSERT INTO admin_tokens (id, role, services, digest, status, created_at_ms, expires_at_ms, name) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        t.id,
+                        t.role,
+                        t.services.join(","),
+                        t.digest.as_slice(),
+                        t.status,
+                        t.created_at_ms,
+                        t.expires_at_ms,
+                        t.name
+                    ],
+                )
+                .map_err(|e| conflict_or_backend(e, &format!("token {}", t.id)))?;
+                Ok(())
+            })
         })
         .await
     }
@@ -833,18 +848,18 @@ impl Store for SqliteStore {
     async fn revoke_token(&self, id: &str, at_ms: i64, audit: &AuditDraft) -> Result<()> {
         let (id, audit) = (id.to_string(), audit.clone());
         self.call(move |c| {
-            let tx = c.transaction().map_err(backend)?;
-            let n = tx
-                .execute(
-                    "UPDATE admin_tokens SET status = 'revoked', revoked_at_ms = ?2 WHERE id = ?1 AND status != 'revoked'",
-                    params![id, at_ms],
-                )
-                .map_err(backend)?;
-            if n == 0 {
-                return Err(StoreError::NotFound(format!("token {id}")));
-            }
-            append_audit_tx(&tx, &audit)?;
-            tx.commit().map_err(backend)
+            audited(c, &audit, |tx| {
+                let n = tx
+                    .execute(
+                        "UPDATE admin_tokens SET status = 'revoked', revoked_at_ms = ?2 WHERE id = ?1 AND status != 'revoked'",
+                        params![id, at_ms],
+                    )
+                    .map_err(backend)?;
+                if n == 0 {
+                    return Err(StoreError::NotFound(format!("token {id}")));
+                }
+                Ok(())
+            })
         })
         .await
     }
