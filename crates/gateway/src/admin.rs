@@ -786,7 +786,7 @@ async fn audit_entries(State(app): State<Arc<App>>, Query(q): Query<AuditQuery>)
     };
     let entries = app.store.audit_entries(after, limit).await?;
     let next_after = entries.last().map(|e| e.seq);
-    let checkpoints = app.store.checkpoints(after).await?;
+    let checkpoints = app.store.checkpoints(after, next_after.unwrap_or(after)).await?;
     let entries: Vec<_> = match since_ms {
         None => entries,
         Some(t) => entries.into_iter().filter(|e| crate::audit::ts_ms_of(e).is_none_or(|ms| ms >= t)).collect(),
@@ -813,13 +813,14 @@ struct AlertQuery {
     limit: Option<usize>,
 }
 
-/// A service-owner sees alerts of its services' keys only.
-async fn sees_alert(app: &App, c: &Caller, a: &keyward_store::AlertRow) -> bool {
+/// A service-owner sees alerts of its services' keys only (read from the
+/// in-memory index, not the store).
+fn sees_alert(app: &App, c: &Caller, a: &keyward_store::AlertRow) -> bool {
     if c.scope().is_none() {
         return true;
     }
-    let Some(key_id) = &a.key_id else { return false };
-    app.get_key(key_id).await.is_ok_and(|k| c.sees_service(&k.service))
+    let Some(entry) = a.key_id.as_deref().and_then(|id| app.keys.get(id)) else { return false };
+    app.service(&entry.service_id).is_some_and(|s| c.sees_service(&s.name))
 }
 
 async fn list_alerts(
@@ -830,7 +831,7 @@ async fn list_alerts(
     let rows = app.store.list_alerts(q.open.unwrap_or(false), q.limit.unwrap_or(500).min(10_000)).await?;
     let mut data = Vec::with_capacity(rows.len());
     for a in &rows {
-        if sees_alert(&app, &c, a).await {
+        if sees_alert(&app, &c, a) {
             data.push(crate::alerts::alert_view(a));
         }
     }
@@ -850,7 +851,7 @@ async fn get_alert(
     Path(id): Path<String>,
 ) -> Result<Response, OpError> {
     let a = match app.store.get_alert(&id).await {
-        Ok(a) if sees_alert(&app, &c, &a).await => a,
+        Ok(a) if sees_alert(&app, &c, &a) => a,
         _ if c.scope().is_some() => return Err(OpError::Forbidden),
         Err(e) => return Err(alert_not_found(&id)(e)),
         Ok(_) => return Err(OpError::Forbidden),
@@ -874,7 +875,7 @@ async fn ack_alert(
 ) -> Result<Response, OpError> {
     if c.scope().is_some() {
         let visible = match app.store.get_alert(&id).await {
-            Ok(a) => sees_alert(&app, &c, &a).await,
+            Ok(a) => sees_alert(&app, &c, &a),
             Err(_) => false,
         };
         if !visible {

@@ -145,7 +145,7 @@ impl App {
     /// Sign the chain head unless it is signed already.
     pub async fn checkpoint(&self) -> Result<Option<Checkpoint>, OpError> {
         let Some(head) = self.store.audit_head().await? else { return Ok(None) };
-        let last = self.store.checkpoints(0).await?.pop();
+        let last = self.store.last_checkpoint().await?;
         if let Some(c) = last.as_ref().filter(|c| c.seq == head.seq) {
             return Ok(Some(c.clone()));
         }
@@ -274,7 +274,7 @@ pub async fn run(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
             Err(e) => tracing::error!(target_addr = %spec, error = %e, "cannot open the audit syslog sink"),
         }
     }
-    let mut signed = app.store.checkpoints(0).await.ok().and_then(|c| c.last().map(|c| c.seq)).unwrap_or(0);
+    let mut signed = app.store.last_checkpoint().await.ok().flatten().map_or(0, |c| c.seq);
     loop {
         let stopping = tokio::select! {
             _ = app.audit.notify.notified() => false,
@@ -303,7 +303,8 @@ pub async fn run(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
 async fn copy_to(app: &App, sink: &mut Sink, pos: &mut u64) -> Result<(), String> {
     loop {
         let entries = app.store.audit_entries(*pos, PAGE).await.map_err(|e| e.to_string())?;
-        let cps = app.store.checkpoints(pos.saturating_sub(1)).await.map_err(|e| e.to_string())?;
+        let up_to = entries.last().map_or(*pos, |e| e.seq);
+        let cps = app.store.checkpoints(pos.saturating_sub(1), up_to).await.map_err(|e| e.to_string())?;
         match sink {
             Sink::Jsonl { path, file, signed } => {
                 let mut out = Vec::new();

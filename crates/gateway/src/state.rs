@@ -374,17 +374,11 @@ impl App {
             return Ok(token_view(&row));
         }
         let draft = self.draft(actor, "token.revoke", vec![id.to_string()], json!({ "role": row.role }));
-        self.store.revoke_token(id, now_ms(), &draft).await?;
+        let now = now_ms();
+        self.store.revoke_token(id, now, &draft).await?;
         self.audited();
         self.tokens.remove_id(id);
-        let row = self
-            .store
-            .list_tokens()
-            .await?
-            .into_iter()
-            .find(|t| t.id == id)
-            .ok_or_else(|| OpError::NotFound(format!("token {id}")))?;
-        Ok(token_view(&row))
+        Ok(token_view(&TokenRow { status: "revoked".into(), revoked_at_ms: Some(now), ..row }))
     }
 }
 

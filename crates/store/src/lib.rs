@@ -98,8 +98,9 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_entries(&self, after_seq: u64, limit: usize) -> Result<Vec<AuditEntry>>;
     async fn audit_head(&self) -> Result<Option<AuditEntry>>;
     async fn add_checkpoint(&self, c: &Checkpoint) -> Result<()>;
-    /// Checkpoints with `seq > after_seq`, in order.
-    async fn checkpoints(&self, after_seq: u64) -> Result<Vec<Checkpoint>>;
+    /// Checkpoints with `after_seq < seq <= up_to_seq`, in order.
+    async fn checkpoints(&self, after_seq: u64, up_to_seq: u64) -> Result<Vec<Checkpoint>>;
+    async fn last_checkpoint(&self) -> Result<Option<Checkpoint>>;
     async fn signing_key(&self, purpose: &str) -> Result<Option<SigningKeyRow>>;
     /// Store a new signing key; a second one for the same purpose is a conflict.
     async fn put_signing_key(&self, k: &SigningKeyRow) -> Result<()>;

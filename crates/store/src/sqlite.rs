@@ -298,6 +298,20 @@ fn audit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
     })
 }
 
+fn checkpoint_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
+    Ok(Checkpoint { seq: r.get::<_, i64>(0)? as u64, head_hash: r.get(1)?, ts: r.get(2)?, signature: r.get(3)? })
+}
+
+/// Store a sealed secret of the embedded store (an upstream key given by value).
+fn insert_sealed(c: &Connection, s: &LocalSecretRow) -> Result<()> {
+    c.execute(
+        "INSERT INTO local_secrets (name, wrapped_key, ciphertext, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+        params![s.name, s.wrapped_key, s.ciphertext, s.created_at_ms],
+    )
+    .map_err(|e| conflict_or_backend(e, &format!("local secret {:?}", s.name)))?;
+    Ok(())
+}
+
 /// Run a change and append its audit entry in one transaction: both commit,
 /// or neither does.
 fn audited<R>(
@@ -455,11 +469,7 @@ impl Store for SqliteStore {
         self.call(move |c| {
             audited(c, &audit, |tx| {
                 if let Some(s) = &sealed {
-                    tx.execute(
-                        "INSERT INTO local_secrets (name, wrapped_key, ciphertext, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
-                        params![s.name, s.wrapped_key, s.ciphertext, s.created_at_ms],
-                    )
-                    .map_err(|e| conflict_or_backend(e, &format!("local secret {:?}", s.name)))?;
+                    insert_sealed(tx, s)?;
                 }
                 tx.execute(
                     "INSERT INTO upstreams (id, name, env, secret_ref, fingerprint, status, created_at_ms, anthropic_key_id, rotated_at_ms) \
@@ -513,11 +523,7 @@ impl Store for SqliteStore {
         self.call(move |c| {
             audited(c, &audit, |tx| {
                 if let Some(s) = &sealed {
-                    tx.execute(
-                        "INSERT INTO local_secrets (name, wrapped_key, ciphertext, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
-                        params![s.name, s.wrapped_key, s.ciphertext, s.created_at_ms],
-                    )
-                    .map_err(|e| conflict_or_backend(e, &format!("local secret {:?}", s.name)))?;
+                    insert_sealed(tx, s)?;
                 }
                 let n = tx
                     .execute(
@@ -929,21 +935,27 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn checkpoints(&self, after_seq: u64) -> Result<Vec<Checkpoint>> {
+    async fn checkpoints(&self, after_seq: u64, up_to_seq: u64) -> Result<Vec<Checkpoint>> {
         self.call(move |c| {
             query(
                 c,
-                "SELECT seq, head_hash, ts, signature FROM audit_checkpoints WHERE seq > ?1 ORDER BY seq",
-                params![after_seq as i64],
-                |r| {
-                    Ok(Checkpoint {
-                        seq: r.get::<_, i64>(0)? as u64,
-                        head_hash: r.get(1)?,
-                        ts: r.get(2)?,
-                        signature: r.get(3)?,
-                    })
-                },
+                "SELECT seq, head_hash, ts, signature FROM audit_checkpoints WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
+                params![after_seq.min(i64::MAX as u64) as i64, up_to_seq.min(i64::MAX as u64) as i64],
+                checkpoint_from_row,
             )
+        })
+        .await
+    }
+
+    async fn last_checkpoint(&self) -> Result<Option<Checkpoint>> {
+        self.call(|c| {
+            Ok(query(
+                c,
+                "SELECT seq, head_hash, ts, signature FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
+                [],
+                checkpoint_from_row,
+            )?
+            .pop())
         })
         .await
     }
