@@ -370,7 +370,8 @@ pub struct Settings {
     pub oob_report_delay_ms: i64,
     pub hours: Hours,
     pub services: BTreeMap<String, Hours>,
-    pub rules: RulesConfig,
+    /// Shared: the engine takes a reference for every request it judges.
+    pub rules: std::sync::Arc<RulesConfig>,
 }
 
 pub(crate) const MINUTE_MS: i64 = 60_000;
@@ -514,7 +515,7 @@ impl TryFrom<&MonitorConfig> for Settings {
             oob_report_delay_ms,
             hours,
             services,
-            rules: c.rules.clone(),
+            rules: std::sync::Arc::new(c.rules.clone()),
         })
     }
 }

@@ -129,18 +129,53 @@ fn quantile(v: &mut [u64], num: usize, den: usize) -> f64 {
     v[rank.min(v.len()) - 1] as f64
 }
 
+/// A trailing window of request counts and a per-request value, kept in at
+/// most about 1,000 slots: requests within one slot width (a thousandth of the
+/// window) of a slot's first request share that slot and leave the window with
+/// it, up to 0.1 % of the window early. Memory and work per request stay bounded
+/// at any rate (one entry per request held 1.2 million entries per key at 20,000
+/// requests/s).
+#[derive(Debug, Default)]
+struct Trailing {
+    /// (first ts, requests, sum of values)
+    slots: VecDeque<(i64, u64, u64)>,
+    count: u64,
+    sum: u64,
+}
+
+impl Trailing {
+    fn push(&mut self, ts: i64, window_ms: i64, value: u64) {
+        let width = (window_ms / 1000).max(1);
+        match self.slots.back_mut() {
+            Some((first, n, sum)) if ts - *first < width => {
+                *n += 1;
+                *sum = sum.saturating_add(value);
+            }
+            _ => self.slots.push_back((ts, 1, value)),
+        }
+        self.count += 1;
+        self.sum = self.sum.saturating_add(value);
+        while let Some(&(first, n, sum)) = self.slots.front() {
+            if ts - first < window_ms {
+                break;
+            }
+            self.count -= n;
+            self.sum = self.sum.saturating_sub(sum);
+            self.slots.pop_front();
+        }
+    }
+}
+
 #[derive(Debug)]
 struct KeyState {
     meta: KeyMeta,
     hours: Hours,
     watch_network: bool,
     first_seen_ms: Option<i64>,
-    /// Trailing minute: (ts, output tokens).
-    w60: VecDeque<(i64, u64)>,
-    out60: u64,
-    /// Trailing error window: (ts, is 4xx).
-    werr: VecDeque<(i64, bool)>,
-    err_count: u64,
+    /// Trailing minute: requests and their output tokens.
+    w60: Trailing,
+    /// Trailing error window: requests and how many were answered 4xx.
+    werr: Trailing,
     hour: Option<HourStat>,
     history: VecDeque<HourStat>,
     baseline: Option<(i64, Baseline)>,
@@ -161,10 +196,8 @@ impl KeyState {
             hours,
             watch_network,
             first_seen_ms: None,
-            w60: VecDeque::new(),
-            out60: 0,
-            werr: VecDeque::new(),
-            err_count: 0,
+            w60: Trailing::default(),
+            werr: Trailing::default(),
             hour: None,
             history: VecDeque::new(),
             baseline: None,
@@ -584,26 +617,10 @@ impl Engine {
 
         // Trailing windows.
         let is_4xx = (400..500).contains(&r.status);
-        ks.w60.push_back((ts, r.output_tokens));
-        ks.out60 = ks.out60.saturating_add(r.output_tokens);
-        while let Some(&(t, o)) = ks.w60.front() {
-            if ts - t < MINUTE_MS {
-                break;
-            }
-            ks.out60 = ks.out60.saturating_sub(o);
-            ks.w60.pop_front();
-        }
-        ks.werr.push_back((ts, is_4xx));
-        ks.err_count += u64::from(is_4xx);
-        while let Some(&(t, e)) = ks.werr.front() {
-            if ts - t < err_window_ms {
-                break;
-            }
-            ks.err_count -= u64::from(e);
-            ks.werr.pop_front();
-        }
-        let rpm = ks.w60.len() as u64;
-        let out = ks.out60;
+        ks.w60.push(ts, MINUTE_MS, r.output_tokens);
+        ks.werr.push(ts, err_window_ms, u64::from(is_4xx));
+        let (rpm, out) = (ks.w60.count, ks.w60.sum);
+        let (requests_in_window, err_count) = (ks.werr.count, ks.werr.sum);
         let base = ks.baseline();
         let mut firings: Vec<Firing> = Vec::new();
         let fire = |rule: Rule, severity, action, value: f64, threshold: f64, summary: String| Firing {
@@ -685,9 +702,9 @@ impl Engine {
             }
         }
         // 4. 4xx share.
-        if rules.error_rate.enabled && ks.err_count >= u64::from(rules.error_rate.min_count) {
+        if rules.error_rate.enabled && err_count >= u64::from(rules.error_rate.min_count) {
             let r4 = &rules.error_rate;
-            let share = ks.err_count as f64 / ks.werr.len().max(1) as f64;
+            let share = err_count as f64 / requests_in_window.max(1) as f64;
             let thr = if learned { r4.rate.max(r4.baseline_factor * base.err_rate) } else { r4.rate };
             if share > thr {
                 firings.push(fire(
@@ -698,8 +715,8 @@ impl Engine {
                     thr,
                     format!(
                         "{} of {} requests answered 4xx in the window ({:.0} %), threshold {:.0} %",
-                        ks.err_count,
-                        ks.werr.len(),
+                        err_count,
+                        requests_in_window,
                         share * 100.0,
                         thr * 100.0
                     ),
@@ -916,6 +933,30 @@ mod tests {
 
     fn ms(s: &str) -> i64 {
         s.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+    }
+
+    #[test]
+    fn trailing_window_counts_exactly_and_stays_small() {
+        let mut w = Trailing::default();
+        // 20 requests per millisecond for two minutes, 3 output tokens each
+        for t in 0..120_000i64 {
+            for _ in 0..20 {
+                w.push(t, MINUTE_MS, 3);
+            }
+        }
+        // slots are 60 ms wide: the window holds between 59.94 s and 60 s of requests
+        assert!(w.count <= 20 * 60_000 && w.count >= 20 * 59_940, "{}", w.count);
+        assert_eq!(w.sum, 3 * w.count);
+        assert!(w.slots.len() <= 1001, "{} slots", w.slots.len());
+        // after a quiet minute only the newest request is left
+        w.push(200_000, MINUTE_MS, 1);
+        assert_eq!((w.count, w.sum, w.slots.len()), (1, 1, 1));
+        // sparse requests each keep their own slot and leave exactly a window later
+        let mut w = Trailing::default();
+        for t in [0, 1_000, 59_999, 60_000] {
+            w.push(t, MINUTE_MS, 1);
+        }
+        assert_eq!(w.count, 3, "the request at 0 left at 60,000");
     }
 
     #[test]
