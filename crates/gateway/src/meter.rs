@@ -34,10 +34,15 @@ pub struct Meter {
     tx: mpsc::Sender<UsageRecord>,
     prices: Arc<PriceTable>,
     pub dropped: Arc<AtomicU64>,
+    /// Wakes the writer early once a batch is waiting. Otherwise it wakes on its
+    /// interval: a record queued from a data-plane thread wakes no other thread.
+    batch_ready: Arc<tokio::sync::Notify>,
+    batch_size: usize,
 }
 
 pub struct MeterWriter {
     rx: mpsc::Receiver<UsageRecord>,
+    batch_ready: Arc<tokio::sync::Notify>,
     store: Arc<dyn Store>,
     batch_size: usize,
     flush_interval: Duration,
@@ -54,9 +59,10 @@ impl Meter {
         flush_interval: Duration,
     ) -> (Meter, MeterWriter) {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let batch_ready = Arc::new(tokio::sync::Notify::new());
         (
-            Meter { tx, prices, dropped: Arc::new(AtomicU64::new(0)) },
-            MeterWriter { rx, store, batch_size, flush_interval, metrics: None, monitor: None },
+            Meter { tx, prices, dropped: Arc::new(AtomicU64::new(0)), batch_ready: batch_ready.clone(), batch_size },
+            MeterWriter { rx, batch_ready, store, batch_size, flush_interval, metrics: None, monitor: None },
         )
     }
 
@@ -72,7 +78,11 @@ impl Meter {
 
     /// Queue a priced record. Never blocks.
     pub fn send(&self, r: UsageRecord) {
-        if self.tx.try_send(r).is_err() {
+        if self.tx.try_send(r).is_ok() {
+            if self.tx.max_capacity() - self.tx.capacity() >= self.batch_size {
+                self.batch_ready.notify_one();
+            }
+        } else {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
                 tracing::error!(dropped = n, "usage queue full or closed; usage records dropped");
@@ -93,24 +103,38 @@ impl MeterWriter {
         let mut batch = Vec::with_capacity(self.batch_size);
         let mut tick = tokio::time::interval(self.flush_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // the queue is read only when the interval ends or a batch is waiting:
+        // never waiting on the queue itself, this task is not woken per record
         loop {
             tokio::select! {
-                n = self.rx.recv_many(&mut batch, self.batch_size) => {
-                    if n == 0 { break; }
-                    if batch.len() >= self.batch_size { self.flush(&mut batch).await; }
-                }
-                _ = tick.tick() => self.flush(&mut batch).await,
+                _ = tick.tick() => {}
+                _ = self.batch_ready.notified() => {}
                 _ = shutdown.changed() => break,
             }
-        }
-        // drain: everything already queued is written before we return
-        while let Ok(r) = self.rx.try_recv() {
-            batch.push(r);
-            if batch.len() >= self.batch_size {
-                self.flush(&mut batch).await;
+            if !self.drain(&mut batch).await {
+                break;
             }
         }
-        self.flush(&mut batch).await;
+        // everything already queued is written before we return
+        self.drain(&mut batch).await;
+    }
+
+    /// Write what is queued, a batch at a time. False once every sender is gone.
+    async fn drain(&mut self, batch: &mut Vec<UsageRecord>) -> bool {
+        let open = loop {
+            match self.rx.try_recv() {
+                Ok(r) => {
+                    batch.push(r);
+                    if batch.len() >= self.batch_size {
+                        self.flush(batch).await;
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break true,
+                Err(mpsc::error::TryRecvError::Disconnected) => break false,
+            }
+        };
+        self.flush(batch).await;
+        open
     }
 
     async fn flush(&self, batch: &mut Vec<UsageRecord>) {

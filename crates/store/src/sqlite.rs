@@ -192,6 +192,11 @@ CREATE TABLE alert_deliveries (
 );
 CREATE INDEX alert_deliveries_due ON alert_deliveries(status, next_attempt_ms);
 "#,
+    // v6: every usage query selects by time; the per-key index served none of
+    // them and cost a B-tree insert per metered request
+    r#"
+DROP INDEX IF EXISTS usage_key_ts;
+"#,
 ];
 
 #[derive(Clone)]
