@@ -122,6 +122,10 @@ pub struct RawServer {
     /// Runtime worker threads (default: one per core). Fewer workers mean fewer
     /// cross-thread wake-ups per request; see benches/README.md.
     pub worker_threads: Option<usize>,
+    /// Data-plane threads (default: one per core). Each runs its own
+    /// single-threaded runtime, listener (`SO_REUSEPORT`) and upstream
+    /// connection pool, so a request never changes threads.
+    pub data_threads: Option<usize>,
     /// PEM files for TLS on the admin listener (both or neither).
     pub admin_tls_cert: Option<String>,
     pub admin_tls_key: Option<String>,
@@ -218,6 +222,8 @@ pub struct Config {
     pub max_body_bytes: u64,
     pub shutdown_grace: Duration,
     pub worker_threads: Option<usize>,
+    /// Data-plane threads (`None`: one per core).
+    pub data_threads: Option<usize>,
     /// Certificate chain and private key (PEM) for TLS on the admin plane.
     pub admin_tls: Option<(PathBuf, PathBuf)>,
     /// Allow a non-loopback admin listener without TLS (`serve --insecure-admin`;
@@ -409,6 +415,10 @@ impl RawConfig {
                 Some(0) => return Err(invalid("server.worker_threads", "must be at least 1")),
                 n => n,
             },
+            data_threads: match self.server.data_threads {
+                Some(0) => return Err(invalid("server.data_threads", "must be at least 1")),
+                n => n,
+            },
             secrets_allow_exec: self.secrets.allow_exec.unwrap_or(false),
             monitor: self.monitor.clone(),
             alerts: self.alerts.clone(),
@@ -494,6 +504,7 @@ mod tests {
             "[server]\nlisten = \"nowhere\"",
             "[log]\nformat = \"xml\"",
             "[server]\nworker_threads = 0",
+            "[server]\ndata_threads = 0",
             "[[prices]]\nmodel = \"m\"\neffective = \"2026\"\ninput = 1.0\noutput = 1.0\ncache_write_5m = 1.0\ncache_write_1h = 1.0\ncache_read = 1.0",
         ] {
             assert!(Config::from_toml(bad, Path::new("/")).is_err(), "{bad}");

@@ -315,7 +315,9 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
                     app.metrics.shield(&key, ShieldEvent::RequestFlagged);
                     shield_header = p.score.and_then(|s| HeaderValue::from_str(&shield::flag_header(s)).ok());
                 }
-                bytes = p.body;
+                if let Some(rewritten) = p.body {
+                    bytes = rewritten;
+                }
             }
             Err(r) => {
                 record.shield_score = r.score;
@@ -366,7 +368,7 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
         return fail(record, ApiError::Internal, holds_slot);
     };
     drop(cred);
-    let send = |up| tokio::time::timeout(app.cfg.response_timeout, app.client.request(up));
+    let send = |up| tokio::time::timeout(app.cfg.response_timeout, crate::upstream::request(&app.client, up));
     let sent = Instant::now();
     app.metrics.overhead.observe(sent.duration_since(started));
     let first = send(up).await;
@@ -529,7 +531,9 @@ fn audit_block(
     let source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
     let actor = crate::audit::Actor { name: key.id.clone(), source };
     let (app, target) = (app.clone(), vec![key.id.clone(), key.service_id.clone()]);
-    tokio::spawn(async move { app.audit_event_logged(&actor, action, target, summary).await });
+    // on the main runtime: a data-plane thread's runtime ends with its listener
+    let bg = app.background.clone();
+    bg.spawn(async move { app.audit_event_logged(&actor, action, target, summary).await });
 }
 
 #[cfg(test)]

@@ -185,15 +185,9 @@ pub async fn run(
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
-    let data_router = crate::admin::data_plane_router(app.clone());
     let admin_router = crate::admin::router(app.clone());
-    // no Nagle delay on client connections: streamed events leave as they arrive
-    let data_l = data_l.tap_io(|t| {
-        let _ = t.set_nodelay(true);
-    });
-    let data_srv = axum::serve(data_l, data_router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(wait(stop_rx.clone()));
-    let data_task = tokio::spawn(async move { data_srv.await });
+    let threads = app.cfg.data_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let data_plane = spawn_data_plane(&app, data_l, threads, stop_rx.clone())?;
     let admin_service = admin_router.into_make_service_with_connect_info::<SocketAddr>();
     let admin_task = match admin_tls {
         Some(tls) => {
@@ -212,7 +206,7 @@ pub async fn run(
         }
     };
 
-    tracing::info!(data = %bound.data, admin = %bound.admin, keys = app.keys.len(), "keyward is serving");
+    tracing::info!(data = %bound.data, admin = %bound.admin, keys = app.keys.len(), data_threads = threads, "keyward is serving");
     // says whether the injection classifier runs with its deep stage or the fast stage alone
     tracing::info!("prompt-injection shield: {}", app.shield.deep_status());
     on_ready(bound, &app);
@@ -221,7 +215,9 @@ pub async fn run(
     tracing::info!(grace_s = grace.as_secs(), "shutting down: draining in-flight requests");
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(grace, async {
-        let _ = data_task.await;
+        for done in data_plane {
+            let _ = done.await;
+        }
         let _ = admin_task.await;
     })
     .await;
@@ -249,4 +245,56 @@ pub async fn run(
     let _ = std::fs::remove_file(&url_file);
     tracing::info!("keyward stopped; usage records flushed");
     Ok(())
+}
+
+/// Serve the data plane on `n` threads, each with a single-threaded runtime and
+/// its own upstream pool, all accepting from the one listening socket: a request
+/// is read, screened, forwarded and answered on one thread, with no cross-thread
+/// wake-ups (see benches/README.md). Each receiver resolves when its thread has
+/// drained its connections after `stop`.
+fn spawn_data_plane(
+    app: &Arc<App>,
+    listener: TcpListener,
+    n: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<tokio::sync::oneshot::Receiver<()>>, ServeError> {
+    let io = |e: std::io::Error| ServeError::Other(format!("starting the data plane: {e}"));
+    let listener = listener.into_std().map_err(io)?;
+    let mut done = Vec::with_capacity(n);
+    for i in 0..n {
+        // every thread polls the same socket (a duplicated descriptor): the kernel
+        // hands each new connection to one of them
+        let l = listener.try_clone().map_err(io)?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(io)?;
+        let client = crate::upstream::client(&app.cfg).map_err(io)?;
+        let (app, mut stop) = (app.clone(), stop.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new().name(format!("keyward-data-{i}"));
+        thread
+            .spawn(move || {
+                crate::upstream::set_thread_client(client);
+                rt.block_on(async move {
+                    let l = match TcpListener::from_std(l) {
+                        Ok(l) => l,
+                        Err(e) => return tracing::error!(error = %e, "a data-plane thread could not listen"),
+                    };
+                    // no Nagle delay on client connections: streamed events leave as they arrive
+                    let l = l.tap_io(|t| {
+                        let _ = t.set_nodelay(true);
+                    });
+                    let router = crate::admin::data_plane_router(app);
+                    let srv = axum::serve(l, router.into_make_service_with_connect_info::<SocketAddr>())
+                        .with_graceful_shutdown(async move {
+                            let _ = stop.wait_for(|v| *v).await;
+                        });
+                    if let Err(e) = srv.await {
+                        tracing::error!(error = %e, "a data-plane thread stopped serving");
+                    }
+                });
+                let _ = tx.send(());
+            })
+            .map_err(io)?;
+        done.push(rx);
+    }
+    Ok(done)
 }

@@ -69,7 +69,8 @@ impl RequestPlan {
 /// The request as it goes upstream, and what screening found.
 #[derive(Debug)]
 pub struct Prepared {
-    pub body: Bytes,
+    /// The rewritten body; `None` when the request goes upstream as the client sent it.
+    pub body: Option<Bytes>,
     /// Highest score over the screened parts (screening on and something to screen).
     pub score: Option<f32>,
     pub flagged: bool,
@@ -111,18 +112,20 @@ pub fn prepare(shield: &Pipeline, plan: &RequestPlan, body: &[u8]) -> Result<Pre
     if plan.pin_system.is_some() && client_system.is_some() && plan.client_system == ClientSystem::Refuse {
         return Err(refuse("this key's system prompt is set by the gateway; the request may not carry `system`"));
     }
+    if plan.pin_system.is_none() && !plan.guard && !plan.spotlight {
+        // screening only: the body goes upstream as the client sent it
+        return Ok(Prepared { body: None, score, flagged: over });
+    }
     let marker = plan.spotlight.then(|| keyward_core::base62::random(20));
     if let Some(m) = &marker {
         spotlight(&mut v, m);
     }
-    if plan.pin_system.is_some() || plan.guard || marker.is_some() {
-        let system = build_system(plan, client_system, marker.as_deref());
-        if let Some(obj) = v.as_object_mut() {
-            obj.insert("system".into(), system);
-        }
+    let system = build_system(plan, client_system, marker.as_deref());
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("system".into(), system);
     }
     let body = serde_json::to_vec(&v).map_err(|_| refuse("request body could not be re-encoded"))?;
-    Ok(Prepared { body: Bytes::from(body), score, flagged: over })
+    Ok(Prepared { body: Some(Bytes::from(body)), score, flagged: over })
 }
 
 /// The `x-keyward-shield` value of a flagged request.

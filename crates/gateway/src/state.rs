@@ -43,6 +43,9 @@ pub struct App {
     /// Wakes the alert delivery worker when something was queued.
     pub(crate) alert_wake: tokio::sync::Notify,
     pub client: UpstreamClient,
+    /// The runtime `App::load` ran on: background work started from a data-plane
+    /// thread (audit entries) runs there, and outlives that thread's runtime.
+    pub background: tokio::runtime::Handle,
     pub upstream_base: String,
     /// The prompt-injection classifier (fast stage), shared by every request.
     /// The injection classifier: the fast stage, and the deep stage when its weights are built in.
@@ -172,6 +175,7 @@ impl App {
             alerts,
             alert_wake: tokio::sync::Notify::new(),
             client,
+            background: tokio::runtime::Handle::current(),
             services: RwLock::new(HashMap::new()),
             write_lock: tokio::sync::Mutex::new(()),
             warned: Default::default(),

@@ -10,6 +10,24 @@ use keyward_core::config::Config;
 
 pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
+thread_local! {
+    /// A data-plane thread's own pool (see `server::spawn_data_plane`): requests
+    /// sent from that thread use it, so their connection tasks run on that thread.
+    static THREAD_CLIENT: std::cell::OnceCell<UpstreamClient> = const { std::cell::OnceCell::new() };
+}
+
+/// Give this thread its own pool; later calls on the same thread change nothing.
+pub fn set_thread_client(c: UpstreamClient) {
+    THREAD_CLIENT.with(|t| {
+        let _ = t.set(c);
+    });
+}
+
+/// Send through this thread's pool when it has one, else through `shared`.
+pub fn request(shared: &UpstreamClient, req: http::Request<Full<Bytes>>) -> hyper_util::client::legacy::ResponseFuture {
+    THREAD_CLIENT.with(|t| t.get().unwrap_or(shared).request(req))
+}
+
 pub fn client(cfg: &Config) -> Result<UpstreamClient, std::io::Error> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);

@@ -311,3 +311,42 @@ fn upstream_rotation_deactivates_the_old_key_at_anthropic() {
     }
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn every_data_plane_thread_serves_and_meters() {
+    let upstream_key = fake_upstream_key();
+    let mock = mock(&upstream_key);
+    let (mut gw, _) = Gateway::init(&mock.url);
+    gw.set_config("server", "data_threads", "3");
+    gw.start();
+    let (key_id, key) = gw.provision("web", "dev", &upstream_key);
+    // 12 clients at once, each on its own connection: the kernel spreads them over the threads
+    let base = gw.data_url.clone();
+    let clients: Vec<_> = (0..12)
+        .map(|_| {
+            let (base, key) = (base.clone(), key.clone());
+            std::thread::spawn(move || (0..5).map(|_| post_messages(&base, &key, CHEAP).status).collect::<Vec<_>>())
+        })
+        .collect();
+    let statuses: Vec<u16> = clients.into_iter().flat_map(|c| c.join().unwrap()).collect();
+    assert_eq!(statuses.len(), 60);
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let log = gw.stop();
+    // (the text log may colour field names: drop escape sequences first)
+    let mut plain = String::new();
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            chars.by_ref().find(|c| *c == 'm');
+        } else {
+            plain.push(c);
+        }
+    }
+    assert!(plain.contains("data_threads=3"), "{plain}");
+    // every request was metered (the writer drains its queue at shutdown)
+    gw.start();
+    let usage = json_out(&gw.kw(&["usage", "--json"]));
+    let row = usage.as_array().unwrap().iter().find(|r| r["key_id"] == key_id.as_str()).unwrap();
+    assert_eq!(row["requests"], 60, "{usage}");
+    gw.stop();
+}

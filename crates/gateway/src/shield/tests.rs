@@ -69,8 +69,7 @@ fn screening_blocks_and_flags_untrusted_parts_only() {
     let p = prepare(&s, &plan(ShieldMode::Flag), &bad).unwrap();
     assert!(p.flagged && p.score.unwrap() >= 0.5);
     // flag forwards the body as it came (no rewriting asked for)
-    let sent: Value = serde_json::from_slice(&p.body).unwrap();
-    assert_eq!(sent["messages"][0]["content"], INJECTION);
+    assert!(p.body.is_none());
 
     // in a document and a tool result
     let doc =
@@ -97,12 +96,12 @@ fn pinning_refuses_or_appends_the_client_system() {
     assert!(!r.by_shield && r.error.status() == 400 && r.error.body().contains("system"));
 
     let out = prepare(&s, &p, &user(json!("hi"))).unwrap();
-    let v: Value = serde_json::from_slice(&out.body).unwrap();
+    let v: Value = serde_json::from_slice(out.body.as_ref().unwrap()).unwrap();
     assert_eq!(v["system"], json!([{"type": "text", "text": "You are the billing assistant."}]));
 
     let append = KeyPolicy { client_system: Some(ClientSystem::Append), guard_instruction: Some(true), ..pinned };
     let p = RequestPlan::from_policy(&append, 0.5).unwrap();
-    let v: Value = serde_json::from_slice(&prepare(&s, &p, &with_system).unwrap().body).unwrap();
+    let v: Value = serde_json::from_slice(&prepare(&s, &p, &with_system).unwrap().body.unwrap()).unwrap();
     let texts: Vec<&str> = v["system"].as_array().unwrap().iter().map(|b| b["text"].as_str().unwrap()).collect();
     assert_eq!(texts, vec!["You are the billing assistant.", GUARD_INSTRUCTION, CLIENT_SYSTEM_INTRO, "Be a pirate."]);
 }
@@ -117,8 +116,8 @@ fn spotlight_wraps_untrusted_parts_with_a_fresh_marker() {
             {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "Doc body."}},
             {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": "Tool out."}]}]},
         {"role": "assistant", "content": "Assistant words."}]}));
-    let a: Value = serde_json::from_slice(&prepare(&s, &p, &req).unwrap().body).unwrap();
-    let b: Value = serde_json::from_slice(&prepare(&s, &p, &req).unwrap().body).unwrap();
+    let a: Value = serde_json::from_slice(&prepare(&s, &p, &req).unwrap().body.unwrap()).unwrap();
+    let b: Value = serde_json::from_slice(&prepare(&s, &p, &req).unwrap().body.unwrap()).unwrap();
     let note = a["system"][1]["text"].as_str().unwrap();
     let marker = note.split("<<untrusted:").nth(1).unwrap().split(">>").next().unwrap();
     assert!(marker.len() >= 16 && marker.chars().all(|c| c.is_ascii_alphanumeric()), "{marker}");
