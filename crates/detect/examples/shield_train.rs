@@ -61,6 +61,64 @@ fn row_samples(row: &Value, p: Params, out: &mut Vec<Sample>) {
     }
 }
 
+/// The source a row is reported under: generated documents as one group.
+fn source_group(row: &Value) -> &'static str {
+    match row.get("src").and_then(Value::as_str).unwrap_or("") {
+        "deepset" => "deepset",
+        "jackhhao" => "jackhhao",
+        s if s.starts_with("gen_doc_") => "gen_doc",
+        s if s.starts_with("gen_attack") => "gen_attack_prompt",
+        s if s.starts_with("gen_benign") => "gen_benign_prompt",
+        "deepset_pair" => "deepset_pair",
+        _ => "other",
+    }
+}
+
+/// The decision threshold: the one with the best mean, over source groups, of
+/// the balanced accuracy on the held-back rows (recall or specificity for a
+/// group with one class), so that no source dominates by its row count; ties
+/// go to the middle of the best run of thresholds, away from its edges. (The
+/// earlier rule, best F1 over all held-back rows, let the thousands of
+/// generated rows decide, and picked the first of many equal thresholds.)
+fn choose_threshold(scores: &[f32], labels: &[bool], sources: &[&str]) -> (f32, f64) {
+    let mut groups: Vec<&str> = sources.to_vec();
+    groups.sort_unstable();
+    groups.dedup();
+    let value = |th: f32| {
+        let mut sum = 0.0;
+        for g in &groups {
+            let (mut tp, mut p, mut tn, mut n) = (0usize, 0usize, 0usize, 0usize);
+            for i in (0..scores.len()).filter(|&i| sources[i] == *g) {
+                let flagged = scores[i] >= th;
+                if labels[i] {
+                    p += 1;
+                    tp += usize::from(flagged);
+                } else {
+                    n += 1;
+                    tn += usize::from(!flagged);
+                }
+            }
+            let parts: Vec<f64> =
+                [(tp, p), (tn, n)].iter().filter(|(_, d)| *d > 0).map(|&(a, d)| a as f64 / d as f64).collect();
+            sum += parts.iter().sum::<f64>() / parts.len().max(1) as f64;
+        }
+        sum / groups.len().max(1) as f64
+    };
+    let grid: Vec<(f32, f64)> = (5..96).map(|k| k as f32 / 100.0).map(|th| (th, value(th))).collect();
+    let top = grid.iter().map(|g| g.1).fold(f64::NEG_INFINITY, f64::max);
+    // The longest run of consecutive thresholds within 1e-9 of the best value.
+    let (mut run, mut longest) = ((0usize, 0usize), (0usize, 0usize));
+    for (i, g) in grid.iter().enumerate() {
+        if g.1 >= top - 1e-9 {
+            run = if run.1 == i && i > 0 { (run.0, i + 1) } else { (i, i + 1) };
+            if run.1 - run.0 > longest.1 - longest.0 {
+                longest = run;
+            }
+        }
+    }
+    grid[(longest.0 + longest.1 - 1) / 2]
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(input), Some(output)) = (args.get(1), args.get(2)) else {
@@ -110,24 +168,18 @@ fn main() -> Result<(), Box<dyn Error>> {
     eprintln!("rows {} windows {} (positive weight {wp:.0}, negative {wn:.0})", rows.len(), samples.len());
     let t = train(&samples, &cfg);
     let model = Model::from_float(cfg.params, t.bias, t.dense, &t.ngram, 0.5);
-    // Threshold: best F1 on the held-back rows.
+    // Threshold: see `choose_threshold`.
     let shield = Shield::from_model(model.clone());
-    let (mut scores, mut labels) = (Vec::new(), Vec::new());
+    let (mut scores, mut labels, mut sources) = (Vec::new(), Vec::new(), Vec::new());
     for (i, r) in rows.iter().enumerate() {
         if is_val(i) {
             let text = r.get("text").and_then(Value::as_str).unwrap_or("");
             scores.push(shield.score(text).score);
             labels.push(r.get("label").and_then(Value::as_i64).unwrap_or(0) == 1);
+            sources.push(source_group(r));
         }
     }
-    let mut best = (0.5f32, -1.0f64);
-    for k in 5..96 {
-        let th = k as f32 / 100.0;
-        let m = metrics::compute(&scores, &labels, th);
-        if m.f1 > best.1 + 1e-9 {
-            best = (th, m.f1);
-        }
-    }
+    let best = choose_threshold(&scores, &labels, &sources);
     let m = metrics::compute(&scores, &labels, best.0);
     eprintln!(
         "validation n={} threshold={:.2} acc={:.4} f1={:.4} fpr={:.4} auc={:.4}",
@@ -138,6 +190,23 @@ fn main() -> Result<(), Box<dyn Error>> {
         m.fpr,
         m.auc.unwrap_or(0.0)
     );
+    // Per source, at the chosen threshold (the held-back rows of each).
+    let mut groups: Vec<&str> = sources.clone();
+    groups.sort_unstable();
+    groups.dedup();
+    for g in groups {
+        let (s, l): (Vec<f32>, Vec<bool>) =
+            (0..scores.len()).filter(|&i| sources[i] == g).map(|i| (scores[i], labels[i])).unzip();
+        let m = metrics::compute(&s, &l, best.0);
+        eprintln!(
+            "  {g:<18} n={:<5} acc={:.4} recall={:.4} fpr={:.4} auc={:.4}",
+            m.n,
+            m.accuracy,
+            m.recall,
+            m.fpr,
+            m.auc.unwrap_or(f64::NAN)
+        );
+    }
     let model = Model { threshold: best.0, ..model };
     std::fs::write(output, model.to_bytes())?;
     eprintln!("wrote {output}: dense weights {:?} bias {:.3}", model.dense, model.bias);
