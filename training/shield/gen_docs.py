@@ -27,8 +27,9 @@ from attacks import make_attack
 TRAIN_FAMILIES = ["email", "html_page", "code_comments", "json_tool_result", "markdown_wiki"]
 HELDOUT_FAMILIES = ["meeting_notes", "csv_table", "support_ticket"]
 # Neither stage trains on these: they calibrate the fast+deep combination on
-# kinds of document that both stages meet for the first time (training pools
-# of attacks and sentences; the held-out pools stay for evaluation).
+# kinds of document that both stages meet for the first time, with attack
+# phrasings kept from training for them (attacks.extra_pool); sentences come
+# from the training pools, and the held-out pools stay for evaluation.
 CALIB_FAMILIES = ["release_notes", "forum_post"]
 
 FIRST = ["Anna", "Ben", "Carla", "David", "Elif", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Lena",
@@ -333,10 +334,10 @@ FAMILIES = {f.__name__: f for f in [email, html_page, code_comments, json_tool_r
                                      meeting_notes, csv_table, support_ticket, release_notes, forum_post]}
 
 
-def make_doc(rng, family, held_out, attack):
+def make_doc(rng, family, held_out, attack, calib=False):
     blocks, wrap = FAMILIES[family](rng)
     if attack:
-        insert, kind = make_attack(rng, held_out)
+        insert, kind = make_attack(rng, held_out, calib)
     else:
         insert, kind = benign_insert(rng), "none"
     position = rng.choice(["start", "middle", "end"])
@@ -362,7 +363,7 @@ def main():
     HELD = held
     fams = {"train": TRAIN_FAMILIES, "heldout": HELDOUT_FAMILIES, "calib": CALIB_FAMILIES}[a.families]
     for i in range(a.n):
-        row = make_doc(rng, fams[i % len(fams)], held, rng.random() < a.attack_rate)
+        row = make_doc(rng, fams[i % len(fams)], held, rng.random() < a.attack_rate, a.families == "calib")
         print(json.dumps(row, ensure_ascii=False))
 
 

@@ -23,12 +23,14 @@ import random
 import subprocess
 import sys
 
-from prompts import attack_prompt, benign_prompt, benign_trigger_prompt
+from prompts import attack_prompt, benign_prompt, benign_request_prompt, benign_trigger_prompt
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SEED = 20241127
 # Real rows are few next to generated ones: each counts this much more.
 REAL_WEIGHT = {"deepset": 6.0, "jackhhao": 1.0}
+# Benign requests to the assistant with trigger words (prompts.py).
+REQUESTS = int(os.environ.get("SHIELD_REQUESTS", "1500"))
 # Pairs made of deepset `train` rows (see main), and their weight.
 PAIRS = int(os.environ.get("SHIELD_PAIRS", "1500"))
 PAIR_WEIGHT = float(os.environ.get("SHIELD_PAIR_WEIGHT", "2.0"))
@@ -91,6 +93,8 @@ def main():
         train.append({"text": benign_prompt(rng), "label": 0, "src": "gen_benign_prompt"})
     for _ in range(2500):
         train.append({"text": benign_trigger_prompt(rng), "label": 0, "src": "gen_benign_trigger"})
+    for _ in range(REQUESTS):
+        train.append({"text": benign_request_prompt(rng), "label": 0, "src": "gen_benign_request"})
     for _ in range(2000):
         text, kind = attack_prompt(rng)
         train.append({"text": text, "label": 1, "src": "gen_attack_prompt", "attack_kind": kind})

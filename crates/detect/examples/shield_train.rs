@@ -74,49 +74,15 @@ fn source_group(row: &Value) -> &'static str {
     }
 }
 
-/// The decision threshold: the one with the best mean, over source groups, of
-/// the balanced accuracy on the held-back rows (recall or specificity for a
-/// group with one class), so that no source dominates by its row count; ties
-/// go to the middle of the best run of thresholds, away from its edges. (The
-/// earlier rule, best F1 over all held-back rows, let the thousands of
-/// generated rows decide, and picked the first of many equal thresholds.)
-fn choose_threshold(scores: &[f32], labels: &[bool], sources: &[&str]) -> (f32, f64) {
-    let mut groups: Vec<&str> = sources.to_vec();
-    groups.sort_unstable();
-    groups.dedup();
-    let value = |th: f32| {
-        let mut sum = 0.0;
-        for g in &groups {
-            let (mut tp, mut p, mut tn, mut n) = (0usize, 0usize, 0usize, 0usize);
-            for i in (0..scores.len()).filter(|&i| sources[i] == *g) {
-                let flagged = scores[i] >= th;
-                if labels[i] {
-                    p += 1;
-                    tp += usize::from(flagged);
-                } else {
-                    n += 1;
-                    tn += usize::from(!flagged);
-                }
-            }
-            let parts: Vec<f64> =
-                [(tp, p), (tn, n)].iter().filter(|(_, d)| *d > 0).map(|&(a, d)| a as f64 / d as f64).collect();
-            sum += parts.iter().sum::<f64>() / parts.len().max(1) as f64;
-        }
-        sum / groups.len().max(1) as f64
-    };
-    let grid: Vec<(f32, f64)> = (5..96).map(|k| k as f32 / 100.0).map(|th| (th, value(th))).collect();
-    let top = grid.iter().map(|g| g.1).fold(f64::NEG_INFINITY, f64::max);
-    // The longest run of consecutive thresholds within 1e-9 of the best value.
-    let (mut run, mut longest) = ((0usize, 0usize), (0usize, 0usize));
-    for (i, g) in grid.iter().enumerate() {
-        if g.1 >= top - 1e-9 {
-            run = if run.1 == i && i > 0 { (run.0, i + 1) } else { (i, i + 1) };
-            if run.1 - run.0 > longest.1 - longest.0 {
-                longest = run;
-            }
-        }
-    }
-    grid[(longest.0 + longest.1 - 1) / 2]
+/// The default decision threshold stored in the weights: a fixed policy that
+/// favours few false positives (keys can lower it), not fitted. Fitting it on
+/// the held-back rows was tried (best F1 over all rows; best mean balanced
+/// accuracy over sources) and moved it between 0.58 and 0.93 from one data
+/// change to the next: the generated held-back rows are separable at any
+/// threshold, and the real ones (about 80 deepset and 200 jackhhao rows) are
+/// too few to place it. `SHIELD_THRESHOLD` overrides it for experiments.
+fn threshold() -> f32 {
+    std::env::var("SHIELD_THRESHOLD").ok().and_then(|v| v.parse().ok()).unwrap_or(0.80)
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -168,7 +134,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     eprintln!("rows {} windows {} (positive weight {wp:.0}, negative {wn:.0})", rows.len(), samples.len());
     let t = train(&samples, &cfg);
     let model = Model::from_float(cfg.params, t.bias, t.dense, &t.ngram, 0.5);
-    // Threshold: see `choose_threshold`.
+    // Figures on the held-back rows at the threshold (see `threshold`).
     let shield = Shield::from_model(model.clone());
     let (mut scores, mut labels, mut sources) = (Vec::new(), Vec::new(), Vec::new());
     for (i, r) in rows.iter().enumerate() {
@@ -179,7 +145,13 @@ fn main() -> Result<(), Box<dyn Error>> {
             sources.push(source_group(r));
         }
     }
-    let best = choose_threshold(&scores, &labels, &sources);
+    if let Ok(path) = std::env::var("SHIELD_VAL_OUT") {
+        let lines: Vec<String> = (0..scores.len())
+            .map(|i| serde_json::json!({"score": scores[i], "label": labels[i], "group": sources[i]}).to_string())
+            .collect();
+        std::fs::write(path, lines.join("\n") + "\n")?;
+    }
+    let best = (threshold(), 0.0);
     let m = metrics::compute(&scores, &labels, best.0);
     eprintln!(
         "validation n={} threshold={:.2} acc={:.4} f1={:.4} fpr={:.4} auc={:.4}",
