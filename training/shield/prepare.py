@@ -10,6 +10,8 @@ Writes
   build/eval/cyberseceval.jsonl     CyberSecEval prompt injection, all rows (never trained on)
   build/eval/docs_heldout.jsonl     generated documents, held-out families and attack pools
   build/eval/docs_seen.jsonl        generated documents, training families, fresh seed
+  build/calib.jsonl                 generated documents of two families no stage trains on
+                                    (fits the fast+deep combination; never evaluated)
 Training rows from deepset/jackhhao are their `train` splits minus any text that
 also occurs in an evaluation set.
 """
@@ -21,12 +23,22 @@ import random
 import subprocess
 import sys
 
-from prompts import attack_prompt, benign_prompt, benign_trigger_prompt
+from prompts import attack_prompt, benign_prompt, benign_request_prompt, benign_trigger_prompt
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SEED = 20241127
 # Real rows are few next to generated ones: each counts this much more.
 REAL_WEIGHT = {"deepset": 6.0, "jackhhao": 1.0}
+# Benign requests to the assistant with trigger words (prompts.py).
+REQUESTS = int(os.environ.get("SHIELD_REQUESTS", "1500"))
+# Pairs made of deepset `train` rows (see main), and their weight.
+PAIRS = int(os.environ.get("SHIELD_PAIRS", "1500"))
+PAIR_WEIGHT = float(os.environ.get("SHIELD_PAIR_WEIGHT", "2.0"))
+
+
+def held_back(i):
+    """Rows that shield_train and shield_deep_train keep back (their `is_val`)."""
+    return ((i * 0x9E3779B97F4A7C15) % (1 << 64)) >> 60 < 2
 
 
 def read(path):
@@ -81,6 +93,8 @@ def main():
         train.append({"text": benign_prompt(rng), "label": 0, "src": "gen_benign_prompt"})
     for _ in range(2500):
         train.append({"text": benign_trigger_prompt(rng), "label": 0, "src": "gen_benign_trigger"})
+    for _ in range(REQUESTS):
+        train.append({"text": benign_request_prompt(rng), "label": 0, "src": "gen_benign_request"})
     for _ in range(2000):
         text, kind = attack_prompt(rng)
         train.append({"text": text, "label": 1, "src": "gen_attack_prompt", "attack_kind": kind})
@@ -89,7 +103,25 @@ def main():
                       "prefix": r["prefix"], "insert": r["insert"], "suffix": r["suffix"]})
     train = [r for r in train if r["text"].strip() not in held_texts or r["src"].startswith("gen_")]
     rng.shuffle(train)
+    # deepset's rows often put an injection after an unrelated benign question or
+    # topic ("Unemployment young people Europe. Forget everything..."): pairs of
+    # its own `train` rows in that shape (benign + benign stays benign). Only
+    # rows that the trainers do not keep back (`held_back`) are paired, and the
+    # pairs go after them, so the held-back rows stay unseen.
+    ds = [r for i, r in enumerate(train) if r["src"] == "deepset" and not held_back(i)]
+    ds_benign = [r["text"] for r in ds if r["label"] == 0 and len(r["text"]) < 200]
+    pairs = []
+    for _ in range(PAIRS):
+        second = rng.choice(ds)
+        sep = rng.choice([" ", ". ", "\n", "? "])
+        text = rng.choice(ds_benign).rstrip("?.! ") + sep + second["text"]
+        if text.strip() not in held_texts:
+            pairs.append({"text": text, "label": second["label"], "src": "deepset_pair", "weight": PAIR_WEIGHT})
+    train += pairs
     write(os.path.join(a.out, "train.jsonl"), train)
+    calib = [{"text": r["text"], "label": r["label"], "src": "calib_" + r["family"]}
+             for r in gen_docs("calib", 1000, SEED + 3)]
+    write(os.path.join(a.out, "calib.jsonl"), calib)
     for name, rows in ev.items():
         write(os.path.join(a.out, "eval", name + ".jsonl"), rows)
     counts = {}

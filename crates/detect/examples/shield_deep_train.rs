@@ -4,17 +4,18 @@
 //! ```text
 //! cargo run --release -p keyward-detect --example shield_deep_train -- \
 //!     training/shield/build/static.kwst training/shield/build/train.jsonl \
-//!     crates/detect/src/shield/weights/deep.kwsd
+//!     crates/detect/src/shield/weights/deep.kwsd training/shield/build/calib.jsonl
 //! ```
 //! Rows as for `shield_train`: windows over a document's inserted passage take
 //! the row's label, windows clear of it are benign, windows partly over it are
-//! skipped. The head never sees the documents of one training family
-//! (`gen_doc_email`), so that the calibration below meets an unseen kind of
-//! document as the deployed model will. The same seeded rows that `shield_train` keeps back (about 12 %)
+//! skipped. The same seeded rows that `shield_train` keeps back (about 12 %)
 //! are kept back here: the fast stage never saw them, the head never sees
-//! them, and they fit the combination `a·fast + b·deep + c`, its threshold
-//! (best F1, then shifted onto the fast stage's threshold) and the
-//! uncertainty band. Adam, seeded splitmix64 initialisation and shuffles,
+//! them. With them, the optional CALIB.jsonl (documents of families that
+//! neither stage trains on, `gen_docs.py --families calib`), so that the
+//! combination meets kinds of document the stages have not seen, as the
+//! deployed model will. Each source group weighs the same there. They fit
+//! the combination `a·fast + b·deep + c` (its threshold is the fast stage's,
+//! unchanged) and the uncertainty band. Adam, seeded splitmix64 initialisation and shuffles,
 //! single-threaded: the same inputs give the same bytes.
 
 use keyward_detect::shield::deep::{token_windows, Calibration, Deep, Head, StaticEmbeddings};
@@ -221,10 +222,12 @@ fn train_head(x: &[f32], y: &[(bool, f32)], d: usize) -> Head {
 }
 
 /// Weighted logistic regression on (fast, deep) logits, by Newton's method.
-fn fit_combination(f: &[f32], dl: &[f32], y: &[bool]) -> [f32; 3] {
+/// `rw` weighs each row (see `group_weights`); the classes then get equal
+/// total weight.
+fn fit_combination(f: &[f32], dl: &[f32], y: &[bool], rw: &[f64]) -> [f32; 3] {
     let mut w = [0f64; 3];
-    let pos = y.iter().filter(|&&l| l).count().max(1) as f64;
-    let neg = (y.len() as f64 - pos).max(1.0);
+    let pos: f64 = (0..y.len()).filter(|&i| y[i]).map(|i| rw[i]).sum::<f64>().max(1e-9);
+    let neg: f64 = (0..y.len()).filter(|&i| !y[i]).map(|i| rw[i]).sum::<f64>().max(1e-9);
     for _ in 0..50 {
         let mut g = [0f64; 3];
         let mut hm = [[0f64; 3]; 3];
@@ -232,7 +235,7 @@ fn fit_combination(f: &[f32], dl: &[f32], y: &[bool]) -> [f32; 3] {
             let xv = [f64::from(f[i]), f64::from(dl[i]), 1.0];
             let z: f64 = (0..3).map(|k| w[k] * xv[k]).sum();
             let p = 1.0 / (1.0 + (-z).exp());
-            let cw = if y[i] { 0.5 / pos } else { 0.5 / neg };
+            let cw = rw[i] * if y[i] { 0.5 / pos } else { 0.5 / neg };
             let r = (p - if y[i] { 1.0 } else { 0.0 }) * cw;
             for a in 0..3 {
                 g[a] += r * xv[a];
@@ -265,6 +268,27 @@ fn fit_combination(f: &[f32], dl: &[f32], y: &[bool]) -> [f32; 3] {
     [w[0] as f32, w[1] as f32, w[2] as f32]
 }
 
+/// Each source group gets the same total weight in the combination, so the
+/// many generated rows do not drown the real ones (deepset, jackhhao) nor the
+/// calibration documents that neither stage has seen.
+fn group_weights(groups: &[String]) -> Vec<f64> {
+    let mut count = std::collections::BTreeMap::<&str, usize>::new();
+    for g in groups {
+        *count.entry(g.as_str()).or_default() += 1;
+    }
+    groups.iter().map(|g| 1.0 / count.get(g.as_str()).copied().unwrap_or(1) as f64).collect()
+}
+
+/// The group a row is weighed and reported under.
+fn group_of(src: &str) -> String {
+    match src {
+        s if s.starts_with("gen_doc_") => "gen_doc".to_owned(),
+        s if s.starts_with("gen_benign") => "gen_benign_prompt".to_owned(),
+        s if s.starts_with("calib_") => "calib_doc".to_owned(),
+        s => s.to_owned(),
+    }
+}
+
 fn quantile(mut v: Vec<f32>, q: f64) -> f32 {
     if v.is_empty() {
         return 0.0;
@@ -276,10 +300,24 @@ fn quantile(mut v: Vec<f32>, q: f64) -> f32 {
 fn main() -> Result<(), Box<dyn Error>> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(stat), Some(input), Some(output)) = (args.get(1), args.get(2), args.get(3)) else {
-        return Err("usage: shield_deep_train STATIC.kwst TRAIN.jsonl OUT.kwsd".into());
+        return Err("usage: shield_deep_train STATIC.kwst TRAIN.jsonl OUT.kwsd [CALIB.jsonl]".into());
+    };
+    // Rows that neither stage trains on, added to the held-back rows for the combination.
+    let calib: Vec<Value> = match args.get(4) {
+        Some(path) => std::fs::read_to_string(path)?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?,
+        None => Vec::new(),
     };
     let emb = StaticEmbeddings::from_kwst(&std::fs::read(stat)?)?;
-    let fast = Shield::builtin()?;
+    // The fast stage the combination is fitted to: the built-in one, or
+    // `KWSD_FAST=FILE.kwsh` (to try a freshly trained one without a rebuild).
+    let fast = match std::env::var("KWSD_FAST") {
+        Ok(path) => Shield::from_bytes(&std::fs::read(path)?)?,
+        Err(_) => Shield::builtin()?,
+    };
     let rows: Vec<Value> = std::fs::read_to_string(input)?
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -289,10 +327,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     let is_val = |i: usize| (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60 < 2;
     let d = 2 * emb.dims;
     let (mut x, mut y) = (Vec::new(), Vec::new());
-    // One training family of documents is withheld from the head entirely, so
-    // that the combination is fitted where the deep stage meets documents of a
-    // kind it has not seen, as it will in use.
-    let withheld = std::env::var("KWSD_WITHHELD").unwrap_or_else(|_| "gen_doc_email".to_owned());
+    // For experiments, `KWSD_WITHHELD=SRC` keeps one training source from the
+    // head and prints the head's figures on it (none by default: the
+    // calibration documents play that part now).
+    let withheld = std::env::var("KWSD_WITHHELD").unwrap_or_else(|_| "none".to_owned());
     let src = |r: &Value| r.get("src").and_then(Value::as_str).unwrap_or("").to_owned();
     for (i, r) in rows.iter().enumerate() {
         if !is_val(i) && src(r) != withheld {
@@ -330,9 +368,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     let placeholder = Calibration { fast: 0.0, deep: 1.0, bias: 0.0, threshold: 0.5, band_lo: 0.0, band_hi: 0.0 };
     let mut deep = Deep { emb, head, cal: placeholder };
     // Held-back rows: fast and deep logits, fit the combination.
-    let (mut fl, mut dl, mut lab) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, r) in rows.iter().enumerate() {
-        if is_val(i) {
+    let (mut fl, mut dl, mut lab, mut groups) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let held_back = rows.iter().enumerate().filter(|&(i, _)| is_val(i)).map(|(_, r)| r);
+    for r in held_back.chain(calib.iter()) {
+        {
             let text = r.get("text").and_then(Value::as_str).unwrap_or("");
             let n = normalize(text);
             let f = fast.score_normalized(&n);
@@ -343,21 +382,38 @@ fn main() -> Result<(), Box<dyn Error>> {
             fl.push(f.logit);
             dl.push(best);
             lab.push(r.get("label").and_then(Value::as_i64).unwrap_or(0) == 1);
+            groups.push(group_of(&src(r)));
         }
     }
-    let [a, b, c] = fit_combination(&fl, &dl, &lab);
-    let comb: Vec<f32> = fl.iter().zip(&dl).map(|(f, g)| sigmoid(a * f + b * g + c)).collect();
-    let mut best = (0.5f32, -1.0f64);
-    for k in 5..96 {
-        let th = k as f32 / 100.0;
-        let m = metrics::compute(&comb, &lab, th);
-        if m.f1 > best.1 + 1e-9 {
-            best = (th, m.f1);
-        }
-    }
+    let rw = group_weights(&groups);
+    let [a, b, c] = fit_combination(&fl, &dl, &lab, &rw);
+    // The decision threshold stays the fast stage's, so one threshold serves
+    // every mode; the combination's bias is shifted so that it flags no more
+    // of the held-back benign rows than the fast stage does at that
+    // threshold (false-positive rate averaged over source groups): the same
+    // false-positive budget, spent on a better ranking. (Before, the bias
+    // came from a best-F1 threshold over all held-back rows, which the many
+    // generated rows decided.)
     let t_fast = fast.threshold();
-    // Shift so the combined threshold equals the fast one.
-    let c = c + logit(t_fast) - logit(best.0);
+    let macro_fpr = |flag: &dyn Fn(usize) -> bool| {
+        let mut per: std::collections::BTreeMap<&str, (usize, usize)> = std::collections::BTreeMap::new();
+        for i in (0..lab.len()).filter(|&i| !lab[i]) {
+            let e = per.entry(groups[i].as_str()).or_default();
+            e.0 += usize::from(flag(i));
+            e.1 += 1;
+        }
+        per.values().map(|&(f, n)| f as f64 / n as f64).sum::<f64>() / per.len().max(1) as f64
+    };
+    let budget = macro_fpr(&|i| fl[i] >= logit(t_fast));
+    let shift = (-600..=600)
+        .rev()
+        .map(|k| k as f32 / 100.0)
+        .find(|&d| macro_fpr(&|i| a * fl[i] + b * dl[i] + c + d >= logit(t_fast)) <= budget + 1e-12)
+        .unwrap_or(0.0);
+    let c = c + shift;
+    eprintln!(
+        "benign rows flagged by the fast stage (mean over groups): {budget:.4}; combination bias shifted by {shift:.2}"
+    );
     let decided: Vec<bool> = fl.iter().zip(&dl).map(|(f, g)| a * f + b * g + c >= logit(t_fast)).collect();
     // Band: from the fast logits of held-back attacks the combination catches
     // (5th percentile) up to those of benign rows it clears (95th percentile).
@@ -384,6 +440,25 @@ fn main() -> Result<(), Box<dyn Error>> {
             m.f1,
             m.fpr,
             m.auc.unwrap_or(0.0)
+        );
+    }
+    let mut names: Vec<&String> = groups.iter().collect();
+    names.sort_unstable();
+    names.dedup();
+    for g in names {
+        let idx: Vec<usize> = (0..lab.len()).filter(|&i| &groups[i] == g).collect();
+        let l: Vec<bool> = idx.iter().map(|&i| lab[i]).collect();
+        let line = |s: &Vec<f32>, th: f32| {
+            let v: Vec<f32> = idx.iter().map(|&i| s[i]).collect();
+            let m = metrics::compute(&v, &l, th);
+            format!("acc={:.3} auc={:.3}", m.accuracy, m.auc.unwrap_or(f64::NAN))
+        };
+        eprintln!(
+            "  {g:<18} n={:<5} fast {} | deep alone {} | combined {}",
+            idx.len(),
+            line(&fast_scores, t_fast),
+            line(&deep_scores, 0.5),
+            line(&comb, t_fast)
         );
     }
     eprintln!(

@@ -61,6 +61,30 @@ fn row_samples(row: &Value, p: Params, out: &mut Vec<Sample>) {
     }
 }
 
+/// The source a row is reported under: generated documents as one group.
+fn source_group(row: &Value) -> &'static str {
+    match row.get("src").and_then(Value::as_str).unwrap_or("") {
+        "deepset" => "deepset",
+        "jackhhao" => "jackhhao",
+        s if s.starts_with("gen_doc_") => "gen_doc",
+        s if s.starts_with("gen_attack") => "gen_attack_prompt",
+        s if s.starts_with("gen_benign") => "gen_benign_prompt",
+        "deepset_pair" => "deepset_pair",
+        _ => "other",
+    }
+}
+
+/// The default decision threshold stored in the weights: a fixed policy that
+/// favours few false positives (keys can lower it), not fitted. Fitting it on
+/// the held-back rows was tried (best F1 over all rows; best mean balanced
+/// accuracy over sources) and moved it between 0.58 and 0.93 from one data
+/// change to the next: the generated held-back rows are separable at any
+/// threshold, and the real ones (about 80 deepset and 200 jackhhao rows) are
+/// too few to place it. `SHIELD_THRESHOLD` overrides it for experiments.
+fn threshold() -> f32 {
+    std::env::var("SHIELD_THRESHOLD").ok().and_then(|v| v.parse().ok()).unwrap_or(0.80)
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(input), Some(output)) = (args.get(1), args.get(2)) else {
@@ -110,24 +134,24 @@ fn main() -> Result<(), Box<dyn Error>> {
     eprintln!("rows {} windows {} (positive weight {wp:.0}, negative {wn:.0})", rows.len(), samples.len());
     let t = train(&samples, &cfg);
     let model = Model::from_float(cfg.params, t.bias, t.dense, &t.ngram, 0.5);
-    // Threshold: best F1 on the held-back rows.
+    // Figures on the held-back rows at the threshold (see `threshold`).
     let shield = Shield::from_model(model.clone());
-    let (mut scores, mut labels) = (Vec::new(), Vec::new());
+    let (mut scores, mut labels, mut sources) = (Vec::new(), Vec::new(), Vec::new());
     for (i, r) in rows.iter().enumerate() {
         if is_val(i) {
             let text = r.get("text").and_then(Value::as_str).unwrap_or("");
             scores.push(shield.score(text).score);
             labels.push(r.get("label").and_then(Value::as_i64).unwrap_or(0) == 1);
+            sources.push(source_group(r));
         }
     }
-    let mut best = (0.5f32, -1.0f64);
-    for k in 5..96 {
-        let th = k as f32 / 100.0;
-        let m = metrics::compute(&scores, &labels, th);
-        if m.f1 > best.1 + 1e-9 {
-            best = (th, m.f1);
-        }
+    if let Ok(path) = std::env::var("SHIELD_VAL_OUT") {
+        let lines: Vec<String> = (0..scores.len())
+            .map(|i| serde_json::json!({"score": scores[i], "label": labels[i], "group": sources[i]}).to_string())
+            .collect();
+        std::fs::write(path, lines.join("\n") + "\n")?;
     }
+    let best = (threshold(), 0.0);
     let m = metrics::compute(&scores, &labels, best.0);
     eprintln!(
         "validation n={} threshold={:.2} acc={:.4} f1={:.4} fpr={:.4} auc={:.4}",
@@ -138,6 +162,23 @@ fn main() -> Result<(), Box<dyn Error>> {
         m.fpr,
         m.auc.unwrap_or(0.0)
     );
+    // Per source, at the chosen threshold (the held-back rows of each).
+    let mut groups: Vec<&str> = sources.clone();
+    groups.sort_unstable();
+    groups.dedup();
+    for g in groups {
+        let (s, l): (Vec<f32>, Vec<bool>) =
+            (0..scores.len()).filter(|&i| sources[i] == g).map(|i| (scores[i], labels[i])).unzip();
+        let m = metrics::compute(&s, &l, best.0);
+        eprintln!(
+            "  {g:<18} n={:<5} acc={:.4} recall={:.4} fpr={:.4} auc={:.4}",
+            m.n,
+            m.accuracy,
+            m.recall,
+            m.fpr,
+            m.auc.unwrap_or(f64::NAN)
+        );
+    }
     let model = Model { threshold: best.0, ..model };
     std::fs::write(output, model.to_bytes())?;
     eprintln!("wrote {output}: dense weights {:?} bias {:.3}", model.dense, model.bias);
