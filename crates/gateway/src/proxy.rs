@@ -58,6 +58,10 @@ static RESPONSE_HEADERS: [HeaderName; 5] = [
 /// a tool allowlist); a larger one is refused (fail closed).
 const MAX_CHECKED_BODY: usize = 16 << 20;
 
+/// Request bodies up to this size are screened on the data-plane thread itself
+/// (tens of microseconds); larger ones on the blocking pool.
+const SCREEN_INLINE_BYTES: usize = 64 << 10;
+
 static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// The endpoints the gateway forwards, with the label metering uses.
@@ -307,7 +311,18 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
         return fail(record, ApiError::Forbidden(message.into()), holds_slot);
     }
     if let Some(plan) = eff.request_plan.as_ref().filter(|_| endpoint.has_json_body(&parts.method)) {
-        match shield::prepare(&app.shield, plan, &bytes) {
+        let prepared = if bytes.len() <= SCREEN_INLINE_BYTES {
+            shield::prepare(&app.shield, plan, &bytes)
+        } else {
+            // a large body takes milliseconds to screen: off the data-plane thread,
+            // so the other connections it serves are not held up
+            let (pipeline, plan, body) = (app.shield.clone(), plan.clone(), bytes.clone());
+            match tokio::task::spawn_blocking(move || shield::prepare(&pipeline, &plan, &body)).await {
+                Ok(p) => p,
+                Err(_) => return fail(record, ApiError::Internal, holds_slot),
+            }
+        };
+        match prepared {
             Ok(p) => {
                 record.shield_score = p.score;
                 if p.flagged {

@@ -262,3 +262,28 @@ fn streams_of_gated_keys_pass_text_unchanged_and_batches_are_refused() {
     let _ = mock;
     gw.stop();
 }
+
+#[test]
+fn large_bodies_are_screened_off_the_data_plane_thread_with_the_same_verdict() {
+    let (mock, mut gw) = setup();
+    let (_, block) = gw.create_key_with("agents", "dev", &["--shield", "block"]);
+    // ~200 KB of ordinary prose: above the inline-screening limit (64 KiB)
+    let prose = "The quarterly report covers revenue, hiring and the new office in Lyon. ".repeat(2800);
+    let benign = msg(None, json!(prose));
+    assert!(benign.len() > 150_000);
+    clear_upstream(&mock);
+    let r = post_messages(&gw.data_url, &block, &benign);
+    assert_eq!(r.status, 200, "{}", r.text());
+    // the mock logs large bodies by size only: the same bytes went upstream
+    let seen = http("GET", &format!("{}/_mock/requests", mock.url), &[], b"").json();
+    let sizes: Vec<u64> = seen.as_array().unwrap().iter().filter_map(|r| r["body_bytes"].as_u64()).collect();
+    assert_eq!(sizes, vec![benign.len() as u64], "forwarded as received");
+    // the same prose with an injection at its very end is refused
+    let attacked = msg(None, json!(format!("{prose}\n\n{INJECTION}")));
+    let r = post_messages(&gw.data_url, &block, &attacked);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("prompt-injection policy"), "{}", r.text());
+    let seen = http("GET", &format!("{}/_mock/requests", mock.url), &[], b"").json();
+    assert_eq!(seen.as_array().unwrap().len(), 1, "the refused request never left");
+    gw.stop();
+}
