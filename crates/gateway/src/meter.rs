@@ -210,6 +210,9 @@ pub fn settle(key: &KeyEntry, r: &UsageRecord, holds_slot: bool) {
     }
 }
 
+/// Run once with the tool's name when a stream's tool call is blocked.
+pub type OnBlock = Box<dyn FnOnce(&str) + Send>;
+
 enum Tap {
     Sse(Box<SseUsageReader>),
     Json(Vec<u8>),
@@ -233,14 +236,17 @@ pub struct MeteredBody<B> {
     idle_armed: bool,
     /// Tool-call allowlist on a stream: events go through it, in order, via `queue`.
     gate: Option<Box<StreamGate>>,
+    /// Called once with the tool's name when the gate blocks a tool call (the audit entry).
+    on_block: Option<OnBlock>,
     queue: VecDeque<Bytes>,
     inner_done: bool,
 }
 
 impl<B> MeteredBody<B> {
     /// Pass the stream through a tool-call gate (keys with an allowlist or rules).
-    pub fn with_gate(mut self, gate: StreamGate) -> Self {
+    pub fn with_gate(mut self, gate: StreamGate, on_block: OnBlock) -> Self {
         self.gate = Some(Box::new(gate));
+        self.on_block = Some(on_block);
         self
     }
 
@@ -274,6 +280,7 @@ impl<B> MeteredBody<B> {
             idle: None,
             idle_armed: false,
             gate: None,
+            on_block: None,
             queue: VecDeque::new(),
             inner_done: false,
         }
@@ -325,7 +332,10 @@ impl<B> MeteredBody<B> {
                 r.shield_flags |= shield_flags::TOOL_FLAGGED;
                 self.key.shield[ShieldEvent::ToolFlagged as usize].fetch_add(1, Ordering::Relaxed);
             }
-            if g.blocked() {
+            if let Some(v) = &g.violation {
+                if let Some(audit) = self.on_block.take() {
+                    audit(&v.tool);
+                }
                 r.shield_flags |= shield_flags::TOOL_BLOCKED;
                 self.key.shield[ShieldEvent::ToolBlocked as usize].fetch_add(1, Ordering::Relaxed);
                 if r.status < 400 {

@@ -340,7 +340,7 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
                     record.shield_flags |= shield_flags::REQUEST_BLOCKED;
                     app.metrics.shield(&key, ShieldEvent::RequestBlocked);
                     tracing::info!(key_id = %key.id, "request refused by the prompt-injection policy");
-                    audit_block(&app, &key, &parts, "shield.block", serde_json::json!({ "score": r.score }));
+                    audit_block(&app, &key, source_of(&parts), "shield.block", serde_json::json!({ "score": r.score }));
                 }
                 return fail(record, r.error, holds_slot);
             }
@@ -449,7 +449,13 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
                         record.shield_flags |= shield_flags::TOOL_BLOCKED;
                         app.metrics.shield(&key, ShieldEvent::ToolBlocked);
                         tracing::info!(key_id = %key.id, "response withheld: a tool call outside the key's allowlist");
-                        audit_block(&app, &key, &parts, "shield.tool_block", serde_json::json!({ "tool": v.tool }));
+                        audit_block(
+                            &app,
+                            &key,
+                            source_of(&parts),
+                            "shield.tool_block",
+                            serde_json::json!({ "tool": v.tool }),
+                        );
                         return fail(record, v.error(), holds_slot);
                     }
                     ToolPolicy::Flag => {
@@ -476,7 +482,16 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
         holds_slot,
     );
     let metered = match stream_gate {
-        Some(g) => metered.with_gate(g),
+        Some(g) => {
+            let (app, key, source) = (app.clone(), key.clone(), source_of(&parts));
+            metered.with_gate(
+                g,
+                Box::new(move |tool: &str| {
+                    let summary = serde_json::json!({ "tool": tool, "streamed": true });
+                    audit_block(&app, &key, source, "shield.tool_block", summary)
+                }),
+            )
+        }
         None => metered,
     };
     let mut out = Response::new(Body::new(metered));
@@ -534,16 +549,20 @@ pub async fn not_found() -> Response {
     ApiError::NotFound.into_response()
 }
 
+/// The client's address, as audit entries record it.
+fn source_of(parts: &http::request::Parts) -> Option<String> {
+    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string())
+}
+
 /// A refusal by the shield is a security event: audited off the request path
 /// (the key is the actor; nothing of the content is recorded).
 fn audit_block(
     app: &Arc<App>,
     key: &KeyEntry,
-    parts: &http::request::Parts,
+    source: Option<String>,
     action: &'static str,
     summary: serde_json::Value,
 ) {
-    let source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
     let actor = crate::audit::Actor { name: key.id.clone(), source };
     let (app, target) = (app.clone(), vec![key.id.clone(), key.service_id.clone()]);
     // on the main runtime: a data-plane thread's runtime ends with its listener

@@ -109,6 +109,16 @@ fn python_sdk_screening_and_tool_allowlist() {
     assert_eq!(count(&flag_id, "request", "flagged"), 2, "{m}");
     assert_eq!(count(&flag_id, "request", "blocked"), 0, "{m}");
     assert_eq!(count(&tb_id, "tool_call", "blocked"), 3, "{m}");
+    // blocked tool calls are audited too, the streamed one when its stream ends
+    let tool_audit = wait_for(10, || {
+        let o = gw.kw(&["audit", "tail", "-n", "500", "--json"]);
+        let entries: Vec<Value> =
+            String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let blocks: Vec<Value> = entries.into_iter().filter(|e| e["action"] == "shield.tool_block").collect();
+        (blocks.len() == 3).then_some(blocks)
+    });
+    assert!(tool_audit.iter().all(|e| e["actor"] == tb_id.as_str()), "{tool_audit:?}");
+    assert_eq!(tool_audit.iter().filter(|e| e["summary"]["streamed"] == true).count(), 1, "{tool_audit:?}");
     assert_eq!(count(&tf_id, "tool_call", "flagged"), 2, "{m}");
 
     // usage records: marked, and metered (tokens) also when the tool call was blocked
