@@ -123,8 +123,8 @@ pub struct RawServer {
     /// cross-thread wake-ups per request; see benches/README.md.
     pub worker_threads: Option<usize>,
     /// Data-plane threads (default: one per core). Each runs its own
-    /// single-threaded runtime, listener (`SO_REUSEPORT`) and upstream
-    /// connection pool, so a request never changes threads.
+    /// single-threaded runtime and upstream connection pool and accepts from
+    /// the one listening socket, so a request never changes threads.
     pub data_threads: Option<usize>,
     /// PEM files for TLS on the admin listener (both or neither).
     pub admin_tls_cert: Option<String>,

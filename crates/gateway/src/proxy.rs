@@ -207,7 +207,7 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
         client_disconnected: false,
         shield_flags: 0,
         shield_score: None,
-        source_ip: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()),
+        source_ip: source_ip(&parts),
     };
     // a refusal after authentication is recorded too (phase `record`)
     let fail = |mut record: UsageRecord, e: ApiError, holds_slot: bool| {
@@ -340,7 +340,7 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
                     record.shield_flags |= shield_flags::REQUEST_BLOCKED;
                     app.metrics.shield(&key, ShieldEvent::RequestBlocked);
                     tracing::info!(key_id = %key.id, "request refused by the prompt-injection policy");
-                    audit_block(&app, &key, source_of(&parts), "shield.block", serde_json::json!({ "score": r.score }));
+                    audit_block(&app, &key, source_ip(&parts), "shield.block", serde_json::json!({ "score": r.score }));
                 }
                 return fail(record, r.error, holds_slot);
             }
@@ -452,7 +452,7 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
                         audit_block(
                             &app,
                             &key,
-                            source_of(&parts),
+                            source_ip(&parts),
                             "shield.tool_block",
                             serde_json::json!({ "tool": v.tool }),
                         );
@@ -483,7 +483,7 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
     );
     let metered = match stream_gate {
         Some(g) => {
-            let (app, key, source) = (app.clone(), key.clone(), source_of(&parts));
+            let (app, key, source) = (app.clone(), key.clone(), source_ip(&parts));
             metered.with_gate(
                 g,
                 Box::new(move |tool: &str| {
@@ -549,9 +549,9 @@ pub async fn not_found() -> Response {
     ApiError::NotFound.into_response()
 }
 
-/// The client's address, as audit entries record it.
-fn source_of(parts: &http::request::Parts) -> Option<String> {
-    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string())
+/// The client's address, for audit entries.
+fn source_ip(parts: &http::request::Parts) -> Option<std::net::IpAddr> {
+    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
 }
 
 /// A refusal by the shield is a security event: audited off the request path
@@ -559,11 +559,11 @@ fn source_of(parts: &http::request::Parts) -> Option<String> {
 fn audit_block(
     app: &Arc<App>,
     key: &KeyEntry,
-    source: Option<String>,
+    source: Option<std::net::IpAddr>,
     action: &'static str,
     summary: serde_json::Value,
 ) {
-    let actor = crate::audit::Actor { name: key.id.clone(), source };
+    let actor = crate::audit::Actor { name: key.id.clone(), source: source.map(|ip| ip.to_string()) };
     let (app, target) = (app.clone(), vec![key.id.clone(), key.service_id.clone()]);
     // on the main runtime: a data-plane thread's runtime ends with its listener
     let bg = app.background.clone();

@@ -182,9 +182,6 @@ pub async fn run(
     let (deliver_tx, deliver_rx) = tokio::sync::watch::channel(false);
     let deliver_task = tokio::spawn(crate::alerts::run(app.clone(), deliver_rx));
 
-    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|v| *v).await;
-    };
     let admin_router = crate::admin::router(app.clone());
     let threads = app.cfg.data_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let data_plane = spawn_data_plane(&app, data_l, threads, stop_rx.clone())?;
@@ -194,14 +191,14 @@ pub async fn run(
             let l = crate::tls::TlsListener::new(admin_l, tls)
                 .map_err(|e| ServeError::Other(e.to_string()))?
                 .tap_io(|_| {});
-            let srv = axum::serve(l, admin_service).with_graceful_shutdown(wait(stop_rx));
+            let srv = axum::serve(l, admin_service).with_graceful_shutdown(stopped(stop_rx));
             tokio::spawn(async move { srv.await })
         }
         None => {
             let l = admin_l.tap_io(|t| {
                 let _ = t.set_nodelay(true);
             });
-            let srv = axum::serve(l, admin_service).with_graceful_shutdown(wait(stop_rx));
+            let srv = axum::serve(l, admin_service).with_graceful_shutdown(stopped(stop_rx));
             tokio::spawn(async move { srv.await })
         }
     };
@@ -247,6 +244,11 @@ pub async fn run(
     Ok(())
 }
 
+/// Resolves once `stop` turns true (a listener's graceful shutdown).
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|v| *v).await;
+}
+
 /// Serve the data plane on `n` threads, each with a single-threaded runtime and
 /// its own upstream pool, all accepting from the one listening socket: a request
 /// is read, screened, forwarded and answered on one thread, with no cross-thread
@@ -267,7 +269,7 @@ fn spawn_data_plane(
         let l = listener.try_clone().map_err(io)?;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(io)?;
         let client = crate::upstream::client(&app.cfg).map_err(io)?;
-        let (app, mut stop) = (app.clone(), stop.clone());
+        let (app, stop) = (app.clone(), stop.clone());
         let (tx, rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new().name(format!("keyward-data-{i}"));
         thread
@@ -284,9 +286,7 @@ fn spawn_data_plane(
                     });
                     let router = crate::admin::data_plane_router(app);
                     let srv = axum::serve(l, router.into_make_service_with_connect_info::<SocketAddr>())
-                        .with_graceful_shutdown(async move {
-                            let _ = stop.wait_for(|v| *v).await;
-                        });
+                        .with_graceful_shutdown(stopped(stop));
                     if let Err(e) = srv.await {
                         tracing::error!(error = %e, "a data-plane thread stopped serving");
                     }

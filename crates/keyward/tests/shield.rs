@@ -51,6 +51,17 @@ fn msg(system: Option<&str>, content: Value) -> String {
     v.to_string()
 }
 
+/// The audit entries with this action, once there are `n` of them (written off the request path).
+fn audited(gw: &mut Gateway, action: &str, n: usize) -> Vec<Value> {
+    wait_for(10, || {
+        let o = gw.kw(&["audit", "tail", "-n", "500", "--json"]);
+        let entries: Vec<Value> =
+            String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let found: Vec<Value> = entries.into_iter().filter(|e| e["action"] == action).collect();
+        (found.len() == n).then_some(found)
+    })
+}
+
 fn metrics(gw: &Gateway) -> String {
     http("GET", &format!("{}/metrics", gw.admin_url), &[("authorization", &format!("Bearer {}", gw.token))], b"").text()
 }
@@ -98,25 +109,13 @@ fn python_sdk_screening_and_tool_allowlist() {
     };
     assert_eq!(count(&block_id, "request", "blocked"), 4, "{m}");
     // every refusal by the shield is audited, with the key as actor and no content
-    let audit = wait_for(10, || {
-        let o = gw.kw(&["audit", "tail", "-n", "500", "--json"]);
-        let entries: Vec<Value> =
-            String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        let blocks: Vec<Value> = entries.into_iter().filter(|e| e["action"] == "shield.block").collect();
-        (blocks.len() == 4).then_some(blocks)
-    });
+    let audit = audited(&mut gw, "shield.block", 4);
     assert!(audit.iter().all(|e| e["actor"] == block_id.as_str() && e["source"] == "127.0.0.1"), "{audit:?}");
     assert_eq!(count(&flag_id, "request", "flagged"), 2, "{m}");
     assert_eq!(count(&flag_id, "request", "blocked"), 0, "{m}");
     assert_eq!(count(&tb_id, "tool_call", "blocked"), 3, "{m}");
     // blocked tool calls are audited too, the streamed one when its stream ends
-    let tool_audit = wait_for(10, || {
-        let o = gw.kw(&["audit", "tail", "-n", "500", "--json"]);
-        let entries: Vec<Value> =
-            String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        let blocks: Vec<Value> = entries.into_iter().filter(|e| e["action"] == "shield.tool_block").collect();
-        (blocks.len() == 3).then_some(blocks)
-    });
+    let tool_audit = audited(&mut gw, "shield.tool_block", 3);
     assert!(tool_audit.iter().all(|e| e["actor"] == tb_id.as_str()), "{tool_audit:?}");
     assert_eq!(tool_audit.iter().filter(|e| e["summary"]["streamed"] == true).count(), 1, "{tool_audit:?}");
     assert_eq!(count(&tf_id, "tool_call", "flagged"), 2, "{m}");
