@@ -1,6 +1,7 @@
 //! Failed authentication, per source address: a burst is allowed, then the
 //! address backs off exponentially (1 s, 2 s, 4 s, ... up to 5 minutes), during
-//! which its requests are refused before any credential is looked at. The
+//! which its requests are refused: on the admin plane whatever they present, on
+//! the data plane unless they carry a valid key (see `proxy::authenticate`). The
 //! failures are audited in aggregate: one entry per address and plane per
 //! flush, never one per attempt.
 //!

@@ -138,18 +138,21 @@ pub async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: N
     }
     let now = now_ms();
     let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    if let Some(wait) = ip.and_then(|ip| app.auth_guard.check(Plane::Data, ip, now)) {
-        app.metrics.refused_auth();
-        let message = "too many failed authentications from this address; retry later".to_string();
-        return ApiError::RateLimited { message, retry_after_s: wait }.into_response();
-    }
     let auth = presented_credential(req.headers()).map(|k| app.keys.authenticate(&app.digester.digest(k), now));
     match auth {
+        // a valid key is served even while its address backs off: services that share
+        // an egress address must not be locked out by a neighbour's bad or revoked key
         Some(Auth::Ok(e)) => {
             req.extensions_mut().insert(e);
             next.run(req).await
         }
         other => {
+            // the address is backing off: refused and counted, not a new failure
+            if let Some(wait) = ip.and_then(|ip| app.auth_guard.check(Plane::Data, ip, now)) {
+                app.metrics.refused_auth();
+                let message = "too many failed authentications from this address; retry later".to_string();
+                return ApiError::RateLimited { message, retry_after_s: wait }.into_response();
+            }
             if let Some(Auth::Stale(e)) = other {
                 // someone still holds a secret of this key that no longer works
                 e.note_stale(now);

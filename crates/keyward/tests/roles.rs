@@ -219,14 +219,19 @@ fn failed_authentication_backs_off_per_address_and_is_audited_in_aggregate() {
     gw.start();
     let (_, secret) = gw.provision("billing", "prod", &upstream_key);
     assert_eq!(post_messages(&gw.data_url, &secret, MSG).status, 200);
+    let (kid, revoked) = gw.create_key("billing", "prod");
+    assert!(gw.kw(&["key", "revoke", &kid]).status.success());
     let wrong = "kw_prod_0000000000000000000000000000000000000000AAAAAA";
     let statuses: Vec<u16> = (0..5).map(|_| post_messages(&gw.data_url, wrong, MSG).status).collect();
-    // a burst of 3, the 4th failure starts the back-off, the 5th is refused unread
+    // a burst of 3, the 4th failure starts the back-off, the 5th is refused with 429
     assert_eq!(statuses, [401, 401, 401, 401, 429]);
-    let r = post_messages(&gw.data_url, &secret, MSG);
-    assert_eq!(r.status, 429, "the address backs off, whatever it presents");
+    let r = post_messages(&gw.data_url, wrong, MSG);
+    assert_eq!(r.status, 429, "the address backs off");
     assert!(r.header("retry-after").is_some());
     assert_eq!(r.json()["error"]["type"], "rate_limit_error");
+    // a valid key from the same address is served: a neighbour's bad key locks nobody out
+    assert_eq!(post_messages(&gw.data_url, &secret, MSG).status, 200);
+    assert_eq!(post_messages(&gw.data_url, &revoked, MSG).status, 429, "a revoked key is still refused");
     // the admin plane counts its own failures (same address, same back-off)
     let admin = call(&gw, "kwa_wrong", "GET", "/admin/v1/keys", None);
     assert_eq!(admin.status, 429);
