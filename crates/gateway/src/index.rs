@@ -118,8 +118,8 @@ impl KeyEntry {
     pub fn set_prev_valid_until(&self, at_ms: Option<i64>) {
         self.prev_valid_until_ms.store(at_ms.unwrap_or(i64::MIN), Ordering::Release);
     }
-    pub fn set_policy(&self, p: Effective) {
-        *write(&self.policy) = Arc::new(p);
+    pub fn set_policy(&self, p: Arc<Effective>) {
+        *write(&self.policy) = p;
     }
     pub fn policy(&self) -> Arc<Effective> {
         read(&self.policy).clone()

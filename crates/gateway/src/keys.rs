@@ -15,6 +15,37 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Established policies by environment and stored policy text (see [`App::index_key_shared`]).
+pub(crate) type SharedPolicies =
+    std::collections::HashMap<Environment, std::collections::HashMap<String, Arc<Effective>>>;
+
+/// Rows per page when the whole inventory is walked.
+const KEY_PAGE: u32 = 500;
+
+/// The inventory, a page at a time: start-up and the scheduler walk every key
+/// without holding 10,000 rows (and their strings) in memory at once.
+#[derive(Debug, Default)]
+pub(crate) struct KeyPages {
+    after: Option<(i64, String)>,
+    done: bool,
+}
+
+impl KeyPages {
+    /// The next page; `None` once every key has been read.
+    pub(crate) async fn next(&mut self, store: &dyn keyward_store::Store) -> Result<Option<Vec<KeyRow>>, OpError> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = store.list_keys_after(self.after.take(), KEY_PAGE).await?;
+        self.done = page.len() < KEY_PAGE as usize;
+        match page.last() {
+            Some(last) => self.after = Some((last.created_at_ms, last.id.clone())),
+            None => return Ok(None),
+        }
+        Ok(Some(page))
+    }
+}
+
 /// A key as the admin API shows it: never the secret, never the digest.
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyView {
@@ -114,18 +145,34 @@ impl App {
 
     /// Put a key row into the index (current and previous secrets).
     pub(crate) fn index_key(&self, k: &KeyRow) -> Option<Arc<KeyEntry>> {
+        self.index_key_shared(k, &mut SharedPolicies::new())
+    }
+
+    /// [`App::index_key`], where keys with the same environment and stored
+    /// policy share one established policy (start-up: most keys have the
+    /// defaults, and 10,000 copies of them would cost megabytes).
+    pub(crate) fn index_key_shared(&self, k: &KeyRow, shared: &mut SharedPolicies) -> Option<Arc<KeyEntry>> {
         let Ok(env) = k.env.parse::<Environment>() else {
             tracing::error!(key_id = %k.id, "key has an unknown environment; not loaded (fail closed)");
             return None;
         };
         let service_name = self.service(&k.service_id).map(|s| s.name).unwrap_or_default();
         let mut status = k.status;
-        let effective = match policy_of(k).and_then(|p| self.effective(env, &p)) {
+        let same_env = shared.entry(env).or_default();
+        let established = match same_env.get(k.policy.as_str()) {
+            Some(e) => Ok(e.clone()),
+            None => policy_of(k).and_then(|p| self.effective(env, &p)).map(|e| {
+                let e = Arc::new(e);
+                same_env.insert(k.policy.clone(), e.clone());
+                e
+            }),
+        };
+        let effective = match established {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(key_id = %k.id, error = %e, "key policy cannot be established; key refused (fail closed)");
                 status = KeyStatus::Revoked;
-                Effective::default()
+                Arc::new(Effective::default())
             }
         };
         let entry = match self.keys.get(&k.id) {

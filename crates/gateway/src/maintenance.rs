@@ -4,6 +4,7 @@
 
 use crate::audit::Actor;
 use crate::index::Slot;
+use crate::keys::KeyPages;
 use crate::state::{now_ms, rfc3339, App, OpError};
 use keyward_core::crypto::KeyDigest;
 use keyward_store::{KeyRow, KeyStatus};
@@ -119,50 +120,65 @@ impl App {
     /// Rotated-out secrets whose window has passed become retired digests.
     async fn expire_grace_windows(&self, now: i64) -> Result<(), OpError> {
         let _w = self.write_lock.lock().await;
-        for mut k in self.store.list_keys().await? {
-            let (Some(prev), Some(until)) = (k.prev_digest, k.prev_valid_until_ms) else { continue };
-            if until > now {
-                continue;
+        let mut pages = KeyPages::default();
+        while let Some(page) = pages.next(self.store.as_ref()).await? {
+            for k in page {
+                self.end_grace_window(k, now).await?;
             }
-            k.prev_digest = None;
-            k.prev_valid_until_ms = None;
-            let draft = self.draft(
-                &Actor::system("scheduler"),
-                "key.grace_ended",
-                vec![k.id.clone()],
-                json!({ "rotated_at": k.rotated_at_ms.map(rfc3339) }),
-            );
-            self.store.save_key(&k, &[prev], None, &draft).await?;
-            self.audited();
-            if let Some(e) = self.keys.get(&k.id) {
-                self.keys.set_slot(KeyDigest(prev), &e, Slot::Retired);
-                e.set_prev_valid_until(None);
-            }
+        }
+        Ok(())
+    }
+
+    /// Retire a key's rotated-out secret once its grace window has passed.
+    async fn end_grace_window(&self, mut k: KeyRow, now: i64) -> Result<(), OpError> {
+        let (Some(prev), Some(until)) = (k.prev_digest, k.prev_valid_until_ms) else { return Ok(()) };
+        if until > now {
+            return Ok(());
+        }
+        k.prev_digest = None;
+        k.prev_valid_until_ms = None;
+        let draft = self.draft(
+            &Actor::system("scheduler"),
+            "key.grace_ended",
+            vec![k.id.clone()],
+            json!({ "rotated_at": k.rotated_at_ms.map(rfc3339) }),
+        );
+        self.store.save_key(&k, &[prev], None, &draft).await?;
+        self.audited();
+        if let Some(e) = self.keys.get(&k.id) {
+            self.keys.set_slot(KeyDigest(prev), &e, Slot::Retired);
+            e.set_prev_valid_until(None);
         }
         Ok(())
     }
 
     /// Rotate keys that are due and have a delivery target; warn about the others.
     async fn scheduled_rotations(&self, now: i64) -> Result<(), OpError> {
-        let keys = self.store.list_keys().await?;
-        for k in keys.iter().filter(|k| k.status == KeyStatus::Active) {
-            let due = self.next_rotation_ms(k);
-            match &k.deliver_to {
-                Some(_) if due <= now => {
-                    // the idempotency key names this due date: a restart mid-way repeats, never doubles
-                    let ik = format!("scheduled-{due}");
-                    match self.rotate_key(&Actor::system("scheduler"), &k.id, None, Some(&ik)).await {
-                        Ok(r) => {
-                            tracing::info!(key_id = %k.id, delivered = r.delivery.as_ref().is_some_and(|d| d.is_ok()), "scheduled rotation done")
-                        }
-                        Err(e) => tracing::error!(key_id = %k.id, error = %e, "scheduled rotation failed"),
-                    }
-                }
-                Some(_) => {}
-                None => self.warn_due(k, due, now),
+        let mut pages = KeyPages::default();
+        while let Some(page) = pages.next(self.store.as_ref()).await? {
+            for k in page.iter().filter(|k| k.status == KeyStatus::Active) {
+                self.rotate_if_due(k, now).await;
             }
         }
         Ok(())
+    }
+
+    async fn rotate_if_due(&self, k: &KeyRow, now: i64) {
+        let due = self.next_rotation_ms(k);
+        match &k.deliver_to {
+            Some(_) if due <= now => {
+                // the idempotency key names this due date: a restart mid-way repeats, never doubles
+                let ik = format!("scheduled-{due}");
+                match self.rotate_key(&Actor::system("scheduler"), &k.id, None, Some(&ik)).await {
+                    Ok(r) => {
+                        tracing::info!(key_id = %k.id, delivered = r.delivery.as_ref().is_some_and(|d| d.is_ok()), "scheduled rotation done")
+                    }
+                    Err(e) => tracing::error!(key_id = %k.id, error = %e, "scheduled rotation failed"),
+                }
+            }
+            Some(_) => {}
+            None => self.warn_due(k, due, now),
+        }
     }
 
     /// One audit entry per key that passed its expiry (keys expire by time on

@@ -125,12 +125,18 @@ impl Live {
         }
     }
 
-    /// Key metadata from the index: the upstream serving each key's environment now.
+    /// Fresh metadata (budget, serving upstream) for the keys the engine tracks.
+    /// A key joins the engine on its first event ([`Live::ensure_key`]), so the
+    /// engine's memory grows with the keys in use, not with the inventory: every
+    /// rule acts on a key's requests or presented secrets, and a key with none
+    /// has nothing to watch.
     async fn refresh_keys(&mut self) {
         self.refresh_upstreams().await;
         let serving: HashMap<_, _> =
             self.app.upstreams.all().into_iter().map(|(env, u)| (env, u.name.clone())).collect();
-        for e in self.app.keys.all() {
+        let tracked: Vec<String> = self.known.keys().cloned().collect();
+        for id in tracked {
+            let Some(e) = self.app.keys.get(&id) else { continue };
             let upstream = self.known.get(&e.id).cloned().flatten().or_else(|| serving.get(&e.env).cloned());
             let meta = self.meta_of(&e, upstream.clone());
             if let Err(err) = self.engine.upsert_key(meta) {

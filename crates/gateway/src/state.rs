@@ -196,9 +196,12 @@ impl App {
         let month_start = keyward_core::prices::month_start_ms(now_ms());
         let spend: HashMap<String, f64> = self.store.spend_since(month_start).await?.into_iter().collect();
         let month = keyward_core::prices::month_of_ms(now_ms());
-        for k in self.store.list_keys().await? {
-            if let Some(e) = self.index_key(&k) {
-                e.spend.set(month.clone(), spend.get(&k.id).copied().unwrap_or(0.0));
+        let (mut pages, mut shared) = (crate::keys::KeyPages::default(), crate::keys::SharedPolicies::new());
+        while let Some(page) = pages.next(self.store.as_ref()).await? {
+            for k in &page {
+                if let Some(e) = self.index_key_shared(k, &mut shared) {
+                    e.spend.set(month.clone(), spend.get(&k.id).copied().unwrap_or(0.0));
+                }
             }
         }
         for (digest, key_id) in self.store.list_retired_digests().await? {

@@ -55,6 +55,9 @@ pub trait Store: Send + Sync + 'static {
     async fn create_key(&self, k: &KeyRow, audit: &AuditDraft) -> Result<()>;
     async fn get_key(&self, id: &str) -> Result<KeyRow>;
     async fn list_keys(&self) -> Result<Vec<KeyRow>>;
+    /// At most `limit` keys after `after` (a key's `(created_at_ms, id)`), in
+    /// [`Store::list_keys`] order: walking a large inventory a page at a time.
+    async fn list_keys_after(&self, after: Option<(i64, String)>, limit: u32) -> Result<Vec<KeyRow>>;
     /// Write a key's full state; with a rotation, also the digest that left
     /// service and the idempotency record, in one transaction.
     async fn save_key(

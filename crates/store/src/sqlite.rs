@@ -739,6 +739,22 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn list_keys_after(&self, after: Option<(i64, String)>, limit: u32) -> Result<Vec<KeyRow>> {
+        let (ts, id) = after.unwrap_or((i64::MIN, String::new()));
+        self.call(move |c| {
+            query(
+                c,
+                &format!(
+                    "SELECT {KEY_COLUMNS} FROM keys WHERE (created_at_ms, id) > (?1, ?2) \
+                     ORDER BY created_at_ms, id LIMIT ?3"
+                ),
+                params![ts, id, limit],
+                key_from_row,
+            )
+        })
+        .await
+    }
+
     async fn update_key_status(
         &self,
         id: &str,
@@ -1445,6 +1461,32 @@ mod tests {
             shield_flags: 0,
             shield_score: None,
             source_ip: Some(std::net::IpAddr::from([10, 0, 0, 7])),
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_page_by_creation_time_then_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("k.db")).unwrap();
+        s.create_service(&service(), &draft("service.create")).await.unwrap();
+        // equal creation times are ordered by id; ids do not follow creation order
+        for (i, (id, ts)) in [("key_c", 5), ("key_a", 5), ("key_z", 1), ("key_b", 9), ("key_d", 5)].iter().enumerate() {
+            let mut k = key(id, i as u8 + 1);
+            k.created_at_ms = *ts;
+            s.create_key(&k, &draft("key.create")).await.unwrap();
+        }
+        let all: Vec<String> = s.list_keys().await.unwrap().into_iter().map(|k| k.id).collect();
+        assert_eq!(all, ["key_z", "key_a", "key_c", "key_d", "key_b"]);
+        for limit in 1..=6 {
+            let (mut walked, mut after) = (Vec::new(), None);
+            loop {
+                let page = s.list_keys_after(after, limit).await.unwrap();
+                assert!(page.len() <= limit as usize);
+                let Some(last) = page.last() else { break };
+                after = Some((last.created_at_ms, last.id.clone()));
+                walked.extend(page.into_iter().map(|k| k.id));
+            }
+            assert_eq!(walked, all, "page size {limit}");
         }
     }
 

@@ -28,6 +28,7 @@
 //! ```
 
 use super::wordpiece::{VocabError, WordPiece};
+use std::borrow::Cow;
 
 const MAGIC: &[u8; 4] = b"KWSD";
 const STATIC_MAGIC: &[u8; 4] = b"KWST";
@@ -56,8 +57,11 @@ pub struct StaticEmbeddings {
     pub dims: usize,
     /// Per-token dequantisation scale.
     pub scales: Vec<f32>,
-    /// `vocab * dims` int8 values, row-major.
-    pub table: Vec<i8>,
+    /// `vocab * dims` int8 values (two's complement bytes), row-major. Borrowed
+    /// from the binary for the built-in weights ([`Deep::from_static`]): the
+    /// table is not copied at start, and only the rows that are looked up are
+    /// ever paged in.
+    pub table: Cow<'static, [u8]>,
 }
 
 impl std::fmt::Debug for StaticEmbeddings {
@@ -147,9 +151,13 @@ impl<'a> Reader<'a> {
     fn f32s(&mut self, n: usize) -> Result<Vec<f32>, DeepError> {
         (0..n).map(|_| self.f32()).collect()
     }
-    fn i8s(&mut self, n: usize) -> Result<Vec<i8>, DeepError> {
-        Ok(self.take(n)?.iter().map(|&b| b as i8).collect())
-    }
+}
+
+/// How a parsed file keeps its int8 table: copied, or borrowed from a `'static` file.
+type Keep<'a> = fn(&'a [u8]) -> Cow<'static, [u8]>;
+
+fn copied(b: &[u8]) -> Cow<'static, [u8]> {
+    Cow::Owned(b.to_vec())
 }
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {
@@ -177,19 +185,19 @@ impl StaticEmbeddings {
             return Err(DeepError::Version(version));
         }
         let (vocab, dims) = (r.u32()? as usize, r.u32()? as usize);
-        let e = Self::read_body(&mut r, vocab, dims)?;
+        let e = Self::read_body(&mut r, vocab, dims, copied)?;
         if r.at != b.len() {
             return Err(DeepError::Size);
         }
         Ok(e)
     }
 
-    fn read_body(r: &mut Reader<'_>, vocab: usize, dims: usize) -> Result<Self, DeepError> {
+    fn read_body<'a>(r: &mut Reader<'a>, vocab: usize, dims: usize, keep: Keep<'a>) -> Result<Self, DeepError> {
         if vocab == 0 || vocab > MAX_VOCAB || dims == 0 || dims > MAX_DIMS {
             return Err(DeepError::Shape("vocabulary or dimensions out of range"));
         }
         let scales = r.f32s(vocab)?;
-        let table = r.i8s(vocab * dims)?;
+        let table = keep(r.take(vocab.checked_mul(dims).ok_or(DeepError::Size)?)?);
         let n = r.u32()? as usize;
         let vocab_text =
             std::str::from_utf8(r.take(n)?).map_err(|_| DeepError::Shape("vocabulary is not UTF-8"))?.to_owned();
@@ -213,8 +221,8 @@ impl StaticEmbeddings {
             let i = (id as usize).min(self.scales.len() - 1);
             let s = self.scales[i];
             let row = &self.table[i * d..(i + 1) * d];
-            for ((m, x), &q) in mean.iter_mut().zip(max.iter_mut()).zip(row) {
-                let v = f32::from(q) * s;
+            for ((m, x), &q) in mean.iter_mut().zip(max.iter_mut()).zip(row.iter()) {
+                let v = f32::from(q as i8) * s;
                 *m += v;
                 *x = x.max(v);
             }
@@ -260,8 +268,18 @@ pub fn token_windows(n: usize, window: usize, stride: usize) -> Vec<(usize, usiz
 }
 
 impl Deep {
-    /// Parse a weights file (`*.kwsd`).
+    /// Parse a weights file (`*.kwsd`), copying its table.
     pub fn from_bytes(b: &[u8]) -> Result<Self, DeepError> {
+        Self::parse(b, copied)
+    }
+
+    /// Parse weights that live as long as the program (compiled in), borrowing
+    /// the embedding table instead of copying its megabytes to the heap.
+    pub fn from_static(b: &'static [u8]) -> Result<Self, DeepError> {
+        Self::parse(b, Cow::Borrowed)
+    }
+
+    fn parse<'a>(b: &'a [u8], keep: Keep<'a>) -> Result<Self, DeepError> {
         let mut r = Reader { b, at: 0 };
         if r.take(4)? != MAGIC {
             return Err(DeepError::BadMagic);
@@ -296,7 +314,7 @@ impl Deep {
         let w1 = r.f32s(hidden * n)?;
         let b1 = r.f32s(hidden)?;
         let w2 = r.f32s(hidden)?;
-        let emb = StaticEmbeddings::read_body(&mut r, vocab, dims)?;
+        let emb = StaticEmbeddings::read_body(&mut r, vocab, dims, keep)?;
         if r.at != b.len() {
             return Err(DeepError::Size);
         }
@@ -317,7 +335,7 @@ impl Deep {
             put_f32s(&mut out, v);
         }
         put_f32s(&mut out, &e.scales);
-        out.extend(e.table.iter().map(|&q| q as u8));
+        out.extend_from_slice(&e.table);
         put_u32(&mut out, e.vocab_text.len() as u32);
         out.extend_from_slice(e.vocab_text.as_bytes());
         out

@@ -57,7 +57,7 @@ fn toy_deep() -> Deep {
         tokenizer: WordPiece::from_vocab(vocab).unwrap(),
         dims: 2,
         scales: vec![0.01; 4],
-        table: vec![0, 0, 0, 0, 0, 100, 100, 0],
+        table: vec![0, 0, 0, 0, 0, 100, 100, 0].into(),
     };
     let head = Head {
         window: 4,
@@ -234,6 +234,14 @@ mod builtin {
         // the file round-trips byte for byte
         let bytes = deep.to_bytes();
         assert_eq!(Deep::from_bytes(&bytes).unwrap().to_bytes(), bytes);
+        // the built-in table is borrowed from the binary, not copied to the heap;
+        // a copied one scores the same
+        assert!(matches!(deep.emb.table, std::borrow::Cow::Borrowed(_)));
+        let copied = Pipeline::new(a.fast.clone(), Some(Deep::from_bytes(&bytes).unwrap()));
+        assert!(matches!(copied.deep.as_ref().unwrap().emb.table, std::borrow::Cow::Owned(_)));
+        for t in texts {
+            assert_eq!(copied.score(t, DeepMode::On), a.score(t, DeepMode::On));
+        }
     }
 
     static PIPELINE: std::sync::LazyLock<Pipeline> = std::sync::LazyLock::new(pipeline);

@@ -78,7 +78,7 @@ impl Pipeline {
     /// is absent when the build has none (see [`Pipeline::deep_status`]).
     pub fn builtin() -> Result<Self, PipelineError> {
         let fast = Shield::builtin()?;
-        let deep = BUILTIN_DEEP_WEIGHTS.map(Deep::from_bytes).transpose()?;
+        let deep = BUILTIN_DEEP_WEIGHTS.map(Deep::from_static).transpose()?;
         Ok(Pipeline { fast, deep })
     }
 
