@@ -374,6 +374,7 @@ static MATCHER: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
 /// Build the keyword automaton now rather than on the first score.
 pub fn warm_up() {
     LazyLock::force(&MATCHER);
+    LazyLock::force(&LN_1P);
 }
 
 fn boundary_before(text: &[u8], start: usize) -> bool {
@@ -447,17 +448,30 @@ impl Context {
 
     /// The dense features of the window `[start, end)`.
     pub fn dense(&self, start: usize, end: usize) -> [f32; DENSE] {
-        let mut c = [0u32; CATS];
         let from = self.hits.partition_point(|h| h.0 < start);
+        self.dense_from(from, start, end)
+    }
+
+    /// A reader of dense features for windows whose starts never decrease
+    /// (as [`windows`] yields them): it finds the first hit of each window by
+    /// moving forward instead of searching.
+    pub fn dense_cursor(&self) -> DenseCursor<'_> {
+        DenseCursor { ctx: self, from: 0 }
+    }
+
+    /// The dense features of `[start, end)`, given the index of the first hit at or after `start`.
+    fn dense_from(&self, from: usize, start: usize, end: usize) -> [f32; DENSE] {
+        let mut c = [0u32; CATS];
         for &(pos, cat) in &self.hits[from..] {
             if pos >= end {
                 break;
             }
+            debug_assert!(pos >= start);
             c[cat as usize] += 1;
         }
         let mut d = [0f32; DENSE];
         for (k, &n) in c.iter().enumerate() {
-            d[k] = (n as f32).ln_1p();
+            d[k] = ln_1p_count(n);
         }
         let has = |cat: Cat| c[cat as usize] > 0;
         let both = |a: bool, b: bool| if a && b { 1.0 } else { 0.0 };
@@ -468,6 +482,34 @@ impl Context {
         d[14] = if self.flags.invisible { 1.0 } else { 0.0 };
         d[15] = if self.flags.obfuscated { 1.0 } else { 0.0 };
         d
+    }
+}
+
+/// See [`Context::dense_cursor`].
+pub struct DenseCursor<'a> {
+    ctx: &'a Context,
+    from: usize,
+}
+
+impl DenseCursor<'_> {
+    /// The dense features of `[start, end)`; `start` must not be below the previous call's.
+    pub fn dense(&mut self, start: usize, end: usize) -> [f32; DENSE] {
+        let hits = &self.ctx.hits;
+        while self.from < hits.len() && hits[self.from].0 < start {
+            self.from += 1;
+        }
+        self.ctx.dense_from(self.from, start, end)
+    }
+}
+
+/// `ln(1 + n)` of small counts, computed once (the same `f32::ln_1p` values).
+static LN_1P: LazyLock<[f32; 64]> = LazyLock::new(|| std::array::from_fn(|n| (n as f32).ln_1p()));
+
+#[inline]
+fn ln_1p_count(n: u32) -> f32 {
+    match LN_1P.get(n as usize) {
+        Some(&v) => v,
+        None => (n as f32).ln_1p(),
     }
 }
 

@@ -155,33 +155,87 @@ impl Model {
     }
 
     /// Highest window logit of a normalised text, and the window it came from.
+    ///
+    /// Every window but the last starts at a multiple of `stride` and is
+    /// `window` long, so its bounds are multiples of `g = gcd(window, stride)`:
+    /// the n-gram weights and event counts are summed per block of `g` positions
+    /// (32 with the shipped shape) and each window is read off prefix sums over
+    /// the blocks. The last window (which ends at the text's end) is the total
+    /// minus what lies before its start. All sums are exact integers, so this
+    /// gives the same numbers as summing each window's events one by one.
     pub fn max_logit(&self, text: &str, flags: Flags) -> (f32, (usize, usize), usize) {
         let b = text.as_bytes();
         let n = b.len();
-        // Per-position sums, turned into prefix sums below.
-        let mut acc = vec![0i32; n + 1];
-        let mut cnt = vec![0u32; n + 1];
+        let p = self.params;
+        let g = gcd(p.window as usize, (p.stride as usize).max(1)).max(1);
+        // Events at positions < last_start are also summed apart, for the last window.
+        let last_start = n.saturating_sub(p.window as usize);
+        // Block k (positions k*g .. k*g+g) is summed into slot k + 1; the
+        // prefix pass below turns slot k into the sum of all blocks before k.
+        let slots = n / g + 2;
+        let mut wsum = vec![0i64; slots];
+        let mut csum = vec![0u32; slots];
+        let (mut before_w, mut before_c) = (0i64, 0u32);
         let table = &self.ngram[..];
-        let w = |bucket: u32| table.get(bucket as usize).map_or(0, |&w| i32::from(w));
-        for_each_char_position(b, self.params.bits, |pos, buckets| {
-            acc[pos + 1] = buckets.iter().map(|&k| w(k)).sum();
-            cnt[pos + 1] = buckets.len() as u32;
-        });
-        for_each_word_event(b, self.params.bits, |pos, bucket| {
-            acc[pos + 1] += w(bucket);
-            cnt[pos + 1] += 1;
-        });
-        for i in 1..=n {
-            acc[i] += acc[i - 1];
-            cnt[i] += cnt[i - 1];
+        let w = |bucket: u32| table.get(bucket as usize).map_or(0, |&w| i64::from(w));
+        {
+            // Char n-grams come one position at a time, in order: sum a block
+            // in registers and store it when the next block starts.
+            let (mut slot, mut next, mut bw, mut bc) = (1usize, g, 0i64, 0u32);
+            for_each_char_position(b, p.bits, |pos, buckets| {
+                if pos == next {
+                    wsum[slot] = bw;
+                    csum[slot] = bc;
+                    (slot, next, bw, bc) = (slot + 1, next + g, 0, 0);
+                }
+                let x: i64 = buckets.iter().map(|&k| w(k)).sum();
+                bw += x;
+                bc += buckets.len() as u32;
+                if pos < last_start {
+                    before_w += x;
+                    before_c += buckets.len() as u32;
+                }
+            });
+            if n > 0 {
+                wsum[slot] = bw;
+                csum[slot] = bc;
+            }
         }
+        {
+            // Word events come in increasing position order too.
+            let (mut slot, mut next) = (1usize, g);
+            for_each_word_event(b, p.bits, |pos, bucket| {
+                while pos >= next {
+                    slot += 1;
+                    next += g;
+                }
+                let x = w(bucket);
+                wsum[slot] += x;
+                csum[slot] += 1;
+                if pos < last_start {
+                    before_w += x;
+                    before_c += 1;
+                }
+            });
+        }
+        for i in 1..slots {
+            wsum[i] += wsum[i - 1];
+            csum[i] += csum[i - 1];
+        }
+        let (total_w, total_c) = (wsum[slots - 1], csum[slots - 1]);
         let ctx = Context::new(text, flags);
-        let wins = windows(n, self.params);
+        let wins = windows(n, p);
+        let mut dense = ctx.dense_cursor();
         let mut best = (f32::NEG_INFINITY, (0, 0));
-        for &(s, e) in &wins {
-            let events = (cnt[e] - cnt[s]).max(1) as f32;
-            let ng = (acc[e] - acc[s]) as f32 * self.scale / events.sqrt();
-            let d = ctx.dense(s, e);
+        for (i, &(s, e)) in wins.iter().enumerate() {
+            let (ws, cs) = if i + 1 == wins.len() {
+                (total_w - before_w, total_c - before_c)
+            } else {
+                (wsum[e / g] - wsum[s / g], csum[e / g] - csum[s / g])
+            };
+            let events = cs.max(1) as f32;
+            let ng = ws as f32 * self.scale / events.sqrt();
+            let d = dense.dense(s, e);
             let dense: f32 = d.iter().zip(self.dense.iter()).map(|(x, w)| x * w).sum();
             let logit = self.bias + ng + dense;
             if logit > best.0 {
@@ -198,4 +252,11 @@ impl Model {
         let dense: f32 = w.dense.iter().zip(self.dense.iter()).map(|(x, w)| x * w).sum();
         self.bias + ng + dense
     }
+}
+
+fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
