@@ -68,18 +68,26 @@ pub fn for_each_event(text: &[u8], bits: u32, mut emit: impl FnMut(usize, u32)) 
     for_each_word_event(text, bits, emit);
 }
 
+/// Buckets of the byte 3-, 4- and 5-grams that start with the bytes `g`.
+#[inline(always)]
+pub fn char_ngram_buckets(g: [u8; 5], bits: u32) -> [u32; 3] {
+    let step = |h: u64, b: u8| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+    let h3 = step(step(step(CHAR_SEED, g[0]), g[1]), g[2]);
+    let h4 = step(h3, g[3]);
+    let h5 = step(h4, g[4]);
+    [bucket(h3, bits), bucket(h4, bits), bucket(h5, bits)]
+}
+
 /// Byte 3-, 4- and 5-grams starting at each position: `emit(position,
-/// buckets)` with up to three buckets (fewer near the end).
+/// buckets)` with up to three buckets (fewer near the end). Every position
+/// below `text.len() - 4` has all three, from [`char_ngram_buckets`].
 #[inline]
 pub fn for_each_char_position(text: &[u8], bits: u32, mut emit: impl FnMut(usize, &[u32])) {
     let n = text.len();
     let step = |h: u64, b: u8| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
     for (i, w) in text.windows(5).enumerate() {
         if let &[a, b, c, d, e] = w {
-            let h3 = step(step(step(CHAR_SEED, a), b), c);
-            let h4 = step(h3, d);
-            let h5 = step(h4, e);
-            emit(i, &[bucket(h3, bits), bucket(h4, bits), bucket(h5, bits)]);
+            emit(i, &char_ngram_buckets([a, b, c, d, e], bits));
         }
     }
     let mut i = n.saturating_sub(4);

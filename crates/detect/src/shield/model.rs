@@ -12,7 +12,9 @@
 //! scale, so a window's n-gram sum is exact integer arithmetic and the table
 //! (512 KiB at 18 bits) stays in a core's L2 cache.
 
-use super::features::{for_each_char_position, for_each_word_event, windows, Context, Params, WindowFeatures, DENSE};
+use super::features::{
+    char_ngram_buckets, for_each_char_position, for_each_word_event, windows, Context, Params, WindowFeatures, DENSE,
+};
 use super::normalize::Flags;
 
 const MAGIC: &[u8; 4] = b"KWSH";
@@ -160,49 +162,58 @@ impl Model {
     /// `window` long, so its bounds are multiples of `g = gcd(window, stride)`:
     /// the n-gram weights and event counts are summed per block of `g` positions
     /// (32 with the shipped shape) and each window is read off prefix sums over
-    /// the blocks. The last window (which ends at the text's end) is the total
-    /// minus what lies before its start. All sums are exact integers, so this
-    /// gives the same numbers as summing each window's events one by one.
+    /// the blocks. The last window (which ends at the text's end) is summed on
+    /// its own. All sums are exact integers, so this gives the same numbers as
+    /// summing each window's events one by one.
     pub fn max_logit(&self, text: &str, flags: Flags) -> (f32, (usize, usize), usize) {
         let b = text.as_bytes();
         let n = b.len();
         let p = self.params;
         let g = gcd(p.window as usize, (p.stride as usize).max(1)).max(1);
-        // Events at positions < last_start are also summed apart, for the last window.
+        // The last window's events are summed apart.
         let last_start = n.saturating_sub(p.window as usize);
         // Block k (positions k*g .. k*g+g) is summed into slot k + 1; the
         // prefix pass below turns slot k into the sum of all blocks before k.
         let slots = n / g + 2;
         let mut wsum = vec![0i64; slots];
         let mut csum = vec![0u32; slots];
-        let (mut before_w, mut before_c) = (0i64, 0u32);
+        let (mut last_w, mut last_c) = (0i64, 0u32);
         let table = &self.ngram[..];
         let w = |bucket: u32| table.get(bucket as usize).map_or(0, |&w| i64::from(w));
-        {
-            // Char n-grams come one position at a time, in order: sum a block
-            // in registers and store it when the next block starts.
-            let (mut slot, mut next, mut bw, mut bc) = (1usize, g, 0i64, 0u32);
-            for_each_char_position(b, p.bits, |pos, buckets| {
-                if pos == next {
-                    wsum[slot] = bw;
-                    csum[slot] = bc;
-                    (slot, next, bw, bc) = (slot + 1, next + g, 0, 0);
+        // Char n-grams. Positions below `full` have all three lengths: sum them
+        // per block in a tight loop. With a full-size table (always, for a
+        // parsed file) `bucket < 2^bits` indexes it without a fallback.
+        let full = if n >= 5 { n - 4 } else { 0 };
+        let mask = (1usize << p.bits) - 1;
+        let exact = table.get(..=mask);
+        for (k, slot) in (0..full).step_by(g).zip(1..) {
+            let hi = (k + g).min(full);
+            let mut sum = 0i64;
+            for q in b[k..hi + 4].windows(5) {
+                if let &[a0, a1, a2, a3, a4] = q {
+                    let ks = char_ngram_buckets([a0, a1, a2, a3, a4], p.bits);
+                    sum += match exact {
+                        Some(t) => ks.iter().map(|&k| i64::from(t[k as usize & mask])).sum::<i64>(),
+                        None => ks.iter().map(|&k| w(k)).sum::<i64>(),
+                    };
                 }
-                let x: i64 = buckets.iter().map(|&k| w(k)).sum();
-                bw += x;
-                bc += buckets.len() as u32;
-                if pos < last_start {
-                    before_w += x;
-                    before_c += buckets.len() as u32;
-                }
-            });
-            if n > 0 {
-                wsum[slot] = bw;
-                csum[slot] = bc;
             }
+            wsum[slot] = sum;
+            csum[slot] = 3 * (hi - k) as u32;
         }
+        // The last four positions (fewer lengths fit), and the last window's char n-grams.
+        let tail = n.saturating_sub(4);
+        for_each_char_position(&b[tail..], p.bits, |pos, buckets| {
+            let slot = (tail + pos) / g + 1;
+            wsum[slot] += buckets.iter().map(|&k| w(k)).sum::<i64>();
+            csum[slot] += buckets.len() as u32;
+        });
+        for_each_char_position(&b[last_start..], p.bits, |_, buckets| {
+            last_w += buckets.iter().map(|&k| w(k)).sum::<i64>();
+            last_c += buckets.len() as u32;
+        });
         {
-            // Word events come in increasing position order too.
+            // Word events come in increasing position order.
             let (mut slot, mut next) = (1usize, g);
             for_each_word_event(b, p.bits, |pos, bucket| {
                 while pos >= next {
@@ -212,9 +223,9 @@ impl Model {
                 let x = w(bucket);
                 wsum[slot] += x;
                 csum[slot] += 1;
-                if pos < last_start {
-                    before_w += x;
-                    before_c += 1;
+                if pos >= last_start {
+                    last_w += x;
+                    last_c += 1;
                 }
             });
         }
@@ -222,14 +233,13 @@ impl Model {
             wsum[i] += wsum[i - 1];
             csum[i] += csum[i - 1];
         }
-        let (total_w, total_c) = (wsum[slots - 1], csum[slots - 1]);
         let ctx = Context::new(text, flags);
         let wins = windows(n, p);
         let mut dense = ctx.dense_cursor();
         let mut best = (f32::NEG_INFINITY, (0, 0));
         for (i, &(s, e)) in wins.iter().enumerate() {
             let (ws, cs) = if i + 1 == wins.len() {
-                (total_w - before_w, total_c - before_c)
+                (last_w, last_c)
             } else {
                 (wsum[e / g] - wsum[s / g], csum[e / g] - csum[s / g])
             };

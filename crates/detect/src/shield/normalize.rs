@@ -265,14 +265,62 @@ struct Candidates {
     percent: bool,
 }
 
+/// Byte classes for the scans below, one bit each.
+const C_B64: u8 = 1; // base64 alphabet (see `is_b64_byte`)
+const C_BIN: u8 = 2; // '0' or '1'
+const C_LETTER: u8 = 4; // ASCII letter
+const C_DIGIT: u8 = 8; // ASCII digit
+const C_LEET: u8 = 16; // '@', '$', '!', '|': leet symbols that make a token not plain
+const C_SPACE: u8 = 32; // ASCII whitespace as `u8::is_ascii_whitespace` (token separators)
+const C_ODD: u8 = 64; // vertical tab or a non-ASCII byte: the token may hold other whitespace
+
+const fn byte_class(b: u8) -> u8 {
+    let mut c = 0;
+    if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=') {
+        c |= C_B64;
+    }
+    if b == b'0' || b == b'1' {
+        c |= C_BIN;
+    }
+    if b.is_ascii_alphabetic() {
+        c |= C_LETTER;
+    }
+    if b.is_ascii_digit() {
+        c |= C_DIGIT;
+    }
+    if matches!(b, b'@' | b'$' | b'!' | b'|') {
+        c |= C_LEET;
+    }
+    if b.is_ascii_whitespace() {
+        c |= C_SPACE;
+    }
+    if b == 0x0b || b >= 0x80 {
+        c |= C_ODD;
+    }
+    c
+}
+
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = byte_class(i as u8);
+        i += 1;
+    }
+    t
+};
+
 fn candidates(b: &[u8]) -> Candidates {
     let mut c = Candidates::default();
     let (mut run, mut bits, mut escapes) = (0usize, 0usize, 0usize);
+    let (mut long_run, mut long_bits) = (false, false);
     for (i, &x) in b.iter().enumerate() {
-        run = if is_b64_byte(x) { run + 1 } else { 0 };
-        bits = if x == b'0' || x == b'1' { bits + 1 } else { 0 };
-        c.base64_or_hex |= run >= MIN_ENCODED_RUN;
-        c.binary |= bits >= 8;
+        let class = CLASS[usize::from(x)];
+        // Branch-free run lengths: reset to zero by masking.
+        run = (run + 1) & 0usize.wrapping_sub(usize::from(class & C_B64));
+        bits = (bits + 1) & 0usize.wrapping_sub(usize::from((class & C_BIN) >> 1));
+        long_run |= run >= MIN_ENCODED_RUN;
+        long_bits |= bits >= 8;
         if x == b'%'
             && b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
             && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
@@ -280,6 +328,8 @@ fn candidates(b: &[u8]) -> Candidates {
             escapes += 1;
         }
     }
+    c.base64_or_hex = long_run;
+    c.binary = long_bits;
     c.percent = escapes >= 3;
     c
 }
@@ -504,11 +554,46 @@ pub fn fold(s: &str) -> (String, bool) {
     };
     // Split on ASCII whitespace bytes (fast), then split the rare token that
     // holds other whitespace (vertical tab, U+2028, ...) by `char::is_whitespace`.
-    for tok in s.split_ascii_whitespace() {
-        if tok.bytes().any(|b| b == 0x0b || b >= 0x80) && tok.chars().any(char::is_whitespace) {
-            for t in tok.split(char::is_whitespace).filter(|t| !t.is_empty()) {
-                f.token(t);
+    // One pass over each token's bytes classifies it; a plain ASCII token (see
+    // `plain_ascii_token`, which this must agree with) is copied in lowercase
+    // without going through `Folder::token`.
+    let b = s.as_bytes();
+    let n = b.len();
+    let mut i = 0;
+    while i < n {
+        if CLASS[usize::from(b[i])] & C_SPACE != 0 {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let (mut any, mut letters) = (0u8, 0usize);
+        while i < n {
+            let c = CLASS[usize::from(b[i])];
+            if c & C_SPACE != 0 {
+                break;
             }
+            any |= c;
+            letters += usize::from(c & C_LETTER != 0);
+            i += 1;
+        }
+        // Both ends are at ASCII bytes (or the text's ends), so at char boundaries.
+        let tok = &s[start..i];
+        if any & C_ODD != 0 {
+            if tok.chars().any(char::is_whitespace) {
+                for t in tok.split(char::is_whitespace).filter(|t| !t.is_empty()) {
+                    f.token(t);
+                }
+            } else {
+                f.token(tok);
+            }
+            continue;
+        }
+        let tb = tok.as_bytes();
+        let single = tb.len() == 1 && any & C_LETTER != 0;
+        let separated = tb.len() >= 7 && matches!(tb[1], b'.' | b'-' | b'_' | b'*' | b'/');
+        let plain = !(single || any & C_LEET != 0 || separated || letters >= 2 && any & C_DIGIT != 0);
+        if plain {
+            f.plain(tok);
         } else {
             f.token(tok);
         }
@@ -527,16 +612,24 @@ struct Folder {
 }
 
 impl Folder {
+    /// Append a token that [`plain_ascii_token`] accepts: only its case changes.
+    #[inline]
+    fn plain(&mut self, tok: &str) {
+        if !self.singles.is_empty() {
+            flush_singles(&mut self.out, &mut self.singles);
+        }
+        if !self.out.is_empty() {
+            self.out.push(' ');
+        }
+        let at = self.out.len();
+        self.out.push_str(tok);
+        self.out.as_mut_str()[at..].make_ascii_lowercase();
+    }
+
     fn token(&mut self, tok: &str) {
         // Fast path: a plain ASCII word has nothing to fold but its case.
         if plain_ascii_token(tok.as_bytes()) {
-            flush_singles(&mut self.out, &mut self.singles);
-            if !self.out.is_empty() {
-                self.out.push(' ');
-            }
-            let at = self.out.len();
-            self.out.push_str(tok);
-            self.out.as_mut_str()[at..].make_ascii_lowercase();
+            self.plain(tok);
             return;
         }
         let word = &mut self.word;
