@@ -383,6 +383,7 @@ static MATCHER: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
 pub fn warm_up() {
     LazyLock::force(&MATCHER);
     LazyLock::force(&LN_1P);
+    super::normalize::warm_up();
 }
 
 fn boundary_before(text: &[u8], start: usize) -> bool {

@@ -19,7 +19,9 @@
 //! whitespace-delimited chunks that need it, so the common case stays fast.
 
 use std::borrow::Cow;
-use unicode_normalization::UnicodeNormalization;
+use std::sync::LazyLock;
+use unicode_normalization::char::canonical_combining_class;
+use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
 
 /// Word that replaces an encoded run whose decoded text is scored separately.
 pub const ENC_MARKER: &str = "encpayload";
@@ -104,6 +106,45 @@ fn is_invisible(c: char) -> bool {
     )
 }
 
+fn is_tag(c: char) -> bool {
+    ('\u{E0000}'..='\u{E007F}').contains(&c)
+}
+
+/// Per-character facts about the Basic Multilingual Plane, read from the
+/// Unicode tables once so that the common case needs no table search.
+struct BmpTable {
+    /// NFKC quick check says Yes and the canonical combining class is 0: in
+    /// `is_nfkc_quick` such a character acts like ASCII (it cannot make the
+    /// answer No or Maybe, and it resets the combining-class order).
+    nfkc_trivial: Vec<u64>,
+    /// `char::to_lowercase` gives the character itself.
+    lower_same: Vec<u64>,
+}
+
+static BMP: LazyLock<BmpTable> = LazyLock::new(|| {
+    let mut t = BmpTable { nfkc_trivial: vec![0; 1024], lower_same: vec![0; 1024] };
+    for c in (0u32..0x10000).filter_map(char::from_u32) {
+        let (word, bit) = ((c as usize) >> 6, 1u64 << (c as u32 & 63));
+        if is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes && canonical_combining_class(c) == 0 {
+            t.nfkc_trivial[word] |= bit;
+        }
+        let mut lower = c.to_lowercase();
+        if lower.next() == Some(c) && lower.next().is_none() {
+            t.lower_same[word] |= bit;
+        }
+    }
+    t
+});
+
+fn bmp_bit(bits: &[u64], c: char) -> bool {
+    bits.get((c as usize) >> 6).is_some_and(|w| w >> (c as u32 & 63) & 1 == 1)
+}
+
+/// Build the per-character tables now rather than on the first non-ASCII text.
+pub fn warm_up() {
+    LazyLock::force(&BMP);
+}
+
 /// Pass 1: remove invisibles, decode tag characters, NFKC. Returns whether any
 /// invisible or tag character was seen.
 ///
@@ -114,42 +155,81 @@ pub fn clean(input: &str) -> (Cow<'_, str>, bool) {
     if input.is_ascii() {
         return (Cow::Borrowed(input), false);
     }
-    let is_tag = |c: char| ('\u{E0000}'..='\u{E007F}').contains(&c);
-    let invisible = input.chars().any(|c| c >= '\u{AD}' && (is_invisible(c) || is_tag(c)));
-    let visible: Cow<'_, str> = if invisible {
-        Cow::Owned(
-            input
-                .chars()
-                .filter_map(|c| {
-                    let cp = c as u32;
-                    if (0xE0020..=0xE007E).contains(&cp) {
-                        char::from_u32(cp - 0xE0000)
-                    } else if is_invisible(c) || is_tag(c) {
-                        None
-                    } else {
-                        Some(c)
-                    }
-                })
-                .collect(),
-        )
-    } else {
-        Cow::Borrowed(input)
-    };
-    let quick = |s: &str| {
-        s.is_ascii() || unicode_normalization::is_nfkc_quick(s.chars()) == unicode_normalization::IsNormalized::Yes
-    };
-    if quick(&visible) {
-        return (visible, invisible);
+    let (visible, invisible) = drop_invisible(input);
+    match nfkc_chunks(&visible) {
+        Some(out) => (Cow::Owned(out), invisible),
+        None => (visible, invisible),
     }
-    let mut out = String::with_capacity(visible.len() + 16);
-    for chunk in visible.split_inclusive(|c: char| c.is_ascii_whitespace()) {
-        if quick(chunk) {
-            out.push_str(chunk);
-        } else {
-            out.extend(chunk.nfkc().filter(|c| !is_invisible(*c)));
+}
+
+/// The character that starts at byte `i` of `s` (a char boundary).
+fn char_at(s: &str, i: usize) -> char {
+    s[i..].chars().next().unwrap_or('\0')
+}
+
+/// Drop invisible and tag characters, except that tags U+E0020..U+E007E
+/// become the ASCII they hide. Copies only when something is dropped.
+fn drop_invisible(input: &str) -> (Cow<'_, str>, bool) {
+    let b = input.as_bytes();
+    let mut out: Option<String> = None;
+    let (mut copied, mut i) = (0usize, 0usize);
+    while let Some(off) = b[i..].iter().position(|&x| x >= 0x80) {
+        i += off;
+        let c = char_at(input, i);
+        let next = i + c.len_utf8();
+        if c >= '\u{AD}' && (is_invisible(c) || is_tag(c)) {
+            let o = out.get_or_insert_with(|| String::with_capacity(input.len()));
+            o.push_str(&input[copied..i]);
+            let cp = c as u32;
+            if let Some(a) = (0xE0020..=0xE007E).contains(&cp).then(|| char::from_u32(cp - 0xE0000)).flatten() {
+                o.push(a);
+            }
+            copied = next;
         }
+        i = next;
     }
-    (Cow::Owned(out), invisible)
+    match out {
+        Some(mut o) => {
+            o.push_str(&input[copied..]);
+            (Cow::Owned(o), true)
+        }
+        None => (Cow::Borrowed(input), false),
+    }
+}
+
+/// NFKC on each chunk (split after ASCII whitespace) that is not already NFKC
+/// by the quick check; `None` when no chunk needs it. A chunk is only checked
+/// when it holds a character that is not trivially NFKC (see [`BmpTable`]).
+fn nfkc_chunks(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let n = b.len();
+    let trivial = &BMP.nfkc_trivial;
+    let mut out: Option<String> = None;
+    let (mut copied, mut i) = (0usize, 0usize);
+    while let Some(off) = b[i..].iter().position(|&x| x >= 0x80) {
+        i += off;
+        let c = char_at(s, i);
+        if bmp_bit(trivial, c) {
+            i += c.len_utf8();
+            continue;
+        }
+        // The chunk around `i`: from just after the previous ASCII whitespace
+        // to just after the next one (what `split_inclusive` would yield).
+        let start = b[..i].iter().rposition(u8::is_ascii_whitespace).map_or(0, |p| p + 1);
+        let end = b[i..].iter().position(u8::is_ascii_whitespace).map_or(n, |p| i + p + 1);
+        let chunk = &s[start..end];
+        if is_nfkc_quick(chunk.chars()) != IsNormalized::Yes {
+            let o = out.get_or_insert_with(|| String::with_capacity(n + 16));
+            o.push_str(&s[copied..start]);
+            o.extend(chunk.nfkc().filter(|c| !is_invisible(*c)));
+            copied = end;
+        }
+        i = end;
+    }
+    out.map(|mut o| {
+        o.push_str(&s[copied..]);
+        o
+    })
 }
 
 fn is_b64_byte(b: u8) -> bool {
@@ -634,9 +714,12 @@ impl Folder {
         }
         let word = &mut self.word;
         word.clear();
+        let lower_same = &BMP.lower_same;
         for c in tok.chars() {
             if c.is_ascii() {
                 word.push(c.to_ascii_lowercase());
+            } else if bmp_bit(lower_same, c) {
+                word.push(c);
             } else {
                 word.extend(c.to_lowercase());
             }
@@ -696,10 +779,13 @@ fn flush_singles(out: &mut String, singles: &mut Vec<char>) {
 }
 
 fn fold_homoglyphs(word: &mut [char]) -> bool {
-    let has_latin = word.iter().any(char::is_ascii_alphabetic);
-    let letters = word.iter().filter(|c| c.is_alphabetic()).count();
+    // Cheapest test first: most non-Latin words hold no look-alike at all.
     let foldable = word.iter().filter(|&&c| homoglyph(c).is_some()).count();
-    if foldable == 0 || !(has_latin || foldable == letters) {
+    if foldable == 0 {
+        return false;
+    }
+    let has_latin = word.iter().any(char::is_ascii_alphabetic);
+    if !has_latin && foldable != word.iter().filter(|c| c.is_alphabetic()).count() {
         return false;
     }
     for c in word.iter_mut() {
