@@ -461,6 +461,11 @@ impl Context {
         self.dense_from(from, start, end)
     }
 
+    /// The dense features of a window without lexicon hits (only the flags count).
+    pub fn dense_without_hits(&self) -> [f32; DENSE] {
+        self.dense_from(self.hits.len(), 0, 0)
+    }
+
     /// A reader of dense features for windows whose starts never decrease
     /// (as [`windows`] yields them): it finds the first hit of each window by
     /// moving forward instead of searching.
@@ -501,13 +506,15 @@ pub struct DenseCursor<'a> {
 }
 
 impl DenseCursor<'_> {
-    /// The dense features of `[start, end)`; `start` must not be below the previous call's.
-    pub fn dense(&mut self, start: usize, end: usize) -> [f32; DENSE] {
+    /// The dense features of `[start, end)`, or `None` when no lexicon hit lies
+    /// in it (the features are then [`Context::dense_without_hits`]); `start`
+    /// must not be below the previous call's.
+    pub fn dense(&mut self, start: usize, end: usize) -> Option<[f32; DENSE]> {
         let hits = &self.ctx.hits;
         while self.from < hits.len() && hits[self.from].0 < start {
             self.from += 1;
         }
-        self.ctx.dense_from(self.from, start, end)
+        hits.get(self.from).is_some_and(|h| h.0 < end).then(|| self.ctx.dense_from(self.from, start, end))
     }
 }
 

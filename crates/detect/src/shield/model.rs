@@ -236,6 +236,10 @@ impl Model {
         let ctx = Context::new(text, flags);
         let wins = windows(n, p);
         let mut dense = ctx.dense_cursor();
+        let dot = |d: [f32; DENSE]| -> f32 { d.iter().zip(self.dense.iter()).map(|(x, w)| x * w).sum() };
+        // Most windows hold no lexicon hit; their dense features, and so their
+        // dense term, are all the same.
+        let no_hits = dot(ctx.dense_without_hits());
         let mut best = (f32::NEG_INFINITY, (0, 0));
         for (i, &(s, e)) in wins.iter().enumerate() {
             let (ws, cs) = if i + 1 == wins.len() {
@@ -245,8 +249,10 @@ impl Model {
             };
             let events = cs.max(1) as f32;
             let ng = ws as f32 * self.scale / events.sqrt();
-            let d = dense.dense(s, e);
-            let dense: f32 = d.iter().zip(self.dense.iter()).map(|(x, w)| x * w).sum();
+            let dense = match dense.dense(s, e) {
+                Some(d) => dot(d),
+                None => no_hits,
+            };
             let logit = self.bias + ng + dense;
             if logit > best.0 {
                 best = (logit, (s, e));

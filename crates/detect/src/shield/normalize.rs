@@ -390,28 +390,52 @@ static CLASS: [u8; 256] = {
     t
 };
 
+/// Is there a run of at least `min` consecutive bytes of class `class`? Any
+/// such run covers one of the positions `min - 1, 2 * min - 1, ...`, so only
+/// those are probed, each by measuring the run around it.
+fn has_run(b: &[u8], class: u8, min: usize) -> bool {
+    let is = |x: &u8| CLASS[usize::from(*x)] & class != 0;
+    let mut p = min - 1;
+    while p < b.len() {
+        if is(&b[p]) {
+            let left = b[..p].iter().rev().take(min - 1).take_while(|x| is(x)).count();
+            let right = b[p + 1..].iter().take(min - 1 - left).take_while(|x| is(x)).count();
+            if left + 1 + right >= min {
+                return true;
+            }
+        }
+        p += min;
+    }
+    false
+}
+
 fn candidates(b: &[u8]) -> Candidates {
-    let mut c = Candidates::default();
-    let (mut run, mut bits, mut escapes) = (0usize, 0usize, 0usize);
-    let (mut long_run, mut long_bits) = (false, false);
-    for (i, &x) in b.iter().enumerate() {
-        let class = CLASS[usize::from(x)];
-        // Branch-free run lengths: reset to zero by masking.
-        run = (run + 1) & 0usize.wrapping_sub(usize::from(class & C_B64));
-        bits = (bits + 1) & 0usize.wrapping_sub(usize::from((class & C_BIN) >> 1));
-        long_run |= run >= MIN_ENCODED_RUN;
-        long_bits |= bits >= 8;
-        if x == b'%'
-            && b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-            && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
-        {
-            escapes += 1;
+    Candidates {
+        base64_or_hex: has_run(b, C_B64, MIN_ENCODED_RUN),
+        binary: has_run(b, C_BIN, 8),
+        percent: count_escapes(b, 3) >= 3,
+    }
+}
+
+/// Number of `%XX` escapes (both digits inside the text) in `b`, counting up to
+/// `max`. Stretches without '%' are skipped with `contains` (a word-at-a-time search).
+fn count_escapes(b: &[u8], max: usize) -> usize {
+    let mut count = 0;
+    for (k, chunk) in b.chunks(64).enumerate() {
+        if !chunk.contains(&b'%') {
+            continue;
+        }
+        for (j, _) in chunk.iter().enumerate().filter(|(_, &x)| x == b'%') {
+            let i = 64 * k + j;
+            if b.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit) {
+                count += 1;
+                if count >= max {
+                    return count;
+                }
+            }
         }
     }
-    c.base64_or_hex = long_run;
-    c.binary = long_bits;
-    c.percent = escapes >= 3;
-    c
+    count
 }
 
 fn extract_encoded<'a>(s: &'a str, payloads: &mut Vec<String>) -> Cow<'a, str> {
@@ -634,9 +658,10 @@ pub fn fold(s: &str) -> (String, bool) {
     };
     // Split on ASCII whitespace bytes (fast), then split the rare token that
     // holds other whitespace (vertical tab, U+2028, ...) by `char::is_whitespace`.
-    // One pass over each token's bytes classifies it; a plain ASCII token (see
-    // `plain_ascii_token`, which this must agree with) is copied in lowercase
-    // without going through `Folder::token`.
+    // One pass over each token's bytes classifies it and, when no single
+    // letters are pending, already appends it in lowercase: a plain ASCII token
+    // (see `plain_ascii_token`, which this must agree with) is then done, any
+    // other is taken back out and goes through `Folder::token`.
     let b = s.as_bytes();
     let n = b.len();
     let mut i = 0;
@@ -646,34 +671,42 @@ pub fn fold(s: &str) -> (String, bool) {
             continue;
         }
         let start = i;
+        let at = f.out.len();
+        let written = f.singles.is_empty();
+        if written && at > 0 {
+            f.out.push(' ');
+        }
         let (mut any, mut letters) = (0u8, 0usize);
         while i < n {
-            let c = CLASS[usize::from(b[i])];
+            let x = b[i];
+            let c = CLASS[usize::from(x)];
             if c & C_SPACE != 0 {
                 break;
             }
             any |= c;
             letters += usize::from(c & C_LETTER != 0);
+            if written && c & C_ODD == 0 {
+                f.out.push(char::from(x.to_ascii_lowercase()));
+            }
             i += 1;
         }
         // Both ends are at ASCII bytes (or the text's ends), so at char boundaries.
         let tok = &s[start..i];
-        if any & C_ODD != 0 {
-            if tok.chars().any(char::is_whitespace) {
-                for t in tok.split(char::is_whitespace).filter(|t| !t.is_empty()) {
-                    f.token(t);
-                }
-            } else {
-                f.token(tok);
-            }
-            continue;
-        }
         let tb = tok.as_bytes();
         let single = tb.len() == 1 && any & C_LETTER != 0;
         let separated = tb.len() >= 7 && matches!(tb[1], b'.' | b'-' | b'_' | b'*' | b'/');
-        let plain = !(single || any & C_LEET != 0 || separated || letters >= 2 && any & C_DIGIT != 0);
+        let plain = !(any & (C_ODD | C_LEET) != 0 || single || separated || letters >= 2 && any & C_DIGIT != 0);
         if plain {
-            f.plain(tok);
+            if !written {
+                f.plain(tok);
+            }
+            continue;
+        }
+        f.out.truncate(at);
+        if any & C_ODD != 0 && tok.chars().any(char::is_whitespace) {
+            for t in tok.split(char::is_whitespace).filter(|t| !t.is_empty()) {
+                f.token(t);
+            }
         } else {
             f.token(tok);
         }
