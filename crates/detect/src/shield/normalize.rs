@@ -119,10 +119,12 @@ struct BmpTable {
     nfkc_trivial: Vec<u64>,
     /// `char::to_lowercase` gives the character itself.
     lower_same: Vec<u64>,
+    /// `char::is_alphabetic`.
+    alphabetic: Vec<u64>,
 }
 
 static BMP: LazyLock<BmpTable> = LazyLock::new(|| {
-    let mut t = BmpTable { nfkc_trivial: vec![0; 1024], lower_same: vec![0; 1024] };
+    let mut t = BmpTable { nfkc_trivial: vec![0; 1024], lower_same: vec![0; 1024], alphabetic: vec![0; 1024] };
     for c in (0u32..0x10000).filter_map(char::from_u32) {
         let (word, bit) = ((c as usize) >> 6, 1u64 << (c as u32 & 63));
         if is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes && canonical_combining_class(c) == 0 {
@@ -132,12 +134,27 @@ static BMP: LazyLock<BmpTable> = LazyLock::new(|| {
         if lower.next() == Some(c) && lower.next().is_none() {
             t.lower_same[word] |= bit;
         }
+        if c.is_alphabetic() {
+            t.alphabetic[word] |= bit;
+        }
     }
     t
 });
 
 fn bmp_bit(bits: &[u64], c: char) -> bool {
     bits.get((c as usize) >> 6).is_some_and(|w| w >> (c as u32 & 63) & 1 == 1)
+}
+
+/// `char::is_alphabetic`, from [`BmpTable`] in the BMP (the std lookup
+/// searches a table for every non-ASCII character).
+fn is_alphabetic(c: char) -> bool {
+    if c.is_ascii() {
+        c.is_ascii_alphabetic()
+    } else if (c as u32) < 0x10000 {
+        bmp_bit(&BMP.alphabetic, c)
+    } else {
+        c.is_alphabetic()
+    }
 }
 
 /// Build the per-character tables now rather than on the first non-ASCII text.
@@ -762,7 +779,7 @@ impl Folder {
         }
         self.obfuscated |= fold_leet(word);
         join_separated(word);
-        if word.len() == 1 && word[0].is_alphabetic() {
+        if word.len() == 1 && is_alphabetic(word[0]) {
             self.singles.push(word[0]);
             return;
         }
@@ -818,7 +835,7 @@ fn fold_homoglyphs(word: &mut [char]) -> bool {
         return false;
     }
     let has_latin = word.iter().any(char::is_ascii_alphabetic);
-    if !has_latin && foldable != word.iter().filter(|c| c.is_alphabetic()).count() {
+    if !has_latin && foldable != word.iter().filter(|&&c| is_alphabetic(c)).count() {
         return false;
     }
     for c in word.iter_mut() {
@@ -879,7 +896,7 @@ fn join_separated(word: &mut Vec<char>) {
     let body: &[char] =
         if word.len() & 1 == 0 && word[word.len() - 1] == sep { &word[..word.len() - 1] } else { &word[..] };
     let ok = body.len() & 1 == 1
-        && body.iter().enumerate().all(|(i, &c)| if i % 2 == 0 { c.is_alphabetic() } else { c == sep });
+        && body.iter().enumerate().all(|(i, &c)| if i % 2 == 0 { is_alphabetic(c) } else { c == sep });
     if ok {
         let joined: Vec<char> = body.iter().step_by(2).copied().collect();
         *word = joined;
