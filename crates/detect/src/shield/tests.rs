@@ -575,6 +575,55 @@ fn normalize_matches_reference_on_edge_cases() {
     }
 }
 
+/// Word events as `for_each_word_event` produced them before it was optimised
+/// (a loop per word); the constants are the ones in `features.rs`.
+fn reference_word_events(text: &[u8], bits: u32) -> Vec<(usize, u32)> {
+    const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+    const WORD_SEED: u64 = 0x84222325_cbf29ce4;
+    const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+    let bucket = |h: u64| (h.wrapping_mul(GOLDEN) >> (64 - bits)) as u32;
+    let is_word_byte = |b: u8| b.is_ascii_alphanumeric() || b >= 0x80;
+    let mut out = Vec::new();
+    let (n, mut prev, mut i) = (text.len(), 0u64, 0);
+    while i < n {
+        if !is_word_byte(text[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut h = WORD_SEED;
+        while i < n && is_word_byte(text[i]) {
+            h = (h ^ u64::from(text[i])).wrapping_mul(FNV_PRIME);
+            i += 1;
+        }
+        out.push((start, bucket(h)));
+        if prev != 0 {
+            out.push((start, bucket((prev.rotate_left(29) ^ h).wrapping_mul(FNV_PRIME) ^ 0x5bd1_e995)));
+        }
+        prev = h;
+    }
+    out
+}
+
+#[test]
+fn word_events_match_reference_on_long_texts() {
+    // Long enough for several pieces; words that straddle piece and half cuts;
+    // one word longer than a piece.
+    let mut texts: Vec<String> = vec![
+        "Lorem ipsum, dolor sit amet; 42 x-y_z \u{00e9}t\u{00e9} 会议 ".repeat(300),
+        format!("{} tail", "a".repeat(10_000)),
+        format!("head {} tail {}", "b".repeat(5_000), "c ".repeat(3_000)),
+        " ".repeat(9_000),
+        "w".repeat(9_000),
+    ];
+    texts.push(texts.concat());
+    for t in &texts {
+        let mut got = Vec::new();
+        super::features::for_each_word_event(t.as_bytes(), 18, |p, b| got.push((p, b)));
+        assert_eq!(got, reference_word_events(t.as_bytes(), 18), "text of {} bytes", t.len());
+    }
+}
+
 /// A model with pseudo-random weights, so every bucket counts.
 fn noisy_model(params: Params, seed: u64) -> Model {
     let mut x = seed | 1;
@@ -624,6 +673,14 @@ proptest! {
     fn normalize_matches_reference_on_any_chars(chars in proptest::collection::vec(any::<char>(), 0..300)) {
         let s: String = chars.into_iter().collect();
         prop_assert_eq!(normalize(&s), super::normalize_ref::normalize(&s), "input {:?}", s);
+    }
+
+    #[test]
+    fn word_events_match_reference(parts in proptest::collection::vec(0usize..1000, 0..400)) {
+        let s = glue(&parts);
+        let mut got = Vec::new();
+        super::features::for_each_word_event(s.as_bytes(), 14, |p, b| got.push((p, b)));
+        prop_assert_eq!(got, reference_word_events(s.as_bytes(), 14));
     }
 
     #[test]
