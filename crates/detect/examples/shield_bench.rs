@@ -54,7 +54,12 @@ fn large(args: &[String]) -> Result<(), Box<dyn Error>> {
     let reps: usize = args.get(2).map_or(Ok(15), |s| s.parse())?;
     let len = (mib * 1048576.0) as usize;
     let kinds: Vec<&str> = if which == "all" { vec!["prose", "mixed", "tricky"] } else { vec![which] };
+    let t = Instant::now();
     let shield = Shield::builtin()?;
+    println!(
+        "Shield::builtin (parse weights, build keyword automaton and character tables): {:.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     for kind in kinds {
         let text = match kind {
             "prose" => synth::prose(len, 1),
