@@ -14,8 +14,8 @@
 //!   normalisation had to undo (invisible characters, look-alikes, leetspeak).
 //!
 //! Because the n-gram part is additive, the scorer needs no per-window vector:
-//! it keeps prefix sums of weights and event counts per byte position and reads
-//! each window off them in O(1).
+//! it keeps prefix sums of weights and event counts per block of positions
+//! (window bounds fall on block bounds) and reads each window off them in O(1).
 
 use super::normalize::{Flags, ENC_MARKER};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
