@@ -8,8 +8,19 @@
 //! concatenated `text` fields of FILE.jsonl, or from a built-in mix of prose,
 //! HTML, code and non-Latin text. Each segment is scored 20 times; the median
 //! and 99th percentile of all timings are printed, in microseconds.
+//!
+//! ```text
+//! cargo run --release -p keyward-detect --example shield_bench -- large [prose|mixed|tricky|all [MIB [REPS]]]
+//! ```
+//! Large-text mode: the fast stage on one synthetic text of MIB mebibytes
+//! (default 1; prose, a mix of HTML/code/CSV/non-Latin text, or normalisation
+//! tricks), scored REPS times (default 15); prints the median and the best
+//! time in ns per input byte, for the whole fast stage and for normalisation alone.
 
-use keyward_detect::shield::{metrics, DeepMode, Pipeline, Shield};
+#[path = "common/synth.rs"]
+mod synth;
+
+use keyward_detect::shield::{metrics, normalize, DeepMode, Pipeline, Shield};
 use std::error::Error;
 use std::time::Instant;
 
@@ -37,7 +48,53 @@ fn segments(text: &str) -> Vec<String> {
     out
 }
 
+fn large(args: &[String]) -> Result<(), Box<dyn Error>> {
+    let which = args.first().map_or("all", String::as_str);
+    let mib: f64 = args.get(1).map_or(Ok(1.0), |s| s.parse())?;
+    let reps: usize = args.get(2).map_or(Ok(15), |s| s.parse())?;
+    let len = (mib * 1048576.0) as usize;
+    let kinds: Vec<&str> = if which == "all" { vec!["prose", "mixed", "tricky"] } else { vec![which] };
+    let t = Instant::now();
+    let shield = Shield::builtin()?;
+    println!(
+        "Shield::builtin (parse weights, build keyword automaton and character tables): {:.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    for kind in kinds {
+        let text = match kind {
+            "prose" => synth::prose(len, 1),
+            "mixed" => synth::mixed(len, 2),
+            "tricky" => synth::tricky(len, 3),
+            other => return Err(format!("unknown text kind {other:?}").into()),
+        };
+        let mut sink = shield.score(&text).logit; // warm-up
+        let (mut total, mut norm) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
+        for _ in 0..reps {
+            let t = Instant::now();
+            let n = normalize(&text);
+            let t_norm = t.elapsed().as_secs_f64();
+            sink += shield.score_normalized(&n).logit;
+            total.push(t.elapsed().as_secs_f64() * 1e9 / text.len() as f64);
+            norm.push(t_norm * 1e9 / text.len() as f64);
+        }
+        let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+        println!(
+            "large {kind}: {} bytes x {reps}: fast stage median {:.2} ns/byte (best {:.2}), of which normalise median {:.2} ns/byte (best {:.2}) (checksum {sink:.3})",
+            text.len(),
+            metrics::percentile(&total, 0.5),
+            min(&total),
+            metrics::percentile(&norm, 0.5),
+            min(&norm),
+        );
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "large") {
+        return large(&args[1..]);
+    }
     let corpus = match std::env::args().nth(1).filter(|p| !p.is_empty()) {
         Some(path) => {
             let mut all = String::new();

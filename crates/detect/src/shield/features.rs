@@ -14,8 +14,8 @@
 //!   normalisation had to undo (invisible characters, look-alikes, leetspeak).
 //!
 //! Because the n-gram part is additive, the scorer needs no per-window vector:
-//! it keeps prefix sums of weights and event counts per byte position and reads
-//! each window off them in O(1).
+//! it keeps prefix sums of weights and event counts per block of positions
+//! (window bounds fall on block bounds) and reads each window off them in O(1).
 
 use super::normalize::{Flags, ENC_MARKER};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
@@ -68,18 +68,26 @@ pub fn for_each_event(text: &[u8], bits: u32, mut emit: impl FnMut(usize, u32)) 
     for_each_word_event(text, bits, emit);
 }
 
+/// Buckets of the byte 3-, 4- and 5-grams that start with the bytes `g`.
+#[inline(always)]
+pub fn char_ngram_buckets(g: [u8; 5], bits: u32) -> [u32; 3] {
+    let step = |h: u64, b: u8| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+    let h3 = step(step(step(CHAR_SEED, g[0]), g[1]), g[2]);
+    let h4 = step(h3, g[3]);
+    let h5 = step(h4, g[4]);
+    [bucket(h3, bits), bucket(h4, bits), bucket(h5, bits)]
+}
+
 /// Byte 3-, 4- and 5-grams starting at each position: `emit(position,
-/// buckets)` with up to three buckets (fewer near the end).
+/// buckets)` with up to three buckets (fewer near the end). Every position
+/// below `text.len() - 4` has all three, from [`char_ngram_buckets`].
 #[inline]
 pub fn for_each_char_position(text: &[u8], bits: u32, mut emit: impl FnMut(usize, &[u32])) {
     let n = text.len();
     let step = |h: u64, b: u8| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
     for (i, w) in text.windows(5).enumerate() {
         if let &[a, b, c, d, e] = w {
-            let h3 = step(step(step(CHAR_SEED, a), b), c);
-            let h4 = step(h3, d);
-            let h5 = step(h4, e);
-            emit(i, &[bucket(h3, bits), bucket(h4, bits), bucket(h5, bits)]);
+            emit(i, &char_ngram_buckets([a, b, c, d, e], bits));
         }
     }
     let mut i = n.saturating_sub(4);
@@ -374,6 +382,8 @@ static MATCHER: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
 /// Build the keyword automaton now rather than on the first score.
 pub fn warm_up() {
     LazyLock::force(&MATCHER);
+    LazyLock::force(&LN_1P);
+    super::normalize::warm_up();
 }
 
 fn boundary_before(text: &[u8], start: usize) -> bool {
@@ -447,17 +457,35 @@ impl Context {
 
     /// The dense features of the window `[start, end)`.
     pub fn dense(&self, start: usize, end: usize) -> [f32; DENSE] {
-        let mut c = [0u32; CATS];
         let from = self.hits.partition_point(|h| h.0 < start);
+        self.dense_from(from, start, end)
+    }
+
+    /// The dense features of a window without lexicon hits (only the flags count).
+    pub fn dense_without_hits(&self) -> [f32; DENSE] {
+        self.dense_from(self.hits.len(), 0, 0)
+    }
+
+    /// A reader of dense features for windows whose starts never decrease
+    /// (as [`windows`] yields them): it finds the first hit of each window by
+    /// moving forward instead of searching.
+    pub fn dense_cursor(&self) -> DenseCursor<'_> {
+        DenseCursor { ctx: self, from: 0 }
+    }
+
+    /// The dense features of `[start, end)`, given the index of the first hit at or after `start`.
+    fn dense_from(&self, from: usize, start: usize, end: usize) -> [f32; DENSE] {
+        let mut c = [0u32; CATS];
         for &(pos, cat) in &self.hits[from..] {
             if pos >= end {
                 break;
             }
+            debug_assert!(pos >= start);
             c[cat as usize] += 1;
         }
         let mut d = [0f32; DENSE];
         for (k, &n) in c.iter().enumerate() {
-            d[k] = (n as f32).ln_1p();
+            d[k] = ln_1p_count(n);
         }
         let has = |cat: Cat| c[cat as usize] > 0;
         let both = |a: bool, b: bool| if a && b { 1.0 } else { 0.0 };
@@ -468,6 +496,36 @@ impl Context {
         d[14] = if self.flags.invisible { 1.0 } else { 0.0 };
         d[15] = if self.flags.obfuscated { 1.0 } else { 0.0 };
         d
+    }
+}
+
+/// See [`Context::dense_cursor`].
+pub struct DenseCursor<'a> {
+    ctx: &'a Context,
+    from: usize,
+}
+
+impl DenseCursor<'_> {
+    /// The dense features of `[start, end)`, or `None` when no lexicon hit lies
+    /// in it (the features are then [`Context::dense_without_hits`]); `start`
+    /// must not be below the previous call's.
+    pub fn dense(&mut self, start: usize, end: usize) -> Option<[f32; DENSE]> {
+        let hits = &self.ctx.hits;
+        while self.from < hits.len() && hits[self.from].0 < start {
+            self.from += 1;
+        }
+        hits.get(self.from).is_some_and(|h| h.0 < end).then(|| self.ctx.dense_from(self.from, start, end))
+    }
+}
+
+/// `ln(1 + n)` of small counts, computed once (the same `f32::ln_1p` values).
+static LN_1P: LazyLock<[f32; 64]> = LazyLock::new(|| std::array::from_fn(|n| (n as f32).ln_1p()));
+
+#[inline]
+fn ln_1p_count(n: u32) -> f32 {
+    match LN_1P.get(n as usize) {
+        Some(&v) => v,
+        None => (n as f32).ln_1p(),
     }
 }
 

@@ -167,4 +167,6 @@ impl Shield {
 #[cfg(test)]
 mod deep_tests;
 #[cfg(test)]
+mod normalize_ref;
+#[cfg(test)]
 mod tests;

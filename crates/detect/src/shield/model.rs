@@ -12,7 +12,9 @@
 //! scale, so a window's n-gram sum is exact integer arithmetic and the table
 //! (512 KiB at 18 bits) stays in a core's L2 cache.
 
-use super::features::{for_each_char_position, for_each_word_event, windows, Context, Params, WindowFeatures, DENSE};
+use super::features::{
+    char_ngram_buckets, for_each_char_position, for_each_word_event, windows, Context, Params, WindowFeatures, DENSE,
+};
 use super::normalize::Flags;
 
 const MAGIC: &[u8; 4] = b"KWSH";
@@ -155,34 +157,102 @@ impl Model {
     }
 
     /// Highest window logit of a normalised text, and the window it came from.
+    ///
+    /// Every window but the last starts at a multiple of `stride` and is
+    /// `window` long, so its bounds are multiples of `g = gcd(window, stride)`:
+    /// the n-gram weights and event counts are summed per block of `g` positions
+    /// (32 with the shipped shape) and each window is read off prefix sums over
+    /// the blocks. The last window (which ends at the text's end) is summed on
+    /// its own. All sums are exact integers, so this gives the same numbers as
+    /// summing each window's events one by one.
     pub fn max_logit(&self, text: &str, flags: Flags) -> (f32, (usize, usize), usize) {
         let b = text.as_bytes();
         let n = b.len();
-        // Per-position sums, turned into prefix sums below.
-        let mut acc = vec![0i32; n + 1];
-        let mut cnt = vec![0u32; n + 1];
+        let p = self.params;
+        let g = gcd(p.window as usize, (p.stride as usize).max(1)).max(1);
+        // The last window's events are summed apart.
+        let last_start = n.saturating_sub(p.window as usize);
+        // Block k (positions k*g .. k*g+g) is summed into slot k + 1; the
+        // prefix pass below turns slot k into the sum of all blocks before k.
+        let slots = n / g + 2;
+        let mut wsum = vec![0i64; slots];
+        let mut csum = vec![0u32; slots];
+        let (mut last_w, mut last_c) = (0i64, 0u32);
         let table = &self.ngram[..];
-        let w = |bucket: u32| table.get(bucket as usize).map_or(0, |&w| i32::from(w));
-        for_each_char_position(b, self.params.bits, |pos, buckets| {
-            acc[pos + 1] = buckets.iter().map(|&k| w(k)).sum();
-            cnt[pos + 1] = buckets.len() as u32;
+        let w = |bucket: u32| table.get(bucket as usize).map_or(0, |&w| i64::from(w));
+        // Char n-grams. Positions below `full` have all three lengths: sum them
+        // per block in a tight loop. With a full-size table (always, for a
+        // parsed file) `bucket < 2^bits` indexes it without a fallback.
+        let full = if n >= 5 { n - 4 } else { 0 };
+        let mask = (1usize << p.bits) - 1;
+        let exact = table.get(..=mask);
+        for (k, slot) in (0..full).step_by(g).zip(1..) {
+            let hi = (k + g).min(full);
+            let mut sum = 0i64;
+            for q in b[k..hi + 4].windows(5) {
+                if let &[a0, a1, a2, a3, a4] = q {
+                    let ks = char_ngram_buckets([a0, a1, a2, a3, a4], p.bits);
+                    sum += match exact {
+                        Some(t) => ks.iter().map(|&k| i64::from(t[k as usize & mask])).sum::<i64>(),
+                        None => ks.iter().map(|&k| w(k)).sum::<i64>(),
+                    };
+                }
+            }
+            wsum[slot] = sum;
+            csum[slot] = 3 * (hi - k) as u32;
+        }
+        // The last four positions (fewer lengths fit), and the last window's char n-grams.
+        let tail = n.saturating_sub(4);
+        for_each_char_position(&b[tail..], p.bits, |pos, buckets| {
+            let slot = (tail + pos) / g + 1;
+            wsum[slot] += buckets.iter().map(|&k| w(k)).sum::<i64>();
+            csum[slot] += buckets.len() as u32;
         });
-        for_each_word_event(b, self.params.bits, |pos, bucket| {
-            acc[pos + 1] += w(bucket);
-            cnt[pos + 1] += 1;
+        for_each_char_position(&b[last_start..], p.bits, |_, buckets| {
+            last_w += buckets.iter().map(|&k| w(k)).sum::<i64>();
+            last_c += buckets.len() as u32;
         });
-        for i in 1..=n {
-            acc[i] += acc[i - 1];
-            cnt[i] += cnt[i - 1];
+        {
+            // Word events come in increasing position order.
+            let (mut slot, mut next) = (1usize, g);
+            for_each_word_event(b, p.bits, |pos, bucket| {
+                while pos >= next {
+                    slot += 1;
+                    next += g;
+                }
+                let x = w(bucket);
+                wsum[slot] += x;
+                csum[slot] += 1;
+                if pos >= last_start {
+                    last_w += x;
+                    last_c += 1;
+                }
+            });
+        }
+        for i in 1..slots {
+            wsum[i] += wsum[i - 1];
+            csum[i] += csum[i - 1];
         }
         let ctx = Context::new(text, flags);
-        let wins = windows(n, self.params);
+        let wins = windows(n, p);
+        let mut dense = ctx.dense_cursor();
+        let dot = |d: [f32; DENSE]| -> f32 { d.iter().zip(self.dense.iter()).map(|(x, w)| x * w).sum() };
+        // Most windows hold no lexicon hit; their dense features, and so their
+        // dense term, are all the same.
+        let no_hits = dot(ctx.dense_without_hits());
         let mut best = (f32::NEG_INFINITY, (0, 0));
-        for &(s, e) in &wins {
-            let events = (cnt[e] - cnt[s]).max(1) as f32;
-            let ng = (acc[e] - acc[s]) as f32 * self.scale / events.sqrt();
-            let d = ctx.dense(s, e);
-            let dense: f32 = d.iter().zip(self.dense.iter()).map(|(x, w)| x * w).sum();
+        for (i, &(s, e)) in wins.iter().enumerate() {
+            let (ws, cs) = if i + 1 == wins.len() {
+                (last_w, last_c)
+            } else {
+                (wsum[e / g] - wsum[s / g], csum[e / g] - csum[s / g])
+            };
+            let events = cs.max(1) as f32;
+            let ng = ws as f32 * self.scale / events.sqrt();
+            let dense = match dense.dense(s, e) {
+                Some(d) => dot(d),
+                None => no_hits,
+            };
             let logit = self.bias + ng + dense;
             if logit > best.0 {
                 best = (logit, (s, e));
@@ -198,4 +268,11 @@ impl Model {
         let dense: f32 = w.dense.iter().zip(self.dense.iter()).map(|(x, w)| x * w).sum();
         self.bias + ng + dense
     }
+}
+
+fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }

@@ -19,7 +19,9 @@
 //! whitespace-delimited chunks that need it, so the common case stays fast.
 
 use std::borrow::Cow;
-use unicode_normalization::UnicodeNormalization;
+use std::sync::LazyLock;
+use unicode_normalization::char::canonical_combining_class;
+use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
 
 /// Word that replaces an encoded run whose decoded text is scored separately.
 pub const ENC_MARKER: &str = "encpayload";
@@ -104,6 +106,62 @@ fn is_invisible(c: char) -> bool {
     )
 }
 
+fn is_tag(c: char) -> bool {
+    ('\u{E0000}'..='\u{E007F}').contains(&c)
+}
+
+/// Per-character facts about the Basic Multilingual Plane, read from the
+/// Unicode tables once so that the common case needs no table search.
+struct BmpTable {
+    /// NFKC quick check says Yes and the canonical combining class is 0: in
+    /// `is_nfkc_quick` such a character acts like ASCII (it cannot make the
+    /// answer No or Maybe, and it resets the combining-class order).
+    nfkc_trivial: Vec<u64>,
+    /// `char::to_lowercase` gives the character itself.
+    lower_same: Vec<u64>,
+    /// `char::is_alphabetic`.
+    alphabetic: Vec<u64>,
+}
+
+static BMP: LazyLock<BmpTable> = LazyLock::new(|| {
+    let mut t = BmpTable { nfkc_trivial: vec![0; 1024], lower_same: vec![0; 1024], alphabetic: vec![0; 1024] };
+    for c in (0u32..0x10000).filter_map(char::from_u32) {
+        let (word, bit) = ((c as usize) >> 6, 1u64 << (c as u32 & 63));
+        if is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes && canonical_combining_class(c) == 0 {
+            t.nfkc_trivial[word] |= bit;
+        }
+        let mut lower = c.to_lowercase();
+        if lower.next() == Some(c) && lower.next().is_none() {
+            t.lower_same[word] |= bit;
+        }
+        if c.is_alphabetic() {
+            t.alphabetic[word] |= bit;
+        }
+    }
+    t
+});
+
+fn bmp_bit(bits: &[u64], c: char) -> bool {
+    bits.get((c as usize) >> 6).is_some_and(|w| w >> (c as u32 & 63) & 1 == 1)
+}
+
+/// `char::is_alphabetic`, from [`BmpTable`] in the BMP (the std lookup
+/// searches a table for every non-ASCII character).
+fn is_alphabetic(c: char) -> bool {
+    if c.is_ascii() {
+        c.is_ascii_alphabetic()
+    } else if (c as u32) < 0x10000 {
+        bmp_bit(&BMP.alphabetic, c)
+    } else {
+        c.is_alphabetic()
+    }
+}
+
+/// Build the per-character tables now rather than on the first non-ASCII text.
+pub fn warm_up() {
+    LazyLock::force(&BMP);
+}
+
 /// Pass 1: remove invisibles, decode tag characters, NFKC. Returns whether any
 /// invisible or tag character was seen.
 ///
@@ -114,42 +172,81 @@ pub fn clean(input: &str) -> (Cow<'_, str>, bool) {
     if input.is_ascii() {
         return (Cow::Borrowed(input), false);
     }
-    let is_tag = |c: char| ('\u{E0000}'..='\u{E007F}').contains(&c);
-    let invisible = input.chars().any(|c| c >= '\u{AD}' && (is_invisible(c) || is_tag(c)));
-    let visible: Cow<'_, str> = if invisible {
-        Cow::Owned(
-            input
-                .chars()
-                .filter_map(|c| {
-                    let cp = c as u32;
-                    if (0xE0020..=0xE007E).contains(&cp) {
-                        char::from_u32(cp - 0xE0000)
-                    } else if is_invisible(c) || is_tag(c) {
-                        None
-                    } else {
-                        Some(c)
-                    }
-                })
-                .collect(),
-        )
-    } else {
-        Cow::Borrowed(input)
-    };
-    let quick = |s: &str| {
-        s.is_ascii() || unicode_normalization::is_nfkc_quick(s.chars()) == unicode_normalization::IsNormalized::Yes
-    };
-    if quick(&visible) {
-        return (visible, invisible);
+    let (visible, invisible) = drop_invisible(input);
+    match nfkc_chunks(&visible) {
+        Some(out) => (Cow::Owned(out), invisible),
+        None => (visible, invisible),
     }
-    let mut out = String::with_capacity(visible.len() + 16);
-    for chunk in visible.split_inclusive(|c: char| c.is_ascii_whitespace()) {
-        if quick(chunk) {
-            out.push_str(chunk);
-        } else {
-            out.extend(chunk.nfkc().filter(|c| !is_invisible(*c)));
+}
+
+/// The character that starts at byte `i` of `s` (a char boundary).
+fn char_at(s: &str, i: usize) -> char {
+    s[i..].chars().next().unwrap_or('\0')
+}
+
+/// Drop invisible and tag characters, except that tags U+E0020..U+E007E
+/// become the ASCII they hide. Copies only when something is dropped.
+fn drop_invisible(input: &str) -> (Cow<'_, str>, bool) {
+    let b = input.as_bytes();
+    let mut out: Option<String> = None;
+    let (mut copied, mut i) = (0usize, 0usize);
+    while let Some(off) = b[i..].iter().position(|&x| x >= 0x80) {
+        i += off;
+        let c = char_at(input, i);
+        let next = i + c.len_utf8();
+        if c >= '\u{AD}' && (is_invisible(c) || is_tag(c)) {
+            let o = out.get_or_insert_with(|| String::with_capacity(input.len()));
+            o.push_str(&input[copied..i]);
+            let cp = c as u32;
+            if let Some(a) = (0xE0020..=0xE007E).contains(&cp).then(|| char::from_u32(cp - 0xE0000)).flatten() {
+                o.push(a);
+            }
+            copied = next;
         }
+        i = next;
     }
-    (Cow::Owned(out), invisible)
+    match out {
+        Some(mut o) => {
+            o.push_str(&input[copied..]);
+            (Cow::Owned(o), true)
+        }
+        None => (Cow::Borrowed(input), false),
+    }
+}
+
+/// NFKC on each chunk (split after ASCII whitespace) that is not already NFKC
+/// by the quick check; `None` when no chunk needs it. A chunk is only checked
+/// when it holds a character that is not trivially NFKC (see [`BmpTable`]).
+fn nfkc_chunks(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let n = b.len();
+    let trivial = &BMP.nfkc_trivial;
+    let mut out: Option<String> = None;
+    let (mut copied, mut i) = (0usize, 0usize);
+    while let Some(off) = b[i..].iter().position(|&x| x >= 0x80) {
+        i += off;
+        let c = char_at(s, i);
+        if bmp_bit(trivial, c) {
+            i += c.len_utf8();
+            continue;
+        }
+        // The chunk around `i`: from just after the previous ASCII whitespace
+        // to just after the next one (what `split_inclusive` would yield).
+        let start = b[..i].iter().rposition(u8::is_ascii_whitespace).map_or(0, |p| p + 1);
+        let end = b[i..].iter().position(u8::is_ascii_whitespace).map_or(n, |p| i + p + 1);
+        let chunk = &s[start..end];
+        if is_nfkc_quick(chunk.chars()) != IsNormalized::Yes {
+            let o = out.get_or_insert_with(|| String::with_capacity(n + 16));
+            o.push_str(&s[copied..start]);
+            o.extend(chunk.nfkc().filter(|c| !is_invisible(*c)));
+            copied = end;
+        }
+        i = end;
+    }
+    out.map(|mut o| {
+        o.push_str(&s[copied..]);
+        o
+    })
 }
 
 fn is_b64_byte(b: u8) -> bool {
@@ -265,23 +362,97 @@ struct Candidates {
     percent: bool,
 }
 
+/// Byte classes for the scans below, one bit each.
+const C_B64: u8 = 1; // base64 alphabet (see `is_b64_byte`)
+const C_BIN: u8 = 2; // '0' or '1'
+const C_LETTER: u8 = 4; // ASCII letter
+const C_DIGIT: u8 = 8; // ASCII digit
+const C_LEET: u8 = 16; // '@', '$', '!', '|': leet symbols that make a token not plain
+const C_SPACE: u8 = 32; // ASCII whitespace as `u8::is_ascii_whitespace` (token separators)
+const C_ODD: u8 = 64; // vertical tab or a non-ASCII byte: the token may hold other whitespace
+
+const fn byte_class(b: u8) -> u8 {
+    let mut c = 0;
+    if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=') {
+        c |= C_B64;
+    }
+    if b == b'0' || b == b'1' {
+        c |= C_BIN;
+    }
+    if b.is_ascii_alphabetic() {
+        c |= C_LETTER;
+    }
+    if b.is_ascii_digit() {
+        c |= C_DIGIT;
+    }
+    if matches!(b, b'@' | b'$' | b'!' | b'|') {
+        c |= C_LEET;
+    }
+    if b.is_ascii_whitespace() {
+        c |= C_SPACE;
+    }
+    if b == 0x0b || b >= 0x80 {
+        c |= C_ODD;
+    }
+    c
+}
+
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = byte_class(i as u8);
+        i += 1;
+    }
+    t
+};
+
+/// Is there a run of at least `min` consecutive bytes of class `class`? Any
+/// such run covers one of the positions `min - 1, 2 * min - 1, ...`, so only
+/// those are probed, each by measuring the run around it.
+fn has_run(b: &[u8], class: u8, min: usize) -> bool {
+    let is = |x: &u8| CLASS[usize::from(*x)] & class != 0;
+    let mut p = min - 1;
+    while p < b.len() {
+        if is(&b[p]) {
+            let left = b[..p].iter().rev().take(min - 1).take_while(|x| is(x)).count();
+            let right = b[p + 1..].iter().take(min - 1 - left).take_while(|x| is(x)).count();
+            if left + 1 + right >= min {
+                return true;
+            }
+        }
+        p += min;
+    }
+    false
+}
+
 fn candidates(b: &[u8]) -> Candidates {
-    let mut c = Candidates::default();
-    let (mut run, mut bits, mut escapes) = (0usize, 0usize, 0usize);
-    for (i, &x) in b.iter().enumerate() {
-        run = if is_b64_byte(x) { run + 1 } else { 0 };
-        bits = if x == b'0' || x == b'1' { bits + 1 } else { 0 };
-        c.base64_or_hex |= run >= MIN_ENCODED_RUN;
-        c.binary |= bits >= 8;
-        if x == b'%'
-            && b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-            && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
-        {
-            escapes += 1;
+    Candidates {
+        base64_or_hex: has_run(b, C_B64, MIN_ENCODED_RUN),
+        binary: has_run(b, C_BIN, 8),
+        percent: count_escapes(b, 3) >= 3,
+    }
+}
+
+/// Number of `%XX` escapes (both digits inside the text) in `b`, counting up to
+/// `max`. Stretches without '%' are skipped with `contains` (a word-at-a-time search).
+fn count_escapes(b: &[u8], max: usize) -> usize {
+    let mut count = 0;
+    for (k, chunk) in b.chunks(64).enumerate() {
+        if !chunk.contains(&b'%') {
+            continue;
+        }
+        for (j, _) in chunk.iter().enumerate().filter(|(_, &x)| x == b'%') {
+            let i = 64 * k + j;
+            if b.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit) {
+                count += 1;
+                if count >= max {
+                    return count;
+                }
+            }
         }
     }
-    c.percent = escapes >= 3;
-    c
+    count
 }
 
 fn extract_encoded<'a>(s: &'a str, payloads: &mut Vec<String>) -> Cow<'a, str> {
@@ -504,8 +675,52 @@ pub fn fold(s: &str) -> (String, bool) {
     };
     // Split on ASCII whitespace bytes (fast), then split the rare token that
     // holds other whitespace (vertical tab, U+2028, ...) by `char::is_whitespace`.
-    for tok in s.split_ascii_whitespace() {
-        if tok.bytes().any(|b| b == 0x0b || b >= 0x80) && tok.chars().any(char::is_whitespace) {
+    // One pass over each token's bytes classifies it and, when no single
+    // letters are pending, already appends it in lowercase: a plain ASCII token
+    // (see `plain_ascii_token`, which this must agree with) is then done, any
+    // other is taken back out and goes through `Folder::token`.
+    let b = s.as_bytes();
+    let n = b.len();
+    let mut i = 0;
+    while i < n {
+        if CLASS[usize::from(b[i])] & C_SPACE != 0 {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let at = f.out.len();
+        let written = f.singles.is_empty();
+        if written && at > 0 {
+            f.out.push(' ');
+        }
+        let (mut any, mut letters) = (0u8, 0usize);
+        while i < n {
+            let x = b[i];
+            let c = CLASS[usize::from(x)];
+            if c & C_SPACE != 0 {
+                break;
+            }
+            any |= c;
+            letters += usize::from(c & C_LETTER != 0);
+            if written && c & C_ODD == 0 {
+                f.out.push(char::from(x.to_ascii_lowercase()));
+            }
+            i += 1;
+        }
+        // Both ends are at ASCII bytes (or the text's ends), so at char boundaries.
+        let tok = &s[start..i];
+        let tb = tok.as_bytes();
+        let single = tb.len() == 1 && any & C_LETTER != 0;
+        let separated = tb.len() >= 7 && matches!(tb[1], b'.' | b'-' | b'_' | b'*' | b'/');
+        let plain = !(any & (C_ODD | C_LEET) != 0 || single || separated || letters >= 2 && any & C_DIGIT != 0);
+        if plain {
+            if !written {
+                f.plain(tok);
+            }
+            continue;
+        }
+        f.out.truncate(at);
+        if any & C_ODD != 0 && tok.chars().any(char::is_whitespace) {
             for t in tok.split(char::is_whitespace).filter(|t| !t.is_empty()) {
                 f.token(t);
             }
@@ -527,23 +742,34 @@ struct Folder {
 }
 
 impl Folder {
+    /// Append a token that [`plain_ascii_token`] accepts: only its case changes.
+    #[inline]
+    fn plain(&mut self, tok: &str) {
+        if !self.singles.is_empty() {
+            flush_singles(&mut self.out, &mut self.singles);
+        }
+        if !self.out.is_empty() {
+            self.out.push(' ');
+        }
+        let at = self.out.len();
+        self.out.push_str(tok);
+        self.out.as_mut_str()[at..].make_ascii_lowercase();
+    }
+
     fn token(&mut self, tok: &str) {
         // Fast path: a plain ASCII word has nothing to fold but its case.
         if plain_ascii_token(tok.as_bytes()) {
-            flush_singles(&mut self.out, &mut self.singles);
-            if !self.out.is_empty() {
-                self.out.push(' ');
-            }
-            let at = self.out.len();
-            self.out.push_str(tok);
-            self.out.as_mut_str()[at..].make_ascii_lowercase();
+            self.plain(tok);
             return;
         }
         let word = &mut self.word;
         word.clear();
+        let lower_same = &BMP.lower_same;
         for c in tok.chars() {
             if c.is_ascii() {
                 word.push(c.to_ascii_lowercase());
+            } else if bmp_bit(lower_same, c) {
+                word.push(c);
             } else {
                 word.extend(c.to_lowercase());
             }
@@ -553,7 +779,7 @@ impl Folder {
         }
         self.obfuscated |= fold_leet(word);
         join_separated(word);
-        if word.len() == 1 && word[0].is_alphabetic() {
+        if word.len() == 1 && is_alphabetic(word[0]) {
             self.singles.push(word[0]);
             return;
         }
@@ -603,10 +829,13 @@ fn flush_singles(out: &mut String, singles: &mut Vec<char>) {
 }
 
 fn fold_homoglyphs(word: &mut [char]) -> bool {
-    let has_latin = word.iter().any(char::is_ascii_alphabetic);
-    let letters = word.iter().filter(|c| c.is_alphabetic()).count();
+    // Cheapest test first: most non-Latin words hold no look-alike at all.
     let foldable = word.iter().filter(|&&c| homoglyph(c).is_some()).count();
-    if foldable == 0 || !(has_latin || foldable == letters) {
+    if foldable == 0 {
+        return false;
+    }
+    let has_latin = word.iter().any(char::is_ascii_alphabetic);
+    if !has_latin && foldable != word.iter().filter(|&&c| is_alphabetic(c)).count() {
         return false;
     }
     for c in word.iter_mut() {
@@ -667,7 +896,7 @@ fn join_separated(word: &mut Vec<char>) {
     let body: &[char] =
         if word.len() & 1 == 0 && word[word.len() - 1] == sep { &word[..word.len() - 1] } else { &word[..] };
     let ok = body.len() & 1 == 1
-        && body.iter().enumerate().all(|(i, &c)| if i % 2 == 0 { c.is_alphabetic() } else { c == sep });
+        && body.iter().enumerate().all(|(i, &c)| if i % 2 == 0 { is_alphabetic(c) } else { c == sep });
     if ok {
         let joined: Vec<char> = body.iter().step_by(2).copied().collect();
         *word = joined;

@@ -456,3 +456,248 @@ proptest! {
         let _ = Model::from_bytes(&bytes);
     }
 }
+
+// ---- the optimised code against straightforward references -----------------
+
+/// Pieces that exercise every normalisation step, glued at random below.
+const PIECES: &[&str] = &[
+    "Ignore ",
+    "previous ",
+    "instructions",
+    " ",
+    "  ",
+    "\n",
+    "\t",
+    "\r\n",
+    "\u{0B}",
+    "\u{0C}",
+    "\u{A0}",
+    "\u{2028}",
+    "\u{3000}",
+    "a ",
+    "b ",
+    "c ",
+    "d ",
+    "i g n o r e ",
+    "i.g.n.o.r.e",
+    "i-g-n-o-r-e-",
+    "x_y_z_w",
+    "a*b*c*d",
+    "1gn0r3",
+    "pr3v10us",
+    "h3ll0!",
+    "p4$$w0rd",
+    "|gnore",
+    "wh@t",
+    "j0hn@ex4mple.com",
+    "https://h0st.example/x1y0",
+    "mp3",
+    "2024",
+    "sha256",
+    "\u{0456}gn\u{043E}r\u{0435}",
+    "Привет",
+    "мир",
+    "рос",
+    "ᴀᴅᴍɪɴ",
+    "αβγ",
+    "ο",
+    "ı",
+    "ＩＧＮＯＲＥ",
+    "𝐢𝐠𝐧𝐨𝐫𝐞",
+    "ﬁle",
+    "①",
+    "½",
+    "㎏",
+    "e\u{0301}",
+    "\u{0323}\u{0301}",
+    "ẛ\u{0323}",
+    "Å",
+    "K",
+    "İ",
+    "ß",
+    "中文",
+    "会議",
+    "🙂",
+    "👨\u{200D}👩",
+    "\u{200B}",
+    "\u{FEFF}",
+    "\u{202E}",
+    "\u{2066}",
+    "\u{FE0F}",
+    "\u{E0041}\u{E0020}\u{E0062}",
+    "\u{E0001}",
+    "\u{E007F}",
+    "\u{180E}",
+    "\u{AD}",
+    "SWdub3JlIGFsbCBwcmV2aW91cyBpbnN0cnVjdGlvbnM=",
+    "69676e6f726520616c6c20696e737472756374696f6e73",
+    "01001000 01101001 00100000 01110100 01101000 01100101 ",
+    "%69%67%6E%6F%72%65%20%61",
+    "+%41%42%43",
+    "U1dkdWIzSmxJR0ZzYkNCd2NtVjJhVzkxY3lCcGJuTjBjblZqZEdsdmJuTT0=",
+    "deadbeefdeadbeefdeadbeef",
+    "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+    "AAAAAAAAAAAAAAAAAAAAAAAA",
+    "<div class=\"x\">",
+    "</p>",
+    "x = f(y, 3);",
+    "id,name\n1,Ann",
+    "a/b/c/d/e",
+    "i*g*n*o*r*e",
+    "s.e.c.r.e.t.",
+    "a.b.c",
+    "ＡＢ\u{0301}",
+    "\u{1D173}",
+    "ﾊﾟ",
+    "\u{3164}",
+    ".",
+    "-",
+    "!",
+    "@",
+    "$",
+    "|",
+];
+
+fn glue(parts: &[usize]) -> String {
+    parts.iter().map(|&i| PIECES[i % PIECES.len()]).collect()
+}
+
+#[test]
+fn normalize_matches_reference_on_edge_cases() {
+    let mut cases: Vec<String> = PIECES.iter().map(|p| (*p).to_owned()).collect();
+    cases.push(PIECES.concat());
+    cases.push(PIECES.iter().rev().copied().collect::<Vec<_>>().join(" "));
+    cases.push(PIECES.join("\u{200B}"));
+    cases.push(PIECES.join("\u{E0020}"));
+    cases.push(String::new());
+    for c in &cases {
+        assert_eq!(normalize(c), super::normalize_ref::normalize(c), "input {c:?}");
+    }
+}
+
+/// Word events as `for_each_word_event` produced them before it was optimised
+/// (a loop per word); the constants are the ones in `features.rs`.
+fn reference_word_events(text: &[u8], bits: u32) -> Vec<(usize, u32)> {
+    const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+    const WORD_SEED: u64 = 0x84222325_cbf29ce4;
+    const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+    let bucket = |h: u64| (h.wrapping_mul(GOLDEN) >> (64 - bits)) as u32;
+    let is_word_byte = |b: u8| b.is_ascii_alphanumeric() || b >= 0x80;
+    let mut out = Vec::new();
+    let (n, mut prev, mut i) = (text.len(), 0u64, 0);
+    while i < n {
+        if !is_word_byte(text[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut h = WORD_SEED;
+        while i < n && is_word_byte(text[i]) {
+            h = (h ^ u64::from(text[i])).wrapping_mul(FNV_PRIME);
+            i += 1;
+        }
+        out.push((start, bucket(h)));
+        if prev != 0 {
+            out.push((start, bucket((prev.rotate_left(29) ^ h).wrapping_mul(FNV_PRIME) ^ 0x5bd1_e995)));
+        }
+        prev = h;
+    }
+    out
+}
+
+#[test]
+fn word_events_match_reference_on_long_texts() {
+    // Long enough for several pieces; words that straddle piece and half cuts;
+    // one word longer than a piece.
+    let mut texts: Vec<String> = vec![
+        "Lorem ipsum, dolor sit amet; 42 x-y_z \u{00e9}t\u{00e9} 会议 ".repeat(300),
+        format!("{} tail", "a".repeat(10_000)),
+        format!("head {} tail {}", "b".repeat(5_000), "c ".repeat(3_000)),
+        " ".repeat(9_000),
+        "w".repeat(9_000),
+    ];
+    texts.push(texts.concat());
+    for t in &texts {
+        let mut got = Vec::new();
+        super::features::for_each_word_event(t.as_bytes(), 18, |p, b| got.push((p, b)));
+        assert_eq!(got, reference_word_events(t.as_bytes(), 18), "text of {} bytes", t.len());
+    }
+}
+
+/// A model with pseudo-random weights, so every bucket counts.
+fn noisy_model(params: Params, seed: u64) -> Model {
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let ngram: Vec<f32> = (0..1usize << params.bits).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();
+    let dense: [f32; DENSE] = std::array::from_fn(|_| (next() % 2001) as f32 / 1000.0 - 1.0);
+    Model::from_float(params, 0.25, dense, &ngram, 0.5)
+}
+
+/// What `max_logit` computes, the slow way: each window's events summed on their own.
+fn reference_max_logit(m: &Model, text: &str, flags: Flags) -> (f32, (usize, usize), usize) {
+    let mut events = Vec::new();
+    for_each_event(text.as_bytes(), m.params.bits, |p, b| events.push((p, b)));
+    let ctx = Context::new(text, flags);
+    let wins = windows(text.len(), m.params);
+    let mut best = (f32::NEG_INFINITY, (0, 0));
+    for &(s, e) in &wins {
+        let inside = events.iter().filter(|(p, _)| *p >= s && *p < e);
+        let sum: i64 = inside.clone().map(|&(_, b)| i64::from(m.ngram[b as usize])).sum();
+        let count = inside.count().max(1) as f32;
+        let ng = sum as f32 * m.scale / count.sqrt();
+        let d = ctx.dense(s, e);
+        let dense: f32 = d.iter().zip(m.dense.iter()).map(|(x, w)| x * w).sum();
+        let logit = m.bias + ng + dense;
+        if logit > best.0 {
+            best = (logit, (s, e));
+        }
+    }
+    (best.0, best.1, wins.len())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn normalize_matches_reference(parts in proptest::collection::vec(0usize..1000, 0..60)) {
+        let s = glue(&parts);
+        prop_assert_eq!(normalize(&s), super::normalize_ref::normalize(&s), "input {:?}", s);
+    }
+
+    #[test]
+    fn normalize_matches_reference_on_any_chars(chars in proptest::collection::vec(any::<char>(), 0..300)) {
+        let s: String = chars.into_iter().collect();
+        prop_assert_eq!(normalize(&s), super::normalize_ref::normalize(&s), "input {:?}", s);
+    }
+
+    #[test]
+    fn word_events_match_reference(parts in proptest::collection::vec(0usize..1000, 0..400)) {
+        let s = glue(&parts);
+        let mut got = Vec::new();
+        super::features::for_each_word_event(s.as_bytes(), 14, |p, b| got.push((p, b)));
+        prop_assert_eq!(got, reference_word_events(s.as_bytes(), 14));
+    }
+
+    #[test]
+    fn max_logit_matches_per_window_reference(
+        parts in proptest::collection::vec(0usize..1000, 0..120),
+        shape in 0usize..5,
+        seed in any::<u64>(),
+    ) {
+        // The shipped shape (gcd 32), one with gcd 1, stride = window, tiny windows.
+        let (window, stride) = [(160, 64), (37, 10), (50, 50), (5, 3), (12, 8)][shape];
+        let m = noisy_model(Params { bits: 10, window, stride }, seed);
+        let n = normalize(&glue(&parts));
+        for (text, flags) in [(&n.text, n.flags), (&n.text, Flags { invisible: true, obfuscated: true })] {
+            let got = m.max_logit(text, flags);
+            let want = reference_max_logit(&m, text, flags);
+            prop_assert_eq!(got.0.to_bits(), want.0.to_bits(), "logit of {:?}", text);
+            prop_assert_eq!((got.1, got.2), (want.1, want.2));
+        }
+    }
+}
