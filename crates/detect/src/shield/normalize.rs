@@ -84,7 +84,7 @@ fn normalize_into(input: &str, depth: usize, out: &mut Normalized) {
 }
 
 /// Is this a character that renders as nothing (or only changes direction)?
-fn is_invisible(c: char) -> bool {
+pub(super) fn is_invisible(c: char) -> bool {
     matches!(c,
         '\u{00AD}'                      // soft hyphen
         | '\u{034F}'                    // combining grapheme joiner
@@ -249,11 +249,11 @@ fn nfkc_chunks(s: &str) -> Option<String> {
     })
 }
 
-fn is_b64_byte(b: u8) -> bool {
+pub(super) fn is_b64_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=')
 }
 
-fn b64_value(b: u8) -> Option<u32> {
+pub(super) fn b64_value(b: u8) -> Option<u32> {
     Some(match b {
         b'A'..=b'Z' => u32::from(b - b'A'),
         b'a'..=b'z' => u32::from(b - b'a') + 26,
@@ -289,7 +289,7 @@ pub fn decode_base64(s: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn hex_value(b: u8) -> Option<u8> {
+pub(super) fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),
@@ -326,7 +326,7 @@ pub fn decode_percent(s: &str) -> Option<String> {
 }
 
 /// Does decoded data read as text (valid UTF-8, mostly letters and spaces)?
-fn as_text(bytes: Vec<u8>) -> Option<String> {
+pub(super) fn as_text(bytes: Vec<u8>) -> Option<String> {
     let s = String::from_utf8(bytes).ok()?;
     let mut total = 0usize;
     let mut letters = 0usize;
@@ -342,7 +342,7 @@ fn as_text(bytes: Vec<u8>) -> Option<String> {
     (total >= 4 && bad == 0 && letters * 10 >= total * 7 && s.contains(' ')).then_some(s)
 }
 
-fn decode_run(run: &[u8]) -> Option<String> {
+pub(super) fn decode_run(run: &[u8]) -> Option<String> {
     let all_hex = run.iter().all(u8::is_ascii_hexdigit);
     if all_hex {
         if let Some(t) = decode_hex(run).and_then(as_text) {
@@ -556,7 +556,7 @@ fn extract_binary(s: &str, payloads: &mut Vec<String>) -> String {
     out
 }
 
-fn percent_tokens(s: &str) -> String {
+pub(super) fn percent_tokens(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for (i, tok) in s.split(' ').enumerate() {
         if i > 0 {
@@ -576,7 +576,7 @@ fn percent_tokens(s: &str) -> String {
 }
 
 /// Latin look-alike of a (lowercase) Cyrillic, Greek or other confusable letter.
-fn homoglyph(c: char) -> Option<char> {
+pub(super) fn homoglyph(c: char) -> Option<char> {
     Some(match c {
         // Cyrillic
         'а' => 'a',
@@ -648,7 +648,7 @@ fn homoglyph(c: char) -> Option<char> {
     })
 }
 
-fn leet(c: char) -> Option<char> {
+pub(super) fn leet(c: char) -> Option<char> {
     Some(match c {
         '0' => 'o',
         '1' | '!' | '|' => 'i',
@@ -791,7 +791,7 @@ impl Folder {
 /// An ASCII token that no folding step would change except for its case: not a
 /// single letter (those may be spaced-out words), no leet symbols, not letters
 /// mixed with digits, not `x.y.z`-style separated letters.
-fn plain_ascii_token(tb: &[u8]) -> bool {
+pub(super) fn plain_ascii_token(tb: &[u8]) -> bool {
     if !tb.is_ascii() || tb.len() == 1 && tb[0].is_ascii_alphabetic() {
         return false;
     }
@@ -810,14 +810,14 @@ fn plain_ascii_token(tb: &[u8]) -> bool {
     !(separated || letters >= 2 && digits)
 }
 
-fn push_word(out: &mut String, word: &[char]) {
+pub(super) fn push_word(out: &mut String, word: &[char]) {
     if !out.is_empty() {
         out.push(' ');
     }
     out.extend(word.iter());
 }
 
-fn flush_singles(out: &mut String, singles: &mut Vec<char>) {
+pub(super) fn flush_singles(out: &mut String, singles: &mut Vec<char>) {
     if singles.len() >= 4 {
         push_word(out, singles);
     } else {
@@ -848,7 +848,7 @@ fn fold_homoglyphs(word: &mut [char]) -> bool {
     has_latin
 }
 
-fn fold_leet(word: &mut [char]) -> bool {
+pub(super) fn fold_leet(word: &mut [char]) -> bool {
     let letters = word.iter().filter(|c| c.is_ascii_alphabetic()).count();
     if letters < 2 {
         return false;

@@ -1,10 +1,15 @@
 //! The normaliser as it was before it was optimised (commit 8ba5e74), kept
 //! as a test oracle: `normalize` here and in [`super::normalize`] must agree
-//! on every input (see `normalize_matches_reference` in `tests.rs`). Only the
-//! shared types come from the real module; everything else is the old code.
+//! on every input (see `normalize_matches_reference` in `tests.rs`). The
+//! shared types, and the leaf functions the optimisation left untouched
+//! (decoders, character maps, word output), come from the real module;
+//! everything else is the old code.
 #![allow(dead_code)]
 
-use super::normalize::{Normalized, ENC_MARKER};
+use super::normalize::{
+    as_text, decode_run, flush_singles, fold_leet, homoglyph, is_b64_byte, is_invisible, percent_tokens,
+    plain_ascii_token, push_word, Normalized, ENC_MARKER,
+};
 use std::borrow::Cow;
 use unicode_normalization::UnicodeNormalization;
 
@@ -43,29 +48,6 @@ fn normalize_into(input: &str, depth: usize, out: &mut Normalized) {
             normalize_into(&d, depth + 1, out);
         }
     }
-}
-
-/// Is this a character that renders as nothing (or only changes direction)?
-fn is_invisible(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}'                      // soft hyphen
-        | '\u{034F}'                    // combining grapheme joiner
-        | '\u{061C}'                    // arabic letter mark
-        | '\u{115F}' | '\u{1160}'       // hangul fillers
-        | '\u{17B4}' | '\u{17B5}'
-        | '\u{180B}'..='\u{180F}'       // mongolian variation selectors, vowel separator
-        | '\u{200B}'..='\u{200F}'       // zero-width space/joiners, LRM, RLM
-        | '\u{202A}'..='\u{202E}'       // bidi embeddings and overrides
-        | '\u{2060}'..='\u{206F}'       // word joiner, invisible operators, bidi isolates
-        | '\u{3164}'                    // hangul filler
-        | '\u{FE00}'..='\u{FE0F}'       // variation selectors
-        | '\u{FEFF}'                    // BOM / zero-width no-break space
-        | '\u{FFA0}'
-        | '\u{1D173}'..='\u{1D17A}'     // musical formatting
-        | '\u{E0000}'..='\u{E001F}'     // tag controls
-        | '\u{E007F}'
-        | '\u{E0100}'..='\u{E01EF}' // variation selectors supplement
-    )
 }
 
 /// Pass 1: remove invisibles, decode tag characters, NFKC. Returns whether any
@@ -114,109 +96,6 @@ pub fn clean(input: &str) -> (Cow<'_, str>, bool) {
         }
     }
     (Cow::Owned(out), invisible)
-}
-
-fn is_b64_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=')
-}
-
-fn b64_value(b: u8) -> Option<u32> {
-    Some(match b {
-        b'A'..=b'Z' => u32::from(b - b'A'),
-        b'a'..=b'z' => u32::from(b - b'a') + 26,
-        b'0'..=b'9' => u32::from(b - b'0') + 52,
-        b'+' | b'-' => 62,
-        b'/' | b'_' => 63,
-        _ => return None,
-    })
-}
-
-/// Decode standard or URL-safe base64, padding optional. `None` when a byte is
-/// outside the alphabet or the length cannot be base64.
-pub fn decode_base64(s: &[u8]) -> Option<Vec<u8>> {
-    let body = match s.iter().position(|&b| b == b'=') {
-        Some(p) if s[p..].iter().all(|&b| b == b'=') && s.len() - p <= 2 => &s[..p],
-        Some(_) => return None,
-        None => s,
-    };
-    if body.len() & 3 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(body.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0u32;
-    for &b in body {
-        acc = (acc << 6) | b64_value(b)?;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(((acc >> bits) & 0xFF) as u8);
-        }
-    }
-    Some(out)
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Decode a hex string of even length.
-pub fn decode_hex(s: &[u8]) -> Option<Vec<u8>> {
-    if s.len() & 1 != 0 {
-        return None;
-    }
-    s.chunks_exact(2).map(|p| Some(hex_value(p[0])? << 4 | hex_value(p[1])?)).collect()
-}
-
-/// Decode `%XX` escapes (and `+` as space). `None` if the result is not UTF-8.
-pub fn decode_percent(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex_value(b[i + 1]), hex_value(b[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
-/// Does decoded data read as text (valid UTF-8, mostly letters and spaces)?
-fn as_text(bytes: Vec<u8>) -> Option<String> {
-    let s = String::from_utf8(bytes).ok()?;
-    let mut total = 0usize;
-    let mut letters = 0usize;
-    let mut bad = 0usize;
-    for c in s.chars() {
-        total += 1;
-        if c.is_alphabetic() || c == ' ' {
-            letters += 1;
-        } else if c.is_control() && !matches!(c, '\n' | '\r' | '\t') {
-            bad += 1;
-        }
-    }
-    (total >= 4 && bad == 0 && letters * 10 >= total * 7 && s.contains(' ')).then_some(s)
-}
-
-fn decode_run(run: &[u8]) -> Option<String> {
-    let all_hex = run.iter().all(u8::is_ascii_hexdigit);
-    if all_hex {
-        if let Some(t) = decode_hex(run).and_then(as_text) {
-            return Some(t);
-        }
-    }
-    decode_base64(run).and_then(as_text)
 }
 
 /// Pass 2: cut base64/hex runs that decode to text out of `s` (pushing the
@@ -349,112 +228,6 @@ fn extract_binary(s: &str, payloads: &mut Vec<String>) -> String {
     out
 }
 
-fn percent_tokens(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for (i, tok) in s.split(' ').enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        let escapes = tok
-            .as_bytes()
-            .windows(3)
-            .filter(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
-            .count();
-        match (escapes >= 3).then(|| decode_percent(tok)).flatten() {
-            Some(d) => out.push_str(&d),
-            None => out.push_str(tok),
-        }
-    }
-    out
-}
-
-/// Latin look-alike of a (lowercase) Cyrillic, Greek or other confusable letter.
-fn homoglyph(c: char) -> Option<char> {
-    Some(match c {
-        // Cyrillic
-        'а' => 'a',
-        'в' => 'b',
-        'е' | 'ё' => 'e',
-        'к' => 'k',
-        'м' => 'm',
-        'н' | 'һ' => 'h',
-        'о' => 'o',
-        'р' => 'p',
-        'с' => 'c',
-        'т' => 't',
-        'у' | 'ү' => 'y',
-        'х' => 'x',
-        'ѕ' => 's',
-        'і' | 'ї' => 'i',
-        'ј' => 'j',
-        'ԁ' => 'd',
-        'ԛ' => 'q',
-        'ԝ' => 'w',
-        'ӏ' => 'l',
-        'ь' => 'b',
-        'ɡ' => 'g',
-        // Greek
-        'α' => 'a',
-        'β' => 'b',
-        'ε' => 'e',
-        'η' => 'n',
-        'ι' => 'i',
-        'κ' => 'k',
-        'ν' => 'v',
-        'ο' => 'o',
-        'ρ' => 'p',
-        'τ' => 't',
-        'υ' => 'u',
-        'χ' => 'x',
-        'γ' => 'y',
-        'ω' => 'w',
-        'ζ' => 'z',
-        // Latin extensions and small capitals
-        'ı' => 'i',
-        'ȷ' => 'j',
-        'ɑ' => 'a',
-        'ɩ' => 'i',
-        'ᴀ' => 'a',
-        'ʙ' => 'b',
-        'ᴄ' => 'c',
-        'ᴅ' => 'd',
-        'ᴇ' => 'e',
-        'ɢ' => 'g',
-        'ʜ' => 'h',
-        'ɪ' => 'i',
-        'ᴊ' => 'j',
-        'ᴋ' => 'k',
-        'ʟ' => 'l',
-        'ᴍ' => 'm',
-        'ɴ' => 'n',
-        'ᴏ' => 'o',
-        'ᴘ' => 'p',
-        'ʀ' => 'r',
-        'ꜱ' => 's',
-        'ᴛ' => 't',
-        'ᴜ' => 'u',
-        'ᴠ' => 'v',
-        'ᴡ' => 'w',
-        'ʏ' => 'y',
-        'ᴢ' => 'z',
-        _ => return None,
-    })
-}
-
-fn leet(c: char) -> Option<char> {
-    Some(match c {
-        '0' => 'o',
-        '1' | '!' | '|' => 'i',
-        '3' => 'e',
-        '4' | '@' => 'a',
-        '5' | '$' => 's',
-        '7' => 't',
-        '8' => 'b',
-        '9' => 'g',
-        _ => return None,
-    })
-}
-
 /// Pass 3: lowercase, fold look-alikes and leetspeak inside words, join spaced
 /// letters, collapse whitespace. Returns the text and whether anything inside
 /// a word was folded.
@@ -526,46 +299,6 @@ impl Folder {
     }
 }
 
-/// An ASCII token that no folding step would change except for its case: not a
-/// single letter (those may be spaced-out words), no leet symbols, not letters
-/// mixed with digits, not `x.y.z`-style separated letters.
-fn plain_ascii_token(tb: &[u8]) -> bool {
-    if !tb.is_ascii() || tb.len() == 1 && tb[0].is_ascii_alphabetic() {
-        return false;
-    }
-    let mut letters = 0usize;
-    let mut digits = false;
-    for &b in tb {
-        if b.is_ascii_alphabetic() {
-            letters += 1;
-        } else if b.is_ascii_digit() {
-            digits = true;
-        } else if matches!(b, b'@' | b'$' | b'!' | b'|') {
-            return false;
-        }
-    }
-    let separated = tb.len() >= 7 && matches!(tb[1], b'.' | b'-' | b'_' | b'*' | b'/');
-    !(separated || letters >= 2 && digits)
-}
-
-fn push_word(out: &mut String, word: &[char]) {
-    if !out.is_empty() {
-        out.push(' ');
-    }
-    out.extend(word.iter());
-}
-
-fn flush_singles(out: &mut String, singles: &mut Vec<char>) {
-    if singles.len() >= 4 {
-        push_word(out, singles);
-    } else {
-        for &c in singles.iter() {
-            push_word(out, &[c]);
-        }
-    }
-    singles.clear();
-}
-
 fn fold_homoglyphs(word: &mut [char]) -> bool {
     let has_latin = word.iter().any(char::is_ascii_alphabetic);
     let letters = word.iter().filter(|c| c.is_alphabetic()).count();
@@ -581,42 +314,6 @@ fn fold_homoglyphs(word: &mut [char]) -> bool {
     // Folding a word made only of look-alikes (a short Cyrillic word) is not
     // evidence of obfuscation; mixing scripts inside one word is.
     has_latin
-}
-
-fn fold_leet(word: &mut [char]) -> bool {
-    let letters = word.iter().filter(|c| c.is_ascii_alphabetic()).count();
-    if letters < 2 {
-        return false;
-    }
-    // Leave e-mail addresses, URLs, numbers with units and hashes alone.
-    if word.contains(&'@') && word.contains(&'.') || word.windows(3).any(|w| w == [':', '/', '/']) {
-        return false;
-    }
-    if word.iter().any(|&c| c.is_ascii_digit() && leet(c).is_none()) {
-        return false;
-    }
-    let is_l = |c: char| c.is_ascii_alphabetic() || leet(c).is_some();
-    let inner = (1..word.len().saturating_sub(1)).any(|i| {
-        leet(word[i]).is_some()
-            && is_l(word[i - 1])
-            && is_l(word[i + 1])
-            && (word[i - 1].is_ascii_alphabetic() || word[i + 1].is_ascii_alphabetic())
-    });
-    if !inner {
-        return false;
-    }
-    let n = word.len();
-    for i in 0..n {
-        let c = word[i];
-        if let Some(l) = leet(c) {
-            // Trailing '!' or '|' are punctuation, not letters.
-            if matches!(c, '!' | '|') && (i + 1 == n || !is_l(word[i + 1])) {
-                continue;
-            }
-            word[i] = l;
-        }
-    }
-    true
 }
 
 /// `i.g.n.o.r.e`, `i-g-n-o-r-e`, `i_g_n_o_r_e` (four or more letters) -> `ignore`.
