@@ -11,7 +11,9 @@
 #   benches/gateway/profile.sh [RATE] [REQUESTS]      (defaults: 1000/s for perf; 2000 requests at 100/s under callgrind)
 #
 # Needs what run.sh installs (oha, nginx) plus linux-perf and valgrind.
-# Env: KEYWARD_BIN (default: ~/.cache/keyward-target-bench/release/keyward).
+# Env: KEYWARD_BIN (default: ~/.cache/keyward-target-bench/release/keyward);
+# SKIP_PERF=1 and SKIP_NGINX=1 leave out the perf part and nginx's callgrind run
+# (an A/B of two keyward builds needs only keyward's instruction count).
 # Output: benches/gateway/results/<stamp>-profile/.
 
 set -euo pipefail
@@ -70,6 +72,7 @@ provision() {  # DIR -> prints the virtual key
 }
 
 # ---------------------------------------------------------------- 1. perf
+if [ "${SKIP_PERF:-0}" != 1 ]; then
 install_keyward "$RUN/kw"
 "$KEYWARD_BIN" serve --config "$RUN/kw/keyward.toml" >"$RUN/kw.log" 2>&1 &
 KW_PID=$!; PIDS+=("$KW_PID")
@@ -92,6 +95,7 @@ perf report -i "$RUN/perf.data" --no-children --sort sym --stdio -G --percent-li
 # share of samples whose stack passes through each phase of the request path
 perf script -i "$RUN/perf.data" 2>/dev/null | python3 "$HERE/stackshare.py" >"$OUT/perf-phases.txt" || true
 kill -TERM "$KW_PID" 2>/dev/null || true
+fi
 
 # ---------------------------------------------------------------- 2. callgrind
 cg_run() {  # NAME PID URL KEY
@@ -113,6 +117,7 @@ VKEY2=$(provision "$RUN/kw2")
 cg_run keyward "$KW2_PID" "$KW2_URL/v1/messages" "$VKEY2"
 kill -TERM "$KW2_PID" 2>/dev/null || true
 
+if [ "${SKIP_NGINX:-0}" != 1 ]; then
 log "callgrind: nginx (one process), $NREQ requests at 100/s"
 NGINX_PORT=$(free_port)
 mkdir -p "$RUN/nginx"
@@ -125,6 +130,7 @@ NG_PID=$!; PIDS+=("$NG_PID")
 for ((i = 0; i < 300; i++)); do curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT/" && break; sleep 0.2; done
 cg_run nginx "$NG_PID" "http://127.0.0.1:$NGINX_PORT/v1/messages" "$UPKEY"
 kill -TERM "$NG_PID" 2>/dev/null || true
+fi
 sleep 2
 
 for name in keyward nginx; do
