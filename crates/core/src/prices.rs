@@ -144,8 +144,46 @@ impl PriceTable {
 
 /// `YYYY-MM-DD` of a Unix time in milliseconds (UTC).
 pub fn date_of_ms(ts_ms: i64) -> String {
-    let (y, m, d) = civil_from_days(ts_ms.max(0).div_euclid(86_400_000));
-    format!("{y:04}-{m:02}-{d:02}")
+    Day::of_ms(ts_ms).as_str().to_string()
+}
+
+/// A UTC calendar day as `YYYY-MM-DD`, held on the stack: the request path
+/// prices a record and checks a budget without formatting or allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Day([u8; 10]);
+
+impl Day {
+    /// The day of a Unix time in milliseconds (times before 1970 count as 1970-01-01;
+    /// years past 9999 as 9999).
+    pub fn of_ms(ts_ms: i64) -> Day {
+        let (y, m, d) = match civil_from_days(ts_ms.max(0).div_euclid(86_400_000)) {
+            (y, ..) if y > 9999 => (9999, 12, 31),
+            (y, m, d) => (y as u16, m as u8, d as u8),
+        };
+        let digit = |v: u16| b'0' + (v % 10) as u8;
+        Day([
+            digit(y / 1000),
+            digit(y / 100),
+            digit(y / 10),
+            digit(y),
+            b'-',
+            b'0' + m / 10,
+            b'0' + m % 10,
+            b'-',
+            b'0' + d / 10,
+            b'0' + d % 10,
+        ])
+    }
+
+    pub fn as_str(&self) -> &str {
+        // ASCII digits and dashes only
+        std::str::from_utf8(&self.0).unwrap_or("1970-01-01")
+    }
+
+    /// `YYYY-MM`: the budget period.
+    pub fn month(&self) -> &str {
+        &self.as_str()[..7]
+    }
 }
 
 /// (year, month, day) of a count of days since 1970-01-01 (proleptic Gregorian).
@@ -182,12 +220,36 @@ pub fn month_start_ms(ts_ms: i64) -> i64 {
 
 /// `YYYY-MM` of a Unix time in milliseconds (UTC): the budget period.
 pub fn month_of_ms(ts_ms: i64) -> String {
-    date_of_ms(ts_ms)[..7].to_string()
+    Day::of_ms(ts_ms).month().to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn days_are_formatted_without_allocating() {
+        for (ms, day) in [
+            (0, "1970-01-01"),
+            (-5, "1970-01-01"),
+            (951_782_400_000, "2000-02-29"),
+            (1_764_201_599_999, "2025-11-26"),
+            (1_764_201_600_000, "2025-11-27"),
+            (253_402_300_799_000, "9999-12-31"),
+            (i64::MAX, "9999-12-31"),
+        ] {
+            assert_eq!(Day::of_ms(ms).as_str(), day, "{ms}");
+            assert_eq!(date_of_ms(ms), day);
+            assert_eq!(Day::of_ms(ms).month(), &day[..7]);
+            assert_eq!(month_of_ms(ms), &day[..7]);
+        }
+        // every day of four years, against the formatted civil date
+        for n in 0..(4 * 366_i64) {
+            let ms = 1_700_000_000_000 + n * 86_400_000;
+            let (y, m, d) = civil_from_days(ms.div_euclid(86_400_000));
+            assert_eq!(Day::of_ms(ms).as_str(), format!("{y:04}-{m:02}-{d:02}"));
+        }
+    }
 
     fn usage(i: u64, o: u64) -> TokenUsage {
         TokenUsage { input_tokens: i, output_tokens: o, ..Default::default() }

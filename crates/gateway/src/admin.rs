@@ -894,16 +894,6 @@ async fn ack_alert(
     Ok(Json(crate::alerts::alert_view(&a)).into_response())
 }
 
-pub fn data_plane_router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/healthz", get(crate::proxy::healthz))
-        .route("/readyz", get(crate::proxy::healthz))
-        .fallback(crate::proxy::forward)
-        // deny by default: authentication wraps every data-plane route
-        .layer(axum::middleware::from_fn_with_state(app.clone(), crate::proxy::authenticate))
-        .with_state(app)
-}
-
 #[cfg(test)]
 mod openapi_tests {
     /// Every route the router serves is in the OpenAPI document, with its methods.

@@ -10,7 +10,7 @@ use crate::metrics::ShieldEvent;
 use crate::shield::StreamGate;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use keyward_core::prices::{date_of_ms, PriceTable};
+use keyward_core::prices::{Day, PriceTable};
 use keyward_core::sse::SseUsageReader;
 use keyward_core::usage::shield_flags;
 use keyward_core::usage::{self, UsageRecord};
@@ -73,7 +73,7 @@ impl Meter {
     }
 
     pub fn price(&self, r: &mut UsageRecord) {
-        r.cost_usd = r.model.as_deref().and_then(|m| self.prices.cost(m, &date_of_ms(r.ts_ms), &r.usage));
+        r.cost_usd = r.model.as_deref().and_then(|m| self.prices.cost(m, Day::of_ms(r.ts_ms).as_str(), &r.usage));
     }
 
     /// Queue a priced record. Never blocks.
@@ -141,9 +141,10 @@ impl MeterWriter {
         if batch.is_empty() {
             return;
         }
+        let shared = Arc::new(std::mem::take(batch));
         let mut delay = Duration::from_millis(100);
         for attempt in 1..=5 {
-            match self.store.insert_usage(batch).await {
+            match self.store.insert_usage(shared.clone()).await {
                 Ok(()) => break,
                 Err(e) if attempt < 5 => {
                     tracing::warn!(error = %e, attempt, records = batch.len(), "writing usage failed; retrying");
@@ -155,6 +156,8 @@ impl MeterWriter {
                 }
             }
         }
+        // the store's copy is gone once the write returned: no clone here
+        *batch = Arc::try_unwrap(shared).unwrap_or_else(|shared| shared.as_ref().clone());
         let mut last_used: HashMap<&str, i64> = HashMap::new();
         for r in batch.iter() {
             let e = last_used.entry(r.key_id.as_str()).or_insert(r.ts_ms);
@@ -189,7 +192,7 @@ pub fn settle(key: &KeyEntry, r: &UsageRecord, holds_slot: bool) {
         }
     }
     if let Some(cost) = r.cost_usd {
-        key.spend.add(&keyward_core::prices::month_of_ms(r.ts_ms), cost);
+        key.spend.add(Day::of_ms(r.ts_ms).month(), cost);
     }
     if holds_slot {
         key.inflight.release();
@@ -215,8 +218,47 @@ pub type OnBlock = Box<dyn FnOnce(&str) + Send>;
 
 enum Tap {
     Sse(Box<SseUsageReader>),
-    Json(Vec<u8>),
+    Json(JsonTap),
     None,
+}
+
+/// A non-streaming body as it goes by: the first frame is kept by reference
+/// (a body in one frame, the usual case, is never copied); later frames are
+/// gathered into one buffer.
+#[derive(Default)]
+struct JsonTap {
+    first: Option<Bytes>,
+    rest: Vec<u8>,
+}
+
+impl JsonTap {
+    fn len(&self) -> usize {
+        if self.rest.is_empty() {
+            self.first.as_ref().map_or(0, Bytes::len)
+        } else {
+            self.rest.len()
+        }
+    }
+
+    fn push(&mut self, data: &Bytes) {
+        match &self.first {
+            None => self.first = Some(data.clone()),
+            Some(first) => {
+                if self.rest.is_empty() {
+                    self.rest.extend_from_slice(first);
+                }
+                self.rest.extend_from_slice(data);
+            }
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        if self.rest.is_empty() {
+            self.first.as_deref().unwrap_or_default()
+        } else {
+            &self.rest
+        }
+    }
 }
 
 /// A response body that meters itself.
@@ -264,7 +306,7 @@ impl<B> MeteredBody<B> {
         let tap = if streamed {
             Tap::Sse(Box::default())
         } else if record.endpoint == "/v1/messages" {
-            Tap::Json(Vec::new())
+            Tap::Json(JsonTap::default())
         } else {
             Tap::None
         };
@@ -286,12 +328,12 @@ impl<B> MeteredBody<B> {
         }
     }
 
-    fn observe(&mut self, data: &[u8]) {
+    fn observe(&mut self, data: &Bytes) {
         match &mut self.tap {
             Tap::Sse(r) => r.feed(data),
             Tap::Json(buf) => {
                 if buf.len() + data.len() <= MAX_JSON_TAP {
-                    buf.extend_from_slice(data);
+                    buf.push(data);
                 } else {
                     self.tap = Tap::None;
                 }
@@ -318,7 +360,7 @@ impl<B> MeteredBody<B> {
                 }
             }
             Tap::Json(buf) => {
-                if let Some((model, u)) = usage::from_message_body(&buf) {
+                if let Some((model, u)) = usage::from_message_body(buf.bytes()) {
                     r.usage = u;
                     if model.is_some() {
                         r.model = model;
@@ -464,3 +506,28 @@ where
 }
 
 use std::future::Future as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_tap_keeps_one_frame_and_joins_several() {
+        let body = br#"{"model":"claude-x","usage":{"input_tokens":12,"output_tokens":3}}"#;
+        let mut one = JsonTap::default();
+        one.push(&Bytes::from_static(body));
+        assert_eq!(one.bytes(), body);
+        assert_eq!(one.len(), body.len());
+        assert!(one.rest.is_empty(), "a body in one frame is not copied");
+
+        let mut split = JsonTap::default();
+        for part in body.chunks(7) {
+            split.push(&Bytes::copy_from_slice(part));
+        }
+        assert_eq!(split.bytes(), body);
+        assert_eq!(split.len(), body.len());
+        let (model, u) = usage::from_message_body(split.bytes()).unwrap();
+        assert_eq!((model.as_deref(), u.input_tokens, u.output_tokens), (Some("claude-x"), 12, 3));
+        assert_eq!(JsonTap::default().bytes(), b"");
+    }
+}

@@ -3,8 +3,9 @@
 //!
 //! Phases, in one direction:
 //! `authenticate -> policy -> screen_request -> forward -> screen_response -> record`.
-//! `authenticate` is a middleware around the whole router (deny by default);
-//! the rest run in [`forward`]; `record` runs from the response body's end or
+//! [`handle`] takes each request from the connection: it answers the open
+//! routes, runs `authenticate` on everything else (deny by default), and the
+//! rest run in [`forward`]; `record` runs from the response body's end or
 //! drop ([`MeteredBody`]), so it also happens when the client disconnects.
 
 use crate::authguard::Plane;
@@ -16,20 +17,17 @@ use crate::metrics::ShieldEvent;
 use crate::shield::{self, StreamGate};
 use crate::state::{now_ms, App};
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use keyward_core::policy::glob_match;
 use keyward_core::policy::ToolPolicy;
-use keyward_core::prices::month_of_ms;
+use keyward_core::prices::Day;
 use keyward_core::usage::shield_flags;
 use keyward_core::usage::UsageRecord;
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -104,10 +102,16 @@ fn is_id(s: &str) -> bool {
 /// Allowlist of (method, path) pairs; anything else is 404 and never forwarded.
 pub fn classify(m: &Method, path: &str) -> Option<Endpoint> {
     let rest = path.strip_prefix("/v1/")?;
-    let segs: Vec<&str> = rest.split('/').collect();
+    // at most four segments are known; a fifth (or more) matches nothing
+    let mut segs = [""; 5];
+    let mut n = 0;
+    for seg in rest.splitn(5, '/') {
+        segs[n] = seg;
+        n += 1;
+    }
     let get = m == Method::GET;
     let post = m == Method::POST;
-    match segs.as_slice() {
+    match &segs[..n] {
         ["messages"] if post => Some(Endpoint::Messages),
         ["messages", "count_tokens"] if post => Some(Endpoint::CountTokens),
         ["models"] if get => Some(Endpoint::Models),
@@ -130,40 +134,51 @@ fn presented_credential(h: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// One data-plane request, straight from the connection (no router, no
+/// middleware stack): the open routes, then phase `authenticate` (deny by
+/// default), then [`forward`].
+pub async fn handle<B>(app: Arc<App>, peer: SocketAddr, req: http::Request<B>) -> Response
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if OPEN_ROUTES.contains(&req.uri().path()) {
+        return match *req.method() {
+            Method::GET | Method::HEAD => health().into_response(),
+            _ => (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET,HEAD")]).into_response(),
+        };
+    }
+    match authenticate(&app, peer.ip(), req.headers()) {
+        Ok(key) => forward(app, key, peer.ip(), req).await,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
 /// Phase `authenticate`: virtual key -> key record, in memory. Unknown,
 /// malformed, revoked, suspended, expired and rotated-out keys get the same answer.
-pub async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
-    if OPEN_ROUTES.contains(&req.uri().path()) {
-        return next.run(req).await;
-    }
+fn authenticate(app: &App, ip: IpAddr, headers: &HeaderMap) -> Result<Arc<KeyEntry>, ApiError> {
     let now = now_ms();
-    let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    let auth = presented_credential(req.headers()).map(|k| app.keys.authenticate(&app.digester.digest(k), now));
+    let auth = presented_credential(headers).map(|k| app.keys.authenticate(&app.digester.digest(k), now));
     match auth {
         // a valid key is served even while its address backs off: services that share
         // an egress address must not be locked out by a neighbour's bad or revoked key
-        Some(Auth::Ok(e)) => {
-            req.extensions_mut().insert(e);
-            next.run(req).await
-        }
+        Some(Auth::Ok(e)) => Ok(e),
         other => {
             // the address is backing off: refused and counted, not a new failure
-            if let Some(wait) = ip.and_then(|ip| app.auth_guard.check(Plane::Data, ip, now)) {
+            if let Some(wait) = app.auth_guard.check(Plane::Data, ip, now) {
                 app.metrics.refused_auth();
                 let message = "too many failed authentications from this address; retry later".to_string();
-                return ApiError::RateLimited { message, retry_after_s: wait }.into_response();
+                return Err(ApiError::RateLimited { message, retry_after_s: wait });
             }
             if let Some(Auth::Stale(e)) = other {
                 // someone still holds a secret of this key that no longer works
                 e.note_stale(now);
-                app.monitor.presented_stale(&e.id, ip, now);
+                app.monitor.presented_stale(&e.id, Some(ip), now);
             }
             // unknown, malformed and stale secrets take the same path from here
-            if let Some(ip) = ip {
-                app.auth_guard.failed(Plane::Data, ip, now);
-            }
+            app.auth_guard.failed(Plane::Data, ip, now);
             app.metrics.refused_auth();
-            ApiError::Unauthenticated.into_response()
+            Err(ApiError::Unauthenticated)
         }
     }
 }
@@ -187,7 +202,11 @@ struct BatchParams {
 }
 
 /// Everything after authentication for one request.
-pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<KeyEntry>>, req: Request) -> Response {
+async fn forward<B>(app: Arc<App>, key: Arc<KeyEntry>, peer: IpAddr, req: http::Request<B>) -> Response
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let Some(endpoint) = classify(&parts.method, parts.uri.path()) else {
@@ -210,7 +229,7 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
         client_disconnected: false,
         shield_flags: 0,
         shield_score: None,
-        source_ip: source_ip(&parts),
+        source_ip: Some(peer),
     };
     // a refusal after authentication is recorded too (phase `record`)
     let fail = |mut record: UsageRecord, e: ApiError, holds_slot: bool| {
@@ -278,7 +297,7 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
     }
     // budget: checked when a request starts; the request that crosses the line completes
     if let Some(budget) = eff.policy.budget_usd {
-        if key.spend.get(&month_of_ms(record.ts_ms)) >= budget {
+        if key.spend.get(Day::of_ms(record.ts_ms).month()) >= budget {
             return fail(record, ApiError::BudgetExceeded, false);
         }
     }
@@ -343,7 +362,7 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
                     record.shield_flags |= shield_flags::REQUEST_BLOCKED;
                     app.metrics.shield(&key, ShieldEvent::RequestBlocked);
                     tracing::info!(key_id = %key.id, "request refused by the prompt-injection policy");
-                    audit_block(&app, &key, source_ip(&parts), "shield.block", serde_json::json!({ "score": r.score }));
+                    audit_block(&app, &key, Some(peer), "shield.block", serde_json::json!({ "score": r.score }));
                 }
                 return fail(record, r.error, holds_slot);
             }
@@ -452,13 +471,7 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
                         record.shield_flags |= shield_flags::TOOL_BLOCKED;
                         app.metrics.shield(&key, ShieldEvent::ToolBlocked);
                         tracing::info!(key_id = %key.id, "response withheld: a tool call outside the key's allowlist");
-                        audit_block(
-                            &app,
-                            &key,
-                            source_ip(&parts),
-                            "shield.tool_block",
-                            serde_json::json!({ "tool": v.tool }),
-                        );
+                        audit_block(&app, &key, Some(peer), "shield.tool_block", serde_json::json!({ "tool": v.tool }));
                         return fail(record, v.error(), holds_slot);
                     }
                     ToolPolicy::Flag => {
@@ -486,7 +499,7 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
     );
     let metered = match stream_gate {
         Some(g) => {
-            let (app, key, source) = (app.clone(), key.clone(), source_ip(&parts));
+            let (app, key, source) = (app.clone(), key.clone(), Some(peer));
             metered.with_gate(
                 g,
                 Box::new(move |tool: &str| {
@@ -499,12 +512,14 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
     };
     let mut out = Response::new(Body::new(metered));
     *out.status_mut() = up_parts.status;
-    let h = out.headers_mut();
-    for (name, value) in up_parts.headers.iter() {
-        if RESPONSE_HEADERS.contains(name) || name.as_str().starts_with("anthropic-ratelimit-") {
-            h.append(name.clone(), value.clone());
-        }
+    // the upstream's own header map, minus what is not passed on: moving it costs
+    // nothing, where copying would clone (and allocate) every custom header name
+    let mut h = up_parts.headers;
+    while let Some(name) = h.keys().find(|n| !passes_to_client(n)).cloned() {
+        h.remove(&name);
     }
+    *out.headers_mut() = h;
+    let h = out.headers_mut();
     if is_sse {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         if tool_gate.is_some() {
@@ -519,6 +534,11 @@ pub async fn forward(State(app): State<Arc<App>>, Extension(key): Extension<Arc<
         h.insert(HeaderName::from_static(shield::TOOL_HEADER), v);
     }
     out
+}
+
+/// Response headers the client gets from the upstream: an allowlist.
+fn passes_to_client(name: &HeaderName) -> bool {
+    RESPONSE_HEADERS.contains(name) || name.as_str().starts_with("anthropic-ratelimit-")
 }
 
 fn build_uri(base: &str, client: &Uri) -> Option<Uri> {
@@ -545,16 +565,11 @@ impl std::fmt::Display for ErrorChain<'_> {
 }
 
 pub async fn healthz() -> impl IntoResponse {
+    health()
+}
+
+fn health() -> impl IntoResponse {
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{\"status\":\"ok\"}")
-}
-
-pub async fn not_found() -> Response {
-    ApiError::NotFound.into_response()
-}
-
-/// The client's address, for audit entries.
-fn source_ip(parts: &http::request::Parts) -> Option<std::net::IpAddr> {
-    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
 }
 
 /// A refusal by the shield is a security event: audited off the request path
@@ -588,6 +603,10 @@ mod tests {
         assert_eq!(classify(&Method::GET, "/v1/models/../organizations/api_keys"), None);
         assert_eq!(classify(&Method::GET, "/v1/organizations/api_keys"), None);
         assert_eq!(classify(&Method::GET, "/v1/models/a%2Fb"), None);
+        assert_eq!(classify(&Method::GET, "/v1/messages/batches/msgbatch_1/results/x"), None);
+        assert_eq!(classify(&Method::GET, "/v1/messages/batches/msgbatch_1/results/"), None);
+        assert_eq!(classify(&Method::POST, "/v1/messages/"), None);
+        assert_eq!(classify(&Method::POST, "/v1/"), None);
     }
 
     #[test]

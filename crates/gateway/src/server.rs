@@ -276,19 +276,9 @@ fn spawn_data_plane(
             .spawn(move || {
                 crate::upstream::set_thread_client(client);
                 rt.block_on(async move {
-                    let l = match TcpListener::from_std(l) {
-                        Ok(l) => l,
-                        Err(e) => return tracing::error!(error = %e, "a data-plane thread could not listen"),
-                    };
-                    // no Nagle delay on client connections: streamed events leave as they arrive
-                    let l = l.tap_io(|t| {
-                        let _ = t.set_nodelay(true);
-                    });
-                    let router = crate::admin::data_plane_router(app);
-                    let srv = axum::serve(l, router.into_make_service_with_connect_info::<SocketAddr>())
-                        .with_graceful_shutdown(stopped(stop));
-                    if let Err(e) = srv.await {
-                        tracing::error!(error = %e, "a data-plane thread stopped serving");
+                    match TcpListener::from_std(l) {
+                        Ok(l) => serve_data_connections(app, l, stop).await,
+                        Err(e) => tracing::error!(error = %e, "a data-plane thread could not listen"),
                     }
                 });
                 let _ = tx.send(());
@@ -297,4 +287,59 @@ fn spawn_data_plane(
         done.push(rx);
     }
     Ok(done)
+}
+
+/// One data-plane thread's accept loop: each connection is served by hyper's
+/// HTTP/1.1 connection driver straight into [`crate::proxy::handle`], with no
+/// router or middleware stack between them. After `stop`: no new connections,
+/// open ones finish their in-flight request and close; returns when all have.
+async fn serve_data_connections(app: Arc<App>, listener: TcpListener, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let http = hyper::server::conn::http1::Builder::new();
+    // every connection task holds a clone; `recv` returns None once all are gone
+    let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // per-connection failures (reset before accept) are routine; anything
+                    // else (out of descriptors) is logged and retried after a pause
+                    if !is_connection_error(&e) {
+                        tracing::error!(error = %e, "accepting a data-plane connection failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                    continue;
+                }
+            },
+            _ = stop.wait_for(|v| *v) => break,
+        };
+        // no Nagle delay on client connections: streamed events leave as they arrive
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let svc = hyper::service::service_fn(move |req| {
+            let app = app.clone();
+            async move { Ok::<_, std::convert::Infallible>(crate::proxy::handle(app, peer, req).await) }
+        });
+        let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+        let (stop, open) = (stopped(stop.clone()), open_tx.clone());
+        tokio::spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(open);
+        });
+    }
+    drop(listener);
+    drop(open_tx);
+    let _ = open_rx.recv().await;
+}
+
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
 }

@@ -195,7 +195,11 @@ fn errors_use_the_anthropic_envelope() {
 
     // health answers on both planes without credentials
     assert_eq!(http("GET", &format!("{base}/healthz"), &[], b"").status, 200);
+    assert_eq!(http("GET", &format!("{base}/readyz"), &[], b"").status, 200);
+    assert_eq!(http("POST", &format!("{base}/healthz"), &[], b"").status, 405);
     assert_eq!(http("GET", &format!("{}/healthz", gw.admin_url), &[], b"").status, 200);
+    // any other path needs a key before anything else is looked at
+    assert_eq!(http("GET", &format!("{base}/nowhere"), &[], b"").status, 401);
     // the admin plane needs a token
     assert_eq!(http("GET", &format!("{}/admin/v1/keys", gw.admin_url), &[], b"").status, 401);
     let _ = id;

@@ -108,7 +108,8 @@ pub trait Store: Send + Sync + 'static {
     /// Store a new signing key; a second one for the same purpose is a conflict.
     async fn put_signing_key(&self, k: &SigningKeyRow) -> Result<()>;
 
-    async fn insert_usage(&self, batch: &[keyward_core::usage::UsageRecord]) -> Result<()>;
+    /// Shared, not copied: the writer hands the same records to the metrics and the monitor afterwards.
+    async fn insert_usage(&self, batch: std::sync::Arc<Vec<keyward_core::usage::UsageRecord>>) -> Result<()>;
     async fn usage_by_key(&self, since_ms: i64) -> Result<Vec<UsageSummary>>;
     /// Usage records with `ts_ms >= since_ms` and a sequence number above
     /// `after_seq`, oldest first, at most `limit`: (seq, record) pages for the

@@ -1017,11 +1017,10 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn insert_usage(&self, batch: &[UsageRecord]) -> Result<()> {
+    async fn insert_usage(&self, batch: Arc<Vec<UsageRecord>>) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        let batch = batch.to_vec();
         self.call(move |c| {
             let tx = c.transaction().map_err(backend)?;
             {
@@ -1033,7 +1032,7 @@ impl Store for SqliteStore {
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
                     )
                     .map_err(backend)?;
-                for r in &batch {
+                for r in batch.iter() {
                     st.execute(params![
                         r.ts_ms,
                         r.request_id,
@@ -1546,12 +1545,12 @@ mod tests {
     #[tokio::test]
     async fn usage_aggregates_keep_unknown_cost_apart() {
         let s = SqliteStore::open_in_memory().unwrap();
-        s.insert_usage(&[
+        s.insert_usage(Arc::new(vec![
             record("key_a", 100, Some(0.5), 200),
             record("key_a", 200, None, 200),
             record("key_a", 300, Some(0.25), 429),
             record("key_b", 50, Some(1.0), 200),
-        ])
+        ]))
         .await
         .unwrap();
         let spend = s.spend_since(100).await.unwrap();
@@ -1677,7 +1676,7 @@ mod alert_tests {
             shield_flags: 0,
             shield_score: None,
         };
-        s.insert_usage(&[rec(1), rec(2), rec(3)]).await.unwrap();
+        s.insert_usage(Arc::new(vec![rec(1), rec(2), rec(3)])).await.unwrap();
         let p1 = s.usage_page(2, 0, 1).await.unwrap();
         assert_eq!(p1.len(), 1);
         assert_eq!(p1[0].1, rec(2));
