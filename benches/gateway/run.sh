@@ -310,6 +310,10 @@ ADMIN_TOKEN=$(cat "$KW/admin.token")
 echo "$UPKEY" | "$KEYWARD_BIN" upstream add dev-main --env dev --config "$KW/keyward.toml" >/dev/null
 VKEY=$("$KEYWARD_BIN" key create --service bench --env dev --json --config "$KW/keyward.toml" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
+# a second key of the same service with the shield off: the 1 MiB phase measures
+# forwarding a large body apart from screening it
+VKEY_NS=$("$KEYWARD_BIN" key create --service bench --env dev --shield off --json --config "$KW/keyward.toml" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
 log "keyward at $KW_URL, admin $KW_ADMIN (pid $KW_PID)"
 curl -s -o /dev/null -w '%{http_code}\n' -H "x-api-key: $VKEY" -H 'anthropic-version: 2023-06-01' \
   -H 'content-type: application/json' -d "$BODY_SMALL" "$KW_URL/v1/messages" >"$OUT/keyward-smoke.txt"
@@ -356,10 +360,13 @@ body = {"model": "claude-sonnet-4-6", "max_tokens": 16, "messages": [{"role": "u
 open(sys.argv[1], "w").write(json.dumps(body))
 EOF
 stat -c 'big_body_bytes=%s' "$RUN/big.json" >"$OUT/big-body.txt"
-for t in direct nginx keyward; do
+# keyward-noshield (a key with the shield off) before keyward, whose screening of
+# 1 MiB user turns raises the process's peak RSS
+for t in direct nginx keyward-noshield keyward; do
   case $t in
     direct) u="$MOCK_URL/v1/messages"; k="$UPKEY"; p="$MOCK_PID" ;;
     nginx) u="http://127.0.0.1:$NGINX_PORT/v1/messages"; k="$UPKEY"; p="$NGINX_PID" ;;
+    keyward-noshield) u="$KW_URL/v1/messages"; k="$VKEY_NS"; p="$KW_PID" ;;
     keyward) u="$KW_URL/v1/messages"; k="$VKEY"; p="$KW_PID" ;;
   esac
   log "$t: 1 MiB bodies: saturation ${BIG_D}s, then 100/s ${BIG_D}s"
@@ -398,7 +405,7 @@ echo "ticks_before=$t0 ticks_after=$t1 clk_tck=$(getconf CLK_TCK) pids=$KW_PID" 
 kill -TERM "$KW_PID" "$NGINX_PID" 2>/dev/null || true
 for ((i = 0; i < 100; i++)); do kill -0 "$KW_PID" 2>/dev/null || break; sleep 0.1; done
 # the server log, minus colour codes and (belt and braces) any line with a secret of this run
-sed 's/\x1b\[[0-9;]*m//g' "$RUN/keyward.log" | grep -v -F -e "$VKEY" -e "$UPKEY" -e "$ADMIN_TOKEN" >"$OUT/keyward-server.log" || true
+sed 's/\x1b\[[0-9;]*m//g' "$RUN/keyward.log" | grep -v -F -e "$VKEY" -e "$VKEY_NS" -e "$UPKEY" -e "$ADMIN_TOKEN" >"$OUT/keyward-server.log" || true
 # the 10,000 "virtual key created" lines say nothing the count does not
 n_created=$(grep -c 'virtual key created' "$OUT/keyward-server.log" || true)
 grep -v 'virtual key created' "$OUT/keyward-server.log" >"$RUN/kwlog" || true
