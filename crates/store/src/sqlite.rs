@@ -416,6 +416,56 @@ fn write_key(c: &Connection, k: &KeyRow, insert: bool) -> rusqlite::Result<usize
     )
 }
 
+/// Usage rows written by one `INSERT` statement in a batch.
+const USAGE_ROWS_PER_INSERT: usize = 32;
+const USAGE_COLUMNS: usize = 21;
+
+/// `INSERT INTO usage (...) VALUES (?, ...), ...` for `rows` rows (built once per size).
+fn usage_insert_sql(rows: usize) -> &'static str {
+    static GROUP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static ONE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let build = |n: usize| {
+        let row = format!("({})", vec!["?"; USAGE_COLUMNS].join(", "));
+        format!(
+            "INSERT INTO usage (ts_ms, request_id, key_id, service_id, upstream_id, env, endpoint, model, status, \
+             input_tokens, output_tokens, cache_creation_input_tokens, cache_creation_1h, cache_read_input_tokens, \
+             cost_usd, latency_ms, streamed, client_disconnected, shield_flags, shield_score, source_ip) VALUES {}",
+            vec![row; n].join(", ")
+        )
+    };
+    if rows == 1 {
+        ONE.get_or_init(|| build(1))
+    } else {
+        GROUP.get_or_init(|| build(USAGE_ROWS_PER_INSERT))
+    }
+}
+
+/// Bind record `r` as row `row` (0-based) of a usage insert.
+fn bind_usage(st: &mut rusqlite::Statement<'_>, row: usize, r: &UsageRecord) -> rusqlite::Result<()> {
+    let at = row * USAGE_COLUMNS;
+    st.raw_bind_parameter(at + 1, r.ts_ms)?;
+    st.raw_bind_parameter(at + 2, &r.request_id)?;
+    st.raw_bind_parameter(at + 3, &r.key_id)?;
+    st.raw_bind_parameter(at + 4, &r.service_id)?;
+    st.raw_bind_parameter(at + 5, &r.upstream_id)?;
+    st.raw_bind_parameter(at + 6, &r.env)?;
+    st.raw_bind_parameter(at + 7, &r.endpoint)?;
+    st.raw_bind_parameter(at + 8, &r.model)?;
+    st.raw_bind_parameter(at + 9, r.status)?;
+    st.raw_bind_parameter(at + 10, r.usage.input_tokens as i64)?;
+    st.raw_bind_parameter(at + 11, r.usage.output_tokens as i64)?;
+    st.raw_bind_parameter(at + 12, r.usage.cache_creation_input_tokens as i64)?;
+    st.raw_bind_parameter(at + 13, r.usage.cache_creation_1h.map(|v| v as i64))?;
+    st.raw_bind_parameter(at + 14, r.usage.cache_read_input_tokens as i64)?;
+    st.raw_bind_parameter(at + 15, r.cost_usd)?;
+    st.raw_bind_parameter(at + 16, r.latency_ms)?;
+    st.raw_bind_parameter(at + 17, r.streamed)?;
+    st.raw_bind_parameter(at + 18, r.client_disconnected)?;
+    st.raw_bind_parameter(at + 19, r.shield_flags)?;
+    st.raw_bind_parameter(at + 20, r.shield_score.map(f64::from))?;
+    st.raw_bind_parameter(at + 21, r.source_ip.map(|ip| ip.to_string()))
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_service(&self, s: &ServiceRow, audit: &AuditDraft) -> Result<()> {
@@ -1024,39 +1074,20 @@ impl Store for SqliteStore {
         self.call(move |c| {
             let tx = c.transaction().map_err(backend)?;
             {
-                let mut st = tx
-                    .prepare_cached(
-                        "INSERT INTO usage (ts_ms, request_id, key_id, service_id, upstream_id, env, endpoint, model, status, \
-                         input_tokens, output_tokens, cache_creation_input_tokens, cache_creation_1h, cache_read_input_tokens, \
-                         cost_usd, latency_ms, streamed, client_disconnected, shield_flags, shield_score, source_ip) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
-                    )
-                    .map_err(backend)?;
-                for r in batch.iter() {
-                    st.execute(params![
-                        r.ts_ms,
-                        r.request_id,
-                        r.key_id,
-                        r.service_id,
-                        r.upstream_id,
-                        r.env,
-                        r.endpoint,
-                        r.model,
-                        r.status,
-                        r.usage.input_tokens as i64,
-                        r.usage.output_tokens as i64,
-                        r.usage.cache_creation_input_tokens as i64,
-                        r.usage.cache_creation_1h.map(|v| v as i64),
-                        r.usage.cache_read_input_tokens as i64,
-                        r.cost_usd,
-                        r.latency_ms,
-                        r.streamed,
-                        r.client_disconnected,
-                        r.shield_flags,
-                        r.shield_score.map(f64::from),
-                        r.source_ip.map(|ip| ip.to_string())
-                    ])
-                    .map_err(backend)?;
+                // whole groups in one statement each (the per-statement work is paid once
+                // per group), what is left one row at a time
+                let mut groups = batch.chunks_exact(USAGE_ROWS_PER_INSERT);
+                let mut st = tx.prepare_cached(usage_insert_sql(USAGE_ROWS_PER_INSERT)).map_err(backend)?;
+                for group in groups.by_ref() {
+                    for (i, r) in group.iter().enumerate() {
+                        bind_usage(&mut st, i, r).map_err(backend)?;
+                    }
+                    st.raw_execute().map_err(backend)?;
+                }
+                let mut st = tx.prepare_cached(usage_insert_sql(1)).map_err(backend)?;
+                for r in groups.remainder() {
+                    bind_usage(&mut st, 0, r).map_err(backend)?;
+                    st.raw_execute().map_err(backend)?;
                 }
             }
             tx.commit().map_err(backend)
@@ -1461,6 +1492,46 @@ mod tests {
             shield_score: None,
             source_ip: Some(std::net::IpAddr::from([10, 0, 0, 7])),
         }
+    }
+
+    /// Batches are written 32 rows per statement and the rest one by one: every
+    /// size round-trips every field, in order.
+    #[tokio::test]
+    async fn usage_batches_of_any_size_round_trip() {
+        let s = SqliteStore::open_in_memory().unwrap();
+        let mut all = Vec::new();
+        for size in [1usize, 31, 32, 33, 64, 65, 100] {
+            let batch: Vec<UsageRecord> = (0..size)
+                .map(|i| {
+                    let n = all.len() + i;
+                    let mut r =
+                        record(&format!("key_{n}"), 1_000 + n as i64, (n % 3 != 0).then_some(n as f64 / 7.0), 200);
+                    r.request_id = format!("req_{n}");
+                    r.upstream_id = (n % 2 == 0).then(|| format!("ups_{n}"));
+                    r.model = (n % 5 != 0).then(|| format!("model-{n}"));
+                    r.usage = TokenUsage {
+                        input_tokens: n as u64,
+                        output_tokens: 2 * n as u64,
+                        cache_creation_input_tokens: 3,
+                        cache_read_input_tokens: 4,
+                        cache_creation_1h: (n % 4 == 0).then_some(1),
+                    };
+                    r.latency_ms = n as u32;
+                    r.streamed = n % 2 == 1;
+                    r.client_disconnected = n % 7 == 0;
+                    r.shield_flags = (n % 4) as u8;
+                    r.shield_score = (n % 3 == 1).then_some(0.5);
+                    r.source_ip = (n % 6 != 0).then(|| std::net::IpAddr::from([10, 0, (n / 256) as u8, n as u8]));
+                    r
+                })
+                .collect();
+            s.insert_usage(Arc::new(batch.clone())).await.unwrap();
+            all.extend(batch);
+        }
+        let page = s.usage_page(0, 0, 10_000).await.unwrap();
+        let stored: Vec<UsageRecord> = page.into_iter().map(|(_, r)| r).collect();
+        assert_eq!(stored.len(), all.len());
+        assert_eq!(stored, all);
     }
 
     #[tokio::test]
