@@ -51,10 +51,37 @@ fn bucket(h: u64, bits: u32) -> u32 {
     (h.wrapping_mul(GOLDEN) >> (64 - bits)) as u32
 }
 
+/// ASCII letters and digits, and every byte of a non-ASCII character.
+static WORD_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || b >= 0x80;
+        i += 1;
+    }
+    t
+};
+
 #[inline]
 fn is_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b >= 0x80
+    WORD_BYTE[usize::from(b)]
 }
+
+const fn fnv_step(h: u64, b: u8) -> u64 {
+    (h ^ b as u64).wrapping_mul(FNV_PRIME)
+}
+
+/// The char n-gram hash after its first byte, per byte value.
+static CHAR_FIRST: [u64; 256] = {
+    let mut t = [0u64; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = fnv_step(CHAR_SEED, i as u8);
+        i += 1;
+    }
+    t
+};
 
 /// Call `emit(position, bucket)` for every n-gram event of `text`, in
 /// increasing position order per kind (char n-grams first, then words).
@@ -71,8 +98,8 @@ pub fn for_each_event(text: &[u8], bits: u32, mut emit: impl FnMut(usize, u32)) 
 /// Buckets of the byte 3-, 4- and 5-grams that start with the bytes `g`.
 #[inline(always)]
 pub fn char_ngram_buckets(g: [u8; 5], bits: u32) -> [u32; 3] {
-    let step = |h: u64, b: u8| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
-    let h3 = step(step(step(CHAR_SEED, g[0]), g[1]), g[2]);
+    let step = fnv_step;
+    let h3 = step(step(CHAR_FIRST[usize::from(g[0])], g[1]), g[2]);
     let h4 = step(h3, g[3]);
     let h5 = step(h4, g[4]);
     [bucket(h3, bits), bucket(h4, bits), bucket(h5, bits)]

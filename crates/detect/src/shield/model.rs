@@ -188,16 +188,26 @@ impl Model {
         let exact = table.get(..=mask);
         for (k, slot) in (0..full).step_by(g).zip(1..) {
             let hi = (k + g).min(full);
-            let mut sum = 0i64;
-            for q in b[k..hi + 4].windows(5) {
-                if let &[a0, a1, a2, a3, a4] = q {
-                    let ks = char_ngram_buckets([a0, a1, a2, a3, a4], p.bits);
-                    sum += match exact {
-                        Some(t) => ks.iter().map(|&k| i64::from(t[k as usize & mask])).sum::<i64>(),
-                        None => ks.iter().map(|&k| w(k)).sum::<i64>(),
-                    };
+            let grams = b[k..hi + 4].windows(5);
+            let sum = match exact {
+                Some(t) => {
+                    let at = |k: u32| i64::from(t[k as usize & mask]);
+                    let mut sum = 0i64;
+                    for q in grams {
+                        if let &[a0, a1, a2, a3, a4] = q {
+                            let [k3, k4, k5] = char_ngram_buckets([a0, a1, a2, a3, a4], p.bits);
+                            sum += at(k3) + at(k4) + at(k5);
+                        }
+                    }
+                    sum
                 }
-            }
+                None => grams
+                    .map(|q| match q {
+                        &[a0, a1, a2, a3, a4] => char_ngram_buckets([a0, a1, a2, a3, a4], p.bits).map(w).iter().sum(),
+                        _ => 0,
+                    })
+                    .sum(),
+            };
             wsum[slot] = sum;
             csum[slot] = 3 * (hi - k) as u32;
         }
