@@ -18,7 +18,6 @@
 //! (window bounds fall on block bounds) and reads each window off them in O(1).
 
 use super::normalize::{Flags, ENC_MARKER};
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use std::sync::LazyLock;
 
 /// Number of hand-made features.
@@ -398,15 +397,75 @@ const LEXICON: &[(&str, Cat, bool)] = &[
     (ENC_MARKER, Cat::Encoded, true),
 ];
 
-static MATCHER: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
-    AhoCorasickBuilder::new()
-        .match_kind(MatchKind::LeftmostLongest)
-        .kind(Some(AhoCorasickKind::DFA))
-        .build(LEXICON.iter().map(|(p, _, _)| p))
-        .ok()
-});
+/// The lexicon's patterns grouped by their first two bytes, for a search
+/// with the semantics of a leftmost-longest Aho-Corasick automaton (the
+/// leftmost start wins, then the longest pattern there; the next search
+/// starts where that match ends) that is cheap where nothing matches: most
+/// positions are ruled out by one bit.
+///
+/// An automaton walks from state to state, one dependent load per byte; here
+/// the positions are tested independently (a bit per pair of bytes, 8 KiB),
+/// and only the few that pass compare patterns.
+struct Lexicon {
+    /// Bit `256 * a + b`: some pattern starts with the bytes `a b`.
+    pairs: Vec<u64>,
+    /// Per pair `256 * a + b`: 1 + its index in `groups`, or 0.
+    slot: Vec<u16>,
+    /// Pattern indices per pair, longest first.
+    groups: Vec<Vec<usize>>,
+}
 
-/// Build the keyword automaton now rather than on the first score.
+impl Lexicon {
+    fn new() -> Self {
+        let mut lex = Lexicon { pairs: vec![0; 1024], slot: vec![0; 1 << 16], groups: Vec::new() };
+        for (i, (pat, _, _)) in LEXICON.iter().enumerate() {
+            // Every pattern is at least two bytes long (a test checks it).
+            let &[a, b, ..] = pat.as_bytes() else { continue };
+            let pair = usize::from(a) << 8 | usize::from(b);
+            lex.pairs[pair >> 6] |= 1 << (pair & 63);
+            if lex.slot[pair] == 0 {
+                lex.groups.push(Vec::new());
+                lex.slot[pair] = lex.groups.len() as u16;
+            }
+            lex.groups[usize::from(lex.slot[pair]) - 1].push(i);
+        }
+        for g in &mut lex.groups {
+            // Longest first; patterns are distinct, so equal lengths never both match.
+            g.sort_by_key(|&i| (std::cmp::Reverse(LEXICON[i].0.len()), i));
+        }
+        lex
+    }
+
+    /// The longest pattern that starts at `at`, if any.
+    #[inline]
+    fn longest_at(&self, b: &[u8], at: usize) -> Option<usize> {
+        let pair = usize::from(b[at]) << 8 | usize::from(*b.get(at + 1)?);
+        if self.pairs[pair >> 6] >> (pair & 63) & 1 == 0 {
+            return None;
+        }
+        let group = self.groups.get(usize::from(self.slot[pair]).checked_sub(1)?)?;
+        group.iter().copied().find(|&i| b[at..].starts_with(LEXICON[i].0.as_bytes()))
+    }
+
+    /// Every match, leftmost-longest and non-overlapping: `(start, end, pattern)`.
+    fn for_each_match(&self, b: &[u8], mut emit: impl FnMut(usize, usize, usize)) {
+        let mut at = 0;
+        while at < b.len() {
+            match self.longest_at(b, at) {
+                Some(i) => {
+                    let end = at + LEXICON[i].0.len();
+                    emit(at, end, i);
+                    at = end;
+                }
+                None => at += 1,
+            }
+        }
+    }
+}
+
+static MATCHER: LazyLock<Lexicon> = LazyLock::new(Lexicon::new);
+
+/// Build the keyword tables now rather than on the first score.
 pub fn warm_up() {
     LazyLock::force(&MATCHER);
     LazyLock::force(&LN_1P);
@@ -425,20 +484,18 @@ fn boundary_after(text: &[u8], end: usize) -> bool {
 fn lexicon_hits(text: &str) -> Vec<(usize, Cat)> {
     let b = text.as_bytes();
     let mut hits = Vec::new();
-    if let Some(ac) = MATCHER.as_ref() {
-        for m in ac.find_iter(text) {
-            let (pat, cat, whole) = LEXICON[m.pattern().as_usize()];
-            let first_is_word = pat.as_bytes().first().is_some_and(|&c| is_word_byte(c));
-            if first_is_word && !boundary_before(b, m.start()) {
-                continue;
-            }
-            let last_is_word = pat.as_bytes().last().is_some_and(|&c| is_word_byte(c));
-            if whole && last_is_word && !boundary_after(b, m.end()) {
-                continue;
-            }
-            hits.push((m.start(), cat));
+    MATCHER.for_each_match(b, |start, end, i| {
+        let (pat, cat, whole) = LEXICON[i];
+        let first_is_word = pat.as_bytes().first().is_some_and(|&c| is_word_byte(c));
+        if first_is_word && !boundary_before(b, start) {
+            return;
         }
-    }
+        let last_is_word = pat.as_bytes().last().is_some_and(|&c| is_word_byte(c));
+        if whole && last_is_word && !boundary_after(b, end) {
+            return;
+        }
+        hits.push((start, cat));
+    });
     // E-mail addresses: word@word.word
     for (at, _) in b.iter().enumerate().filter(|(_, &c)| c == b'@') {
         let left = at > 0 && b[at - 1].is_ascii_alphanumeric();
@@ -589,4 +646,71 @@ pub fn window_features(text: &str, flags: Flags, p: Params) -> Vec<WindowFeature
             WindowFeatures { start, end, sparse, dense: ctx.dense(start, end) }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod lexicon_tests {
+    use super::{Lexicon, LEXICON};
+    use aho_corasick::{AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+    use proptest::prelude::*;
+
+    /// The matches of the leftmost-longest automaton the lexicon used to be searched with.
+    fn reference(text: &[u8]) -> Vec<(usize, usize, usize)> {
+        let Ok(ac) = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(LEXICON.iter().map(|(p, _, _)| p))
+        else {
+            panic!("the lexicon builds");
+        };
+        ac.find_iter(text).map(|m| (m.start(), m.end(), m.pattern().as_usize())).collect()
+    }
+
+    fn matches(text: &[u8]) -> Vec<(usize, usize, usize)> {
+        let mut out = Vec::new();
+        Lexicon::new().for_each_match(text, |s, e, i| out.push((s, e, i)));
+        out
+    }
+
+    /// Pieces that make overlapping, nested and cut-off matches likely.
+    fn piece(k: usize) -> String {
+        let (pat, _, _) = LEXICON[k % LEXICON.len()];
+        let b = pat.as_bytes();
+        let cut = |r: std::ops::Range<usize>| String::from_utf8_lossy(&b[r]).into_owned();
+        match k / LEXICON.len() % 6 {
+            0 | 1 => pat.to_owned(),
+            2 => cut(0..b.len() / 2),
+            3 => cut(b.len() / 2..b.len()),
+            4 => [" ", "x", ".", "<", "|", "@", "\n", "a", "i", "s", "é"][k % 11].to_owned(),
+            _ => cut(1..b.len()),
+        }
+    }
+
+    #[test]
+    fn every_pattern_has_two_bytes() {
+        assert!(LEXICON.iter().all(|(p, _, _)| p.len() >= 2));
+    }
+
+    #[test]
+    fn lexicon_matches_automaton_on_the_patterns() {
+        let all: String = LEXICON.iter().map(|(p, _, _)| *p).collect::<Vec<_>>().join("");
+        assert_eq!(matches(all.as_bytes()), reference(all.as_bytes()));
+        let spaced: String = LEXICON.iter().map(|(p, _, _)| *p).collect::<Vec<_>>().join(" ");
+        assert_eq!(matches(spaced.as_bytes()), reference(spaced.as_bytes()));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+        #[test]
+        fn lexicon_matches_automaton(parts in proptest::collection::vec(0usize..2000, 0..80)) {
+            let text: String = parts.into_iter().map(piece).collect();
+            prop_assert_eq!(matches(text.as_bytes()), reference(text.as_bytes()));
+        }
+
+        #[test]
+        fn lexicon_matches_automaton_on_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            prop_assert_eq!(matches(&bytes), reference(&bytes));
+        }
+    }
 }
