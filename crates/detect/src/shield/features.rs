@@ -44,6 +44,8 @@ const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 const CHAR_SEED: u64 = 0xcbf2_9ce4_8422_2325;
 const WORD_SEED: u64 = 0x84222325_cbf29ce4;
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+/// `FNV_PRIME * GOLDEN` (mod 2^64), see [`char_ngram_buckets`].
+const PRIME_GOLDEN: u64 = FNV_PRIME.wrapping_mul(GOLDEN);
 
 #[inline]
 fn bucket(h: u64, bits: u32) -> u32 {
@@ -97,11 +99,14 @@ pub fn for_each_event(text: &[u8], bits: u32, mut emit: impl FnMut(usize, u32)) 
 /// Buckets of the byte 3-, 4- and 5-grams that start with the bytes `g`.
 #[inline(always)]
 pub fn char_ngram_buckets(g: [u8; 5], bits: u32) -> [u32; 3] {
-    let step = fnv_step;
-    let h3 = step(step(CHAR_FIRST[usize::from(g[0])], g[1]), g[2]);
-    let h4 = step(h3, g[3]);
-    let h5 = step(h4, g[4]);
-    [bucket(h3, bits), bucket(h4, bits), bucket(h5, bits)]
+    // `bucket(step(h, b))` multiplies `h ^ b` by FNV_PRIME and then GOLDEN;
+    // multiplying once by their product (mod 2^64) gives the same bits, so
+    // the 5-gram's hash itself is never formed: six multiplications, not seven.
+    let top = |x: u64| (x.wrapping_mul(PRIME_GOLDEN) >> (64 - bits)) as u32;
+    let x3 = fnv_step(CHAR_FIRST[usize::from(g[0])], g[1]) ^ u64::from(g[2]);
+    let x4 = x3.wrapping_mul(FNV_PRIME) ^ u64::from(g[3]);
+    let x5 = x4.wrapping_mul(FNV_PRIME) ^ u64::from(g[4]);
+    [top(x3), top(x4), top(x5)]
 }
 
 /// Byte 3-, 4- and 5-grams starting at each position: `emit(position,
@@ -408,21 +413,72 @@ const LEXICON: &[(&str, Cat, bool)] = &[
 /// and only the few that pass compare patterns.
 struct Lexicon {
     /// Bit `256 * a + b`: some pattern starts with the bytes `a b`.
-    pairs: Vec<u64>,
+    pairs: Box<[u64; 1024]>,
+    /// Bit [`tri_bit`] of the first three bytes of every pattern (bits shared
+    /// by several triples only let more positions through to the comparison).
+    triples: Box<[u64; 1024]>,
+    /// Bit `256 * a + b`: the two bytes `a b` are a pattern (the triple test does not apply).
+    short: Box<[u64; 1024]>,
     /// Per pair `256 * a + b`: 1 + its index in `groups`, or 0.
     slot: Vec<u16>,
     /// Pattern indices per pair, longest first.
     groups: Vec<Vec<usize>>,
+    /// Per pattern: its first (up to) eight bytes as a little-endian word,
+    /// and the mask of those bytes.
+    heads: Vec<(u64, u64)>,
+}
+
+/// Bit of the bitmap [`Lexicon::triples`] for the three low bytes of `w`.
+#[inline]
+fn tri_bit(w: u64) -> usize {
+    ((w as u32 & 0x00FF_FFFF).wrapping_mul(0x9E37_79B1) >> 16) as usize
+}
+
+fn set_bit(bits: &mut [u64; 1024], i: usize) {
+    bits[(i >> 6) & 1023] |= 1 << (i & 63);
+}
+
+#[inline(always)]
+fn bit(bits: &[u64; 1024], i: usize) -> bool {
+    bits[(i >> 6) & 1023] >> (i & 63) & 1 == 1
+}
+
+/// The eight bytes at `at` as a little-endian word, zero past the end.
+#[inline]
+fn word_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    match b.get(at..at + 8) {
+        Some(w) => a.copy_from_slice(w),
+        None => {
+            let tail = b.get(at..).unwrap_or_default();
+            a[..tail.len()].copy_from_slice(tail);
+        }
+    }
+    u64::from_le_bytes(a)
 }
 
 impl Lexicon {
     fn new() -> Self {
-        let mut lex = Lexicon { pairs: vec![0; 1024], slot: vec![0; 1 << 16], groups: Vec::new() };
+        let mut lex = Lexicon {
+            pairs: Box::new([0; 1024]),
+            triples: Box::new([0; 1024]),
+            short: Box::new([0; 1024]),
+            slot: vec![0; 1 << 16],
+            groups: Vec::new(),
+            heads: Vec::new(),
+        };
         for (i, (pat, _, _)) in LEXICON.iter().enumerate() {
+            let k = pat.len().min(8);
+            let mask = if k == 8 { u64::MAX } else { (1u64 << (8 * k)) - 1 };
+            lex.heads.push((word_at(&pat.as_bytes()[..k], 0), mask));
             // Every pattern is at least two bytes long (a test checks it).
             let &[a, b, ..] = pat.as_bytes() else { continue };
             let pair = usize::from(a) << 8 | usize::from(b);
-            lex.pairs[pair >> 6] |= 1 << (pair & 63);
+            set_bit(&mut lex.pairs, pair);
+            match pat.as_bytes().get(2) {
+                Some(&c) => set_bit(&mut lex.triples, tri_bit(u64::from(a) | u64::from(b) << 8 | u64::from(c) << 16)),
+                None => set_bit(&mut lex.short, pair),
+            }
             if lex.slot[pair] == 0 {
                 lex.groups.push(Vec::new());
                 lex.slot[pair] = lex.groups.len() as u16;
@@ -436,22 +492,34 @@ impl Lexicon {
         lex
     }
 
-    /// The longest pattern that starts at `at`, if any.
+    /// The longest pattern that starts at `at` (whose first two bytes form
+    /// `pair`, a pair in [`Lexicon::pairs`]), if any.
     #[inline]
-    fn longest_at(&self, b: &[u8], at: usize) -> Option<usize> {
-        let pair = usize::from(b[at]) << 8 | usize::from(*b.get(at + 1)?);
-        if self.pairs[pair >> 6] >> (pair & 63) & 1 == 0 {
+    fn longest_at(&self, b: &[u8], at: usize, pair: usize) -> Option<usize> {
+        // Text bytes past the end read as zero, which no pattern holds.
+        let w = word_at(b, at);
+        if !bit(&self.triples, tri_bit(w)) && !bit(&self.short, pair) {
             return None;
         }
         let group = self.groups.get(usize::from(self.slot[pair]).checked_sub(1)?)?;
-        group.iter().copied().find(|&i| b[at..].starts_with(LEXICON[i].0.as_bytes()))
+        group.iter().copied().find(|&i| {
+            let (head, mask) = self.heads[i];
+            let pat = LEXICON[i].0.as_bytes();
+            w & mask == head && (pat.len() <= 8 || b[at..].starts_with(pat))
+        })
     }
 
     /// Every match, leftmost-longest and non-overlapping: `(start, end, pattern)`.
     fn for_each_match(&self, b: &[u8], mut emit: impl FnMut(usize, usize, usize)) {
         let mut at = 0;
-        while at < b.len() {
-            match self.longest_at(b, at) {
+        // Every pattern has two bytes or more.
+        while at + 1 < b.len() {
+            let pair = usize::from(b[at]) << 8 | usize::from(b[at + 1]);
+            if !bit(&self.pairs, pair) {
+                at += 1;
+                continue;
+            }
+            match self.longest_at(b, at, pair) {
                 Some(i) => {
                     let end = at + LEXICON[i].0.len();
                     emit(at, end, i);
@@ -496,8 +564,9 @@ fn lexicon_hits(text: &str) -> Vec<(usize, Cat)> {
         }
         hits.push((start, cat));
     });
-    // E-mail addresses: word@word.word
-    for (at, _) in b.iter().enumerate().filter(|(_, &c)| c == b'@') {
+    // E-mail addresses: word@word.word (stretches without '@' skipped with a word-at-a-time search).
+    let ats = b.chunks(64).enumerate().filter(|(_, c)| c.contains(&b'@'));
+    for at in ats.flat_map(|(k, c)| c.iter().enumerate().filter(|(_, &x)| x == b'@').map(move |(j, _)| 64 * k + j)) {
         let left = at > 0 && b[at - 1].is_ascii_alphanumeric();
         let domain = &b[at + 1..];
         let dom_len = domain.iter().take_while(|&&c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-').count();

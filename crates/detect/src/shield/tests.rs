@@ -1,4 +1,4 @@
-use super::features::{for_each_event, window_features, windows, Context, Params, DENSE};
+use super::features::{char_ngram_buckets, for_each_event, window_features, windows, Context, Params, DENSE};
 use super::metrics;
 use super::model::{Model, ModelError};
 use super::normalize::{decode_base64, decode_hex, decode_percent, normalize, Flags, ENC_MARKER};
@@ -572,6 +572,33 @@ fn normalize_matches_reference_on_edge_cases() {
     cases.push(String::new());
     for c in &cases {
         assert_eq!(normalize(c), super::normalize_ref::normalize(c), "input {c:?}");
+    }
+}
+
+/// Char n-gram buckets as they were computed before the optimisation (FNV-1a
+/// from the seed over each n-gram, then `bucket`); the constants are the ones in `features.rs`.
+fn reference_char_buckets(g: [u8; 5], bits: u32) -> [u32; 3] {
+    const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+    const CHAR_SEED: u64 = 0xcbf2_9ce4_8422_2325;
+    const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+    let bucket = |h: u64| (h.wrapping_mul(GOLDEN) >> (64 - bits)) as u32;
+    let step = |h: u64, b: u8| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+    let h3 = step(step(step(CHAR_SEED, g[0]), g[1]), g[2]);
+    let h4 = step(h3, g[3]);
+    [bucket(h3), bucket(h4), bucket(step(h4, g[4]))]
+}
+
+#[test]
+fn char_buckets_match_reference() {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for bits in 8..=24 {
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let g = [x as u8, (x >> 8) as u8, (x >> 16) as u8, (x >> 24) as u8, (x >> 32) as u8];
+            assert_eq!(char_ngram_buckets(g, bits), reference_char_buckets(g, bits), "{g:?} {bits}");
+        }
     }
 }
 
