@@ -412,14 +412,14 @@ const LEXICON: &[(&str, Cat, bool)] = &[
 /// the positions are tested independently (a bit per pair of bytes, 8 KiB),
 /// and only the few that pass compare patterns.
 struct Lexicon {
-    /// Bit `256 * a + b`: some pattern starts with the bytes `a b`.
+    /// Bit `a + 256 * b`: some pattern starts with the bytes `a b`.
     pairs: Box<[u64; 1024]>,
     /// Bit [`tri_bit`] of the first three bytes of every pattern (bits shared
     /// by several triples only let more positions through to the comparison).
     triples: Box<[u64; 1024]>,
-    /// Bit `256 * a + b`: the two bytes `a b` are a pattern (the triple test does not apply).
+    /// Bit `a + 256 * b`: the two bytes `a b` are a pattern (the triple test does not apply).
     short: Box<[u64; 1024]>,
-    /// Per pair `256 * a + b`: 1 + its index in `groups`, or 0.
+    /// Per pair `a + 256 * b`: 1 + its index in `groups`, or 0.
     slot: Vec<u16>,
     /// Pattern indices per pair, longest first.
     groups: Vec<Vec<usize>>,
@@ -473,7 +473,7 @@ impl Lexicon {
             lex.heads.push((word_at(&pat.as_bytes()[..k], 0), mask));
             // Every pattern is at least two bytes long (a test checks it).
             let &[a, b, ..] = pat.as_bytes() else { continue };
-            let pair = usize::from(a) << 8 | usize::from(b);
+            let pair = usize::from(a) | usize::from(b) << 8;
             set_bit(&mut lex.pairs, pair);
             match pat.as_bytes().get(2) {
                 Some(&c) => set_bit(&mut lex.triples, tri_bit(u64::from(a) | u64::from(b) << 8 | u64::from(c) << 16)),
@@ -511,21 +511,30 @@ impl Lexicon {
 
     /// Every match, leftmost-longest and non-overlapping: `(start, end, pattern)`.
     fn for_each_match(&self, b: &[u8], mut emit: impl FnMut(usize, usize, usize)) {
+        // Every pattern has two bytes or more: a position needs a byte after it.
+        let last = b.len().saturating_sub(1);
+        // Where the next match may start (matches do not overlap).
         let mut at = 0;
-        // Every pattern has two bytes or more.
-        while at + 1 < b.len() {
-            let pair = usize::from(b[at]) << 8 | usize::from(b[at + 1]);
-            if !bit(&self.pairs, pair) {
-                at += 1;
-                continue;
+        for base in (0..last).step_by(64) {
+            let end = (base + 64).min(last);
+            // One bit per position whose byte pair starts a pattern, tested
+            // without a branch per position: few positions pass.
+            let mut candidates = 0u64;
+            for (j, w) in b[base..=end].windows(2).enumerate() {
+                let pair = usize::from(w[0]) | usize::from(w[1]) << 8;
+                candidates |= u64::from(bit(&self.pairs, pair)) << j;
             }
-            match self.longest_at(b, at, pair) {
-                Some(i) => {
-                    let end = at + LEXICON[i].0.len();
-                    emit(at, end, i);
-                    at = end;
+            while candidates != 0 {
+                let p = base + candidates.trailing_zeros() as usize;
+                candidates &= candidates - 1;
+                if p < at {
+                    continue;
                 }
-                None => at += 1,
+                let pair = usize::from(b[p]) | usize::from(b[p + 1]) << 8;
+                if let Some(i) = self.longest_at(b, p, pair) {
+                    at = p + LEXICON[i].0.len();
+                    emit(p, at, i);
+                }
             }
         }
     }
