@@ -174,11 +174,6 @@ fn is_alphabetic(c: char) -> bool {
     }
 }
 
-/// Does [`homoglyph`] fold `c`? (All look-alikes are in the BMP.)
-fn is_homoglyph(c: char) -> bool {
-    bmp_bit(&BMP.homoglyph, c)
-}
-
 /// Build the per-character tables now rather than on the first non-ASCII text.
 pub fn warm_up() {
     LazyLock::force(&BMP);
@@ -781,7 +776,8 @@ pub fn fold(s: &str) -> (String, bool) {
                 f.token(t);
             }
         } else {
-            f.token(tok);
+            // Not plain (see above): straight to the folding steps.
+            f.fold_word(tok);
         }
     }
     if let Some((from, to)) = pending {
@@ -822,9 +818,15 @@ impl Folder {
             self.plain(tok);
             return;
         }
+        self.fold_word(tok);
+    }
+
+    /// [`Folder::token`] for a token known not to be plain.
+    fn fold_word(&mut self, tok: &str) {
         let word = &mut self.word;
         word.clear();
-        let lower_same = &BMP.lower_same;
+        let bmp = &*BMP;
+        let lower_same = &bmp.lower_same;
         for c in tok.chars() {
             if c.is_ascii() {
                 word.push(c.to_ascii_lowercase());
@@ -835,7 +837,7 @@ impl Folder {
             }
         }
         if !self.ascii {
-            self.obfuscated |= fold_homoglyphs(word);
+            self.obfuscated |= fold_homoglyphs(bmp, word);
         }
         self.obfuscated |= fold_leet(word);
         join_separated(word);
@@ -843,7 +845,9 @@ impl Folder {
             self.singles.push(word[0]);
             return;
         }
-        flush_singles(&mut self.out, &mut self.singles);
+        if !self.singles.is_empty() {
+            flush_singles(&mut self.out, &mut self.singles);
+        }
         push_word(&mut self.out, word);
     }
 }
@@ -888,9 +892,9 @@ pub(super) fn flush_singles(out: &mut String, singles: &mut Vec<char>) {
     singles.clear();
 }
 
-fn fold_homoglyphs(word: &mut [char]) -> bool {
+fn fold_homoglyphs(bmp: &BmpTable, word: &mut [char]) -> bool {
     // Cheapest test first: most non-Latin words hold no look-alike at all.
-    let foldable = word.iter().filter(|&&c| is_homoglyph(c)).count();
+    let foldable = word.iter().filter(|&&c| bmp_bit(&bmp.homoglyph, c)).count();
     if foldable == 0 {
         return false;
     }
