@@ -57,7 +57,7 @@ fn large(args: &[String]) -> Result<(), Box<dyn Error>> {
     let t = Instant::now();
     let shield = Shield::builtin()?;
     println!(
-        "Shield::builtin (parse weights, build keyword automaton and character tables): {:.1} ms",
+        "Shield::builtin (parse weights, build keyword and character tables): {:.1} ms",
         t.elapsed().as_secs_f64() * 1e3
     );
     for kind in kinds {

@@ -18,7 +18,6 @@
 //! (window bounds fall on block bounds) and reads each window off them in O(1).
 
 use super::normalize::{Flags, ENC_MARKER};
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use std::sync::LazyLock;
 
 /// Number of hand-made features.
@@ -45,16 +44,45 @@ const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 const CHAR_SEED: u64 = 0xcbf2_9ce4_8422_2325;
 const WORD_SEED: u64 = 0x84222325_cbf29ce4;
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+/// `FNV_PRIME * GOLDEN` (mod 2^64), see [`char_ngram_buckets`].
+const PRIME_GOLDEN: u64 = FNV_PRIME.wrapping_mul(GOLDEN);
 
 #[inline]
 fn bucket(h: u64, bits: u32) -> u32 {
     (h.wrapping_mul(GOLDEN) >> (64 - bits)) as u32
 }
 
+/// ASCII letters and digits, and every byte of a non-ASCII character.
+static WORD_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || b >= 0x80;
+        i += 1;
+    }
+    t
+};
+
 #[inline]
 fn is_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b >= 0x80
+    WORD_BYTE[usize::from(b)]
 }
+
+const fn fnv_step(h: u64, b: u8) -> u64 {
+    (h ^ b as u64).wrapping_mul(FNV_PRIME)
+}
+
+/// The char n-gram hash after its first byte, per byte value.
+static CHAR_FIRST: [u64; 256] = {
+    let mut t = [0u64; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = fnv_step(CHAR_SEED, i as u8);
+        i += 1;
+    }
+    t
+};
 
 /// Call `emit(position, bucket)` for every n-gram event of `text`, in
 /// increasing position order per kind (char n-grams first, then words).
@@ -71,11 +99,14 @@ pub fn for_each_event(text: &[u8], bits: u32, mut emit: impl FnMut(usize, u32)) 
 /// Buckets of the byte 3-, 4- and 5-grams that start with the bytes `g`.
 #[inline(always)]
 pub fn char_ngram_buckets(g: [u8; 5], bits: u32) -> [u32; 3] {
-    let step = |h: u64, b: u8| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
-    let h3 = step(step(step(CHAR_SEED, g[0]), g[1]), g[2]);
-    let h4 = step(h3, g[3]);
-    let h5 = step(h4, g[4]);
-    [bucket(h3, bits), bucket(h4, bits), bucket(h5, bits)]
+    // `bucket(step(h, b))` multiplies `h ^ b` by FNV_PRIME and then GOLDEN;
+    // multiplying once by their product (mod 2^64) gives the same bits, so
+    // the 5-gram's hash itself is never formed: six multiplications, not seven.
+    let top = |x: u64| (x.wrapping_mul(PRIME_GOLDEN) >> (64 - bits)) as u32;
+    let x3 = fnv_step(CHAR_FIRST[usize::from(g[0])], g[1]) ^ u64::from(g[2]);
+    let x4 = x3.wrapping_mul(FNV_PRIME) ^ u64::from(g[3]);
+    let x5 = x4.wrapping_mul(FNV_PRIME) ^ u64::from(g[4]);
+    [top(x3), top(x4), top(x5)]
 }
 
 /// Byte 3-, 4- and 5-grams starting at each position: `emit(position,
@@ -371,15 +402,147 @@ const LEXICON: &[(&str, Cat, bool)] = &[
     (ENC_MARKER, Cat::Encoded, true),
 ];
 
-static MATCHER: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
-    AhoCorasickBuilder::new()
-        .match_kind(MatchKind::LeftmostLongest)
-        .kind(Some(AhoCorasickKind::DFA))
-        .build(LEXICON.iter().map(|(p, _, _)| p))
-        .ok()
-});
+/// The lexicon's patterns grouped by their first two bytes, for a search
+/// with the semantics of a leftmost-longest Aho-Corasick automaton (the
+/// leftmost start wins, then the longest pattern there; the next search
+/// starts where that match ends) that is cheap where nothing matches: most
+/// positions are ruled out by one bit.
+///
+/// An automaton walks from state to state, one dependent load per byte; here
+/// the positions are tested independently (a bit per pair of bytes, 8 KiB),
+/// and only the few that pass compare patterns.
+struct Lexicon {
+    /// Bit `a + 256 * b`: some pattern starts with the bytes `a b`.
+    pairs: Box<[u64; 1024]>,
+    /// Bit [`tri_bit`] of the first three bytes of every pattern (bits shared
+    /// by several triples only let more positions through to the comparison).
+    triples: Box<[u64; 1024]>,
+    /// Bit `a + 256 * b`: the two bytes `a b` are a pattern (the triple test does not apply).
+    short: Box<[u64; 1024]>,
+    /// Per pair `a + 256 * b`: 1 + its index in `groups`, or 0.
+    slot: Vec<u16>,
+    /// Pattern indices per pair, longest first.
+    groups: Vec<Vec<usize>>,
+    /// Per pattern: its first (up to) eight bytes as a little-endian word,
+    /// and the mask of those bytes.
+    heads: Vec<(u64, u64)>,
+}
 
-/// Build the keyword automaton now rather than on the first score.
+/// Bit of the bitmap [`Lexicon::triples`] for the three low bytes of `w`.
+#[inline]
+fn tri_bit(w: u64) -> usize {
+    ((w as u32 & 0x00FF_FFFF).wrapping_mul(0x9E37_79B1) >> 16) as usize
+}
+
+fn set_bit(bits: &mut [u64; 1024], i: usize) {
+    bits[(i >> 6) & 1023] |= 1 << (i & 63);
+}
+
+#[inline(always)]
+fn bit(bits: &[u64; 1024], i: usize) -> bool {
+    bits[(i >> 6) & 1023] >> (i & 63) & 1 == 1
+}
+
+/// The eight bytes at `at` as a little-endian word, zero past the end.
+#[inline]
+fn word_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    match b.get(at..at + 8) {
+        Some(w) => a.copy_from_slice(w),
+        None => {
+            let tail = b.get(at..).unwrap_or_default();
+            a[..tail.len()].copy_from_slice(tail);
+        }
+    }
+    u64::from_le_bytes(a)
+}
+
+impl Lexicon {
+    fn new() -> Self {
+        let mut lex = Lexicon {
+            pairs: Box::new([0; 1024]),
+            triples: Box::new([0; 1024]),
+            short: Box::new([0; 1024]),
+            slot: vec![0; 1 << 16],
+            groups: Vec::new(),
+            heads: Vec::new(),
+        };
+        for (i, (pat, _, _)) in LEXICON.iter().enumerate() {
+            let k = pat.len().min(8);
+            let mask = if k == 8 { u64::MAX } else { (1u64 << (8 * k)) - 1 };
+            lex.heads.push((word_at(&pat.as_bytes()[..k], 0), mask));
+            // Every pattern is at least two bytes long (a test checks it).
+            let &[a, b, ..] = pat.as_bytes() else { continue };
+            let pair = usize::from(a) | usize::from(b) << 8;
+            set_bit(&mut lex.pairs, pair);
+            match pat.as_bytes().get(2) {
+                Some(&c) => set_bit(&mut lex.triples, tri_bit(u64::from(a) | u64::from(b) << 8 | u64::from(c) << 16)),
+                None => set_bit(&mut lex.short, pair),
+            }
+            if lex.slot[pair] == 0 {
+                lex.groups.push(Vec::new());
+                lex.slot[pair] = lex.groups.len() as u16;
+            }
+            lex.groups[usize::from(lex.slot[pair]) - 1].push(i);
+        }
+        for g in &mut lex.groups {
+            // Longest first; patterns are distinct, so equal lengths never both match.
+            g.sort_by_key(|&i| (std::cmp::Reverse(LEXICON[i].0.len()), i));
+        }
+        lex
+    }
+
+    /// The longest pattern that starts at `at` (whose first two bytes form
+    /// `pair`, a pair in [`Lexicon::pairs`]), if any.
+    #[inline]
+    fn longest_at(&self, b: &[u8], at: usize, pair: usize) -> Option<usize> {
+        // Text bytes past the end read as zero, which no pattern holds.
+        let w = word_at(b, at);
+        if !bit(&self.triples, tri_bit(w)) && !bit(&self.short, pair) {
+            return None;
+        }
+        let group = self.groups.get(usize::from(self.slot[pair]).checked_sub(1)?)?;
+        group.iter().copied().find(|&i| {
+            let (head, mask) = self.heads[i];
+            let pat = LEXICON[i].0.as_bytes();
+            w & mask == head && (pat.len() <= 8 || b[at..].starts_with(pat))
+        })
+    }
+
+    /// Every match, leftmost-longest and non-overlapping: `(start, end, pattern)`.
+    fn for_each_match(&self, b: &[u8], mut emit: impl FnMut(usize, usize, usize)) {
+        // Every pattern has two bytes or more: a position needs a byte after it.
+        let last = b.len().saturating_sub(1);
+        // Where the next match may start (matches do not overlap).
+        let mut at = 0;
+        for base in (0..last).step_by(64) {
+            let end = (base + 64).min(last);
+            // One bit per position whose byte pair starts a pattern, tested
+            // without a branch per position: few positions pass.
+            let mut candidates = 0u64;
+            for (j, w) in b[base..=end].windows(2).enumerate() {
+                let pair = usize::from(w[0]) | usize::from(w[1]) << 8;
+                candidates |= u64::from(bit(&self.pairs, pair)) << j;
+            }
+            while candidates != 0 {
+                let p = base + candidates.trailing_zeros() as usize;
+                candidates &= candidates - 1;
+                if p < at {
+                    continue;
+                }
+                let pair = usize::from(b[p]) | usize::from(b[p + 1]) << 8;
+                if let Some(i) = self.longest_at(b, p, pair) {
+                    at = p + LEXICON[i].0.len();
+                    emit(p, at, i);
+                }
+            }
+        }
+    }
+}
+
+static MATCHER: LazyLock<Lexicon> = LazyLock::new(Lexicon::new);
+
+/// Build the keyword tables now rather than on the first score.
 pub fn warm_up() {
     LazyLock::force(&MATCHER);
     LazyLock::force(&LN_1P);
@@ -398,22 +561,21 @@ fn boundary_after(text: &[u8], end: usize) -> bool {
 fn lexicon_hits(text: &str) -> Vec<(usize, Cat)> {
     let b = text.as_bytes();
     let mut hits = Vec::new();
-    if let Some(ac) = MATCHER.as_ref() {
-        for m in ac.find_iter(text) {
-            let (pat, cat, whole) = LEXICON[m.pattern().as_usize()];
-            let first_is_word = pat.as_bytes().first().is_some_and(|&c| is_word_byte(c));
-            if first_is_word && !boundary_before(b, m.start()) {
-                continue;
-            }
-            let last_is_word = pat.as_bytes().last().is_some_and(|&c| is_word_byte(c));
-            if whole && last_is_word && !boundary_after(b, m.end()) {
-                continue;
-            }
-            hits.push((m.start(), cat));
+    MATCHER.for_each_match(b, |start, end, i| {
+        let (pat, cat, whole) = LEXICON[i];
+        let first_is_word = pat.as_bytes().first().is_some_and(|&c| is_word_byte(c));
+        if first_is_word && !boundary_before(b, start) {
+            return;
         }
-    }
-    // E-mail addresses: word@word.word
-    for (at, _) in b.iter().enumerate().filter(|(_, &c)| c == b'@') {
+        let last_is_word = pat.as_bytes().last().is_some_and(|&c| is_word_byte(c));
+        if whole && last_is_word && !boundary_after(b, end) {
+            return;
+        }
+        hits.push((start, cat));
+    });
+    // E-mail addresses: word@word.word (stretches without '@' skipped with a word-at-a-time search).
+    let ats = b.chunks(64).enumerate().filter(|(_, c)| c.contains(&b'@'));
+    for at in ats.flat_map(|(k, c)| c.iter().enumerate().filter(|(_, &x)| x == b'@').map(move |(j, _)| 64 * k + j)) {
         let left = at > 0 && b[at - 1].is_ascii_alphanumeric();
         let domain = &b[at + 1..];
         let dom_len = domain.iter().take_while(|&&c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-').count();
@@ -562,4 +724,71 @@ pub fn window_features(text: &str, flags: Flags, p: Params) -> Vec<WindowFeature
             WindowFeatures { start, end, sparse, dense: ctx.dense(start, end) }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod lexicon_tests {
+    use super::{Lexicon, LEXICON};
+    use aho_corasick::{AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+    use proptest::prelude::*;
+
+    /// The matches of the leftmost-longest automaton the lexicon used to be searched with.
+    fn reference(text: &[u8]) -> Vec<(usize, usize, usize)> {
+        let Ok(ac) = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(LEXICON.iter().map(|(p, _, _)| p))
+        else {
+            panic!("the lexicon builds");
+        };
+        ac.find_iter(text).map(|m| (m.start(), m.end(), m.pattern().as_usize())).collect()
+    }
+
+    fn matches(text: &[u8]) -> Vec<(usize, usize, usize)> {
+        let mut out = Vec::new();
+        Lexicon::new().for_each_match(text, |s, e, i| out.push((s, e, i)));
+        out
+    }
+
+    /// Pieces that make overlapping, nested and cut-off matches likely.
+    fn piece(k: usize) -> String {
+        let (pat, _, _) = LEXICON[k % LEXICON.len()];
+        let b = pat.as_bytes();
+        let cut = |r: std::ops::Range<usize>| String::from_utf8_lossy(&b[r]).into_owned();
+        match k / LEXICON.len() % 6 {
+            0 | 1 => pat.to_owned(),
+            2 => cut(0..b.len() / 2),
+            3 => cut(b.len() / 2..b.len()),
+            4 => [" ", "x", ".", "<", "|", "@", "\n", "a", "i", "s", "é"][k % 11].to_owned(),
+            _ => cut(1..b.len()),
+        }
+    }
+
+    #[test]
+    fn every_pattern_has_two_bytes() {
+        assert!(LEXICON.iter().all(|(p, _, _)| p.len() >= 2));
+    }
+
+    #[test]
+    fn lexicon_matches_automaton_on_the_patterns() {
+        let all: String = LEXICON.iter().map(|(p, _, _)| *p).collect::<Vec<_>>().join("");
+        assert_eq!(matches(all.as_bytes()), reference(all.as_bytes()));
+        let spaced: String = LEXICON.iter().map(|(p, _, _)| *p).collect::<Vec<_>>().join(" ");
+        assert_eq!(matches(spaced.as_bytes()), reference(spaced.as_bytes()));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+        #[test]
+        fn lexicon_matches_automaton(parts in proptest::collection::vec(0usize..2000, 0..80)) {
+            let text: String = parts.into_iter().map(piece).collect();
+            prop_assert_eq!(matches(text.as_bytes()), reference(text.as_bytes()));
+        }
+
+        #[test]
+        fn lexicon_matches_automaton_on_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            prop_assert_eq!(matches(&bytes), reference(&bytes));
+        }
+    }
 }

@@ -21,8 +21,8 @@
 //!   [`wordpiece`]); [`pipeline`] runs both stages per [`DeepMode`] and says
 //!   in [`Score::stage`] which one decided.
 //!
-//! Everything here is pure and synchronous: no I/O, no global state besides a
-//! lazily built keyword automaton.
+//! Everything here is pure and synchronous: no I/O, no global state besides
+//! lazily built keyword and per-character tables.
 
 pub mod deep;
 pub mod features;

@@ -186,18 +186,31 @@ impl Model {
         let full = if n >= 5 { n - 4 } else { 0 };
         let mask = (1usize << p.bits) - 1;
         let exact = table.get(..=mask);
+        let shipped =
+            exact.filter(|_| p.bits == SHIPPED_BITS).and_then(|t| <&[i16; 1 << SHIPPED_BITS]>::try_from(t).ok());
         for (k, slot) in (0..full).step_by(g).zip(1..) {
             let hi = (k + g).min(full);
-            let mut sum = 0i64;
-            for q in b[k..hi + 4].windows(5) {
-                if let &[a0, a1, a2, a3, a4] = q {
-                    let ks = char_ngram_buckets([a0, a1, a2, a3, a4], p.bits);
-                    sum += match exact {
-                        Some(t) => ks.iter().map(|&k| i64::from(t[k as usize & mask])).sum::<i64>(),
-                        None => ks.iter().map(|&k| w(k)).sum::<i64>(),
-                    };
+            let grams = b[k..hi + 4].windows(5);
+            let sum = match (shipped, exact) {
+                (Some(t), _) => char_sum_shipped(t, &b[k..hi + 4]),
+                (None, Some(t)) => {
+                    let at = |k: u32| i64::from(t[k as usize & mask]);
+                    let mut sum = 0i64;
+                    for q in grams {
+                        if let &[a0, a1, a2, a3, a4] = q {
+                            let [k3, k4, k5] = char_ngram_buckets([a0, a1, a2, a3, a4], p.bits);
+                            sum += at(k3) + at(k4) + at(k5);
+                        }
+                    }
+                    sum
                 }
-            }
+                (None, None) => grams
+                    .map(|q| match q {
+                        &[a0, a1, a2, a3, a4] => char_ngram_buckets([a0, a1, a2, a3, a4], p.bits).map(w).iter().sum(),
+                        _ => 0,
+                    })
+                    .sum(),
+            };
             wsum[slot] = sum;
             csum[slot] = 3 * (hi - k) as u32;
         }
@@ -268,6 +281,25 @@ impl Model {
         let dense: f32 = w.dense.iter().zip(self.dense.iter()).map(|(x, w)| x * w).sum();
         self.bias + ng + dense
     }
+}
+
+/// The n-gram table size of the shipped weights (see [`Params::default`]).
+const SHIPPED_BITS: u32 = 18;
+
+/// Char n-gram weight sum over the positions of `grams` that have all five
+/// bytes, for a table of the shipped size. With the size a constant, every
+/// bucket (the top 18 bits of a product) is known to index the table: no
+/// mask, no bounds check, and a fixed shift, in the stage's hottest loop.
+fn char_sum_shipped(t: &[i16; 1 << SHIPPED_BITS], grams: &[u8]) -> i64 {
+    let mut sum = 0i64;
+    for q in grams.windows(5) {
+        if let &[a0, a1, a2, a3, a4] = q {
+            let [k3, k4, k5] = char_ngram_buckets([a0, a1, a2, a3, a4], SHIPPED_BITS);
+            let at = |k: u32| t.get(k as usize).map_or(0, |&w| i64::from(w));
+            sum += at(k3) + at(k4) + at(k5);
+        }
+    }
+    sum
 }
 
 fn gcd(mut a: usize, mut b: usize) -> usize {

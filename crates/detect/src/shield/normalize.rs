@@ -121,14 +121,28 @@ struct BmpTable {
     lower_same: Vec<u64>,
     /// `char::is_alphabetic`.
     alphabetic: Vec<u64>,
+    /// Trivially NFKC (as `nfkc_trivial`) and not invisible: [`clean`] leaves
+    /// such a character alone.
+    clean_same: Vec<u64>,
+    /// [`homoglyph`] has a Latin look-alike for it.
+    homoglyph: Vec<u64>,
 }
 
 static BMP: LazyLock<BmpTable> = LazyLock::new(|| {
-    let mut t = BmpTable { nfkc_trivial: vec![0; 1024], lower_same: vec![0; 1024], alphabetic: vec![0; 1024] };
+    let mut t = BmpTable {
+        nfkc_trivial: vec![0; 1024],
+        lower_same: vec![0; 1024],
+        alphabetic: vec![0; 1024],
+        clean_same: vec![0; 1024],
+        homoglyph: vec![0; 1024],
+    };
     for c in (0u32..0x10000).filter_map(char::from_u32) {
         let (word, bit) = ((c as usize) >> 6, 1u64 << (c as u32 & 63));
         if is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes && canonical_combining_class(c) == 0 {
             t.nfkc_trivial[word] |= bit;
+            if !is_invisible(c) {
+                t.clean_same[word] |= bit;
+            }
         }
         let mut lower = c.to_lowercase();
         if lower.next() == Some(c) && lower.next().is_none() {
@@ -136,6 +150,9 @@ static BMP: LazyLock<BmpTable> = LazyLock::new(|| {
         }
         if c.is_alphabetic() {
             t.alphabetic[word] |= bit;
+        }
+        if homoglyph(c).is_some() {
+            t.homoglyph[word] |= bit;
         }
     }
     t
@@ -169,7 +186,7 @@ pub fn warm_up() {
 /// ASCII whitespace character is a starter that composes with nothing, so
 /// normalising chunk by chunk gives the same result as the whole text.
 pub fn clean(input: &str) -> (Cow<'_, str>, bool) {
-    if input.is_ascii() {
+    if !needs_clean(input) {
         return (Cow::Borrowed(input), false);
     }
     let (visible, invisible) = drop_invisible(input);
@@ -177,6 +194,38 @@ pub fn clean(input: &str) -> (Cow<'_, str>, bool) {
         Some(out) => (Cow::Owned(out), invisible),
         None => (visible, invisible),
     }
+}
+
+/// Index of the first byte at or after `i` that is not ASCII, eight bytes at a time.
+#[inline]
+fn next_non_ascii(b: &[u8], mut i: usize) -> Option<usize> {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(a) & HIGH;
+        if w != 0 {
+            return Some(i + (w.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b[i.min(b.len())..].iter().position(|&x| x >= 0x80).map(|p| i + p)
+}
+
+/// Would [`clean`] change anything? Not when every non-ASCII character is in
+/// the BMP, visible and trivially NFKC (one pass, no copy: the common case).
+fn needs_clean(s: &str) -> bool {
+    let b = s.as_bytes();
+    let clean_same = &BMP.clean_same;
+    let mut i = 0;
+    while let Some(at) = next_non_ascii(b, i) {
+        let c = char_at(s, at);
+        if !bmp_bit(clean_same, c) {
+            return true;
+        }
+        i = at + c.len_utf8();
+    }
+    false
 }
 
 /// The character that starts at byte `i` of `s` (a char boundary).
@@ -675,36 +724,28 @@ pub fn fold(s: &str) -> (String, bool) {
     };
     // Split on ASCII whitespace bytes (fast), then split the rare token that
     // holds other whitespace (vertical tab, U+2028, ...) by `char::is_whitespace`.
-    // One pass over each token's bytes classifies it and, when no single
-    // letters are pending, already appends it in lowercase: a plain ASCII token
-    // (see `plain_ascii_token`, which this must agree with) is then done, any
-    // other is taken back out and goes through `Folder::token`.
+    // One pass over each token's bytes classifies it: a plain ASCII token (see
+    // `plain_ascii_token`, which this must agree with) is copied whole and
+    // lowercased in place, any other goes through `Folder::token`. Plain tokens
+    // one space apart are copied as one run (`pending`, a range of `s`): the
+    // output would join them with one space anyway.
     let b = s.as_bytes();
     let n = b.len();
     let mut i = 0;
+    let mut pending: Option<(usize, usize)> = None;
     while i < n {
         if CLASS[usize::from(b[i])] & C_SPACE != 0 {
             i += 1;
             continue;
         }
         let start = i;
-        let at = f.out.len();
-        let written = f.singles.is_empty();
-        if written && at > 0 {
-            f.out.push(' ');
-        }
-        let (mut any, mut letters) = (0u8, 0usize);
+        let mut any = 0u8;
         while i < n {
-            let x = b[i];
-            let c = CLASS[usize::from(x)];
+            let c = CLASS[usize::from(b[i])];
             if c & C_SPACE != 0 {
                 break;
             }
             any |= c;
-            letters += usize::from(c & C_LETTER != 0);
-            if written && c & C_ODD == 0 {
-                f.out.push(char::from(x.to_ascii_lowercase()));
-            }
             i += 1;
         }
         // Both ends are at ASCII bytes (or the text's ends), so at char boundaries.
@@ -712,21 +753,35 @@ pub fn fold(s: &str) -> (String, bool) {
         let tb = tok.as_bytes();
         let single = tb.len() == 1 && any & C_LETTER != 0;
         let separated = tb.len() >= 7 && matches!(tb[1], b'.' | b'-' | b'_' | b'*' | b'/');
-        let plain = !(any & (C_ODD | C_LEET) != 0 || single || separated || letters >= 2 && any & C_DIGIT != 0);
+        // Letters are counted only for the rare token that mixes them with digits.
+        let mixed = any & (C_LETTER | C_DIGIT) == C_LETTER | C_DIGIT
+            && tb.iter().filter(|&&x| CLASS[usize::from(x)] & C_LETTER != 0).nth(1).is_some();
+        let plain = !(any & (C_ODD | C_LEET) != 0 || single || separated || mixed);
         if plain {
-            if !written {
-                f.plain(tok);
-            }
+            pending = match pending {
+                Some((from, to)) if to + 1 == start && b[to] == b' ' => Some((from, i)),
+                Some((from, to)) => {
+                    f.plain(&s[from..to]);
+                    Some((start, i))
+                }
+                None => Some((start, i)),
+            };
             continue;
         }
-        f.out.truncate(at);
+        if let Some((from, to)) = pending.take() {
+            f.plain(&s[from..to]);
+        }
         if any & C_ODD != 0 && tok.chars().any(char::is_whitespace) {
             for t in tok.split(char::is_whitespace).filter(|t| !t.is_empty()) {
                 f.token(t);
             }
         } else {
-            f.token(tok);
+            // Not plain (see above): straight to the folding steps.
+            f.fold_word(tok);
         }
+    }
+    if let Some((from, to)) = pending {
+        f.plain(&s[from..to]);
     }
     flush_singles(&mut f.out, &mut f.singles);
     (f.out, f.obfuscated)
@@ -742,7 +797,8 @@ struct Folder {
 }
 
 impl Folder {
-    /// Append a token that [`plain_ascii_token`] accepts: only its case changes.
+    /// Append a token that [`plain_ascii_token`] accepts (or several, one
+    /// space apart): only their case changes.
     #[inline]
     fn plain(&mut self, tok: &str) {
         if !self.singles.is_empty() {
@@ -762,9 +818,15 @@ impl Folder {
             self.plain(tok);
             return;
         }
+        self.fold_word(tok);
+    }
+
+    /// [`Folder::token`] for a token known not to be plain.
+    fn fold_word(&mut self, tok: &str) {
         let word = &mut self.word;
         word.clear();
-        let lower_same = &BMP.lower_same;
+        let bmp = &*BMP;
+        let lower_same = &bmp.lower_same;
         for c in tok.chars() {
             if c.is_ascii() {
                 word.push(c.to_ascii_lowercase());
@@ -775,7 +837,7 @@ impl Folder {
             }
         }
         if !self.ascii {
-            self.obfuscated |= fold_homoglyphs(word);
+            self.obfuscated |= fold_homoglyphs(bmp, word);
         }
         self.obfuscated |= fold_leet(word);
         join_separated(word);
@@ -783,7 +845,9 @@ impl Folder {
             self.singles.push(word[0]);
             return;
         }
-        flush_singles(&mut self.out, &mut self.singles);
+        if !self.singles.is_empty() {
+            flush_singles(&mut self.out, &mut self.singles);
+        }
         push_word(&mut self.out, word);
     }
 }
@@ -828,9 +892,9 @@ pub(super) fn flush_singles(out: &mut String, singles: &mut Vec<char>) {
     singles.clear();
 }
 
-fn fold_homoglyphs(word: &mut [char]) -> bool {
+fn fold_homoglyphs(bmp: &BmpTable, word: &mut [char]) -> bool {
     // Cheapest test first: most non-Latin words hold no look-alike at all.
-    let foldable = word.iter().filter(|&&c| homoglyph(c).is_some()).count();
+    let foldable = word.iter().filter(|&&c| bmp_bit(&bmp.homoglyph, c)).count();
     if foldable == 0 {
         return false;
     }

@@ -1,4 +1,4 @@
-use super::features::{for_each_event, window_features, windows, Context, Params, DENSE};
+use super::features::{char_ngram_buckets, for_each_event, window_features, windows, Context, Params, DENSE};
 use super::metrics;
 use super::model::{Model, ModelError};
 use super::normalize::{decode_base64, decode_hex, decode_percent, normalize, Flags, ENC_MARKER};
@@ -575,6 +575,33 @@ fn normalize_matches_reference_on_edge_cases() {
     }
 }
 
+/// Char n-gram buckets as they were computed before the optimisation (FNV-1a
+/// from the seed over each n-gram, then `bucket`); the constants are the ones in `features.rs`.
+fn reference_char_buckets(g: [u8; 5], bits: u32) -> [u32; 3] {
+    const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+    const CHAR_SEED: u64 = 0xcbf2_9ce4_8422_2325;
+    const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+    let bucket = |h: u64| (h.wrapping_mul(GOLDEN) >> (64 - bits)) as u32;
+    let step = |h: u64, b: u8| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+    let h3 = step(step(step(CHAR_SEED, g[0]), g[1]), g[2]);
+    let h4 = step(h3, g[3]);
+    [bucket(h3), bucket(h4), bucket(step(h4, g[4]))]
+}
+
+#[test]
+fn char_buckets_match_reference() {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for bits in 8..=24 {
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let g = [x as u8, (x >> 8) as u8, (x >> 16) as u8, (x >> 24) as u8, (x >> 32) as u8];
+            assert_eq!(char_ngram_buckets(g, bits), reference_char_buckets(g, bits), "{g:?} {bits}");
+        }
+    }
+}
+
 /// Word events as `for_each_word_event` produced them before it was optimised
 /// (a loop per word); the constants are the ones in `features.rs`.
 fn reference_word_events(text: &[u8], bits: u32) -> Vec<(usize, u32)> {
@@ -689,9 +716,11 @@ proptest! {
         shape in 0usize..5,
         seed in any::<u64>(),
     ) {
-        // The shipped shape (gcd 32), one with gcd 1, stride = window, tiny windows.
+        // The shipped shape (gcd 32), one with gcd 1, stride = window, tiny windows;
+        // a small table, or one of the shipped size (which has a loop of its own).
         let (window, stride) = [(160, 64), (37, 10), (50, 50), (5, 3), (12, 8)][shape];
-        let m = noisy_model(Params { bits: 10, window, stride }, seed);
+        let bits = if seed & 1 == 0 { 10 } else { 18 };
+        let m = noisy_model(Params { bits, window, stride }, seed);
         let n = normalize(&glue(&parts));
         for (text, flags) in [(&n.text, n.flags), (&n.text, Flags { invisible: true, obfuscated: true })] {
             let got = m.max_logit(text, flags);
