@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# A/B saturation of two keyward builds: both serve the benchmark's config (every
+# control on) in front of one mock upstream, and wrk (-t2 -c64) measures them in
+# alternation, so drift on the shared machine falls on both alike.
+#
+#   benches/gateway/ab.sh A_BIN B_BIN [ROUNDS (4)] [SECONDS (6)]
+#
+# Prints one line per round and build: "round N A|B requests/s". Needs wrk (run.sh installs it).
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+A=$1; B=$2; ROUNDS=${3:-4}; D=${4:-6}
+RUN=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; sleep 0.5; rm -rf $RUN' EXIT
+UPKEY="sk-ant-ab-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+$A mock-upstream --listen 127.0.0.1:0 --accept-key "$UPKEY" >$RUN/mock.log 2>&1 &
+sleep 1; MOCK=$(grep -o 'http://[0-9.:]*' $RUN/mock.log | head -1)
+start() { # NAME BIN
+  local d=$RUN/$1
+  $2 init --data-dir $d --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --upstream-url $MOCK >/dev/null
+  sed -e "s|@LISTEN@|127.0.0.1:0|g" -e "s|@ADMIN_LISTEN@|127.0.0.1:0|g" -e "s|@UPSTREAM_URL@|$MOCK|g" $HERE/keyward.toml.in >$d/keyward.toml
+  cat $HERE/keyward-controls.toml >>$d/keyward.toml
+  $2 serve --config $d/keyward.toml >$d/log 2>&1 &
+  for i in $(seq 50); do grep -q 'data plane listening' $d/log 2>/dev/null && break; sleep 0.1; done
+  $2 service add bench --owner t --config $d/keyward.toml >/dev/null
+  echo "$UPKEY" | $2 upstream add dev-main --env dev --config $d/keyward.toml >/dev/null
+  local key=$($2 key create --service bench --env dev --json --config $d/keyward.toml | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
+  echo "$(grep -o 'data plane listening on http://[0-9.:]*' $d/log | grep -o 'http://.*') $key"
+}
+read UA KA < <(start a $A)
+read UB KB < <(start b $B)
+for r in $(seq $ROUNDS); do
+  for x in A B; do
+    if [ $x = A ]; then u=$UA; k=$KA; else u=$UB; k=$KB; fi
+    BENCH_AUTH_HEADER=x-api-key BENCH_AUTH_VALUE=$k wrk -t2 -c64 -d1s -s $HERE/post.lua $u/v1/messages >/dev/null 2>&1
+    rps=$(BENCH_AUTH_HEADER=x-api-key BENCH_AUTH_VALUE=$k wrk -t2 -c64 -d${D}s -s $HERE/post.lua $u/v1/messages 2>&1 | awk '/Requests\/sec/ {print $2}')
+    echo "round $r $x $rps"
+  done
+done
