@@ -420,8 +420,9 @@ fn write_key(c: &Connection, k: &KeyRow, insert: bool) -> rusqlite::Result<usize
 const USAGE_ROWS_PER_INSERT: usize = 32;
 const USAGE_COLUMNS: usize = 21;
 
-/// `INSERT INTO usage (...) VALUES (?, ...), ...` for `rows` rows (built once per size).
-fn usage_insert_sql(rows: usize) -> &'static str {
+/// `INSERT INTO usage (...) VALUES (?, ...), ...`: one row, or a whole group of
+/// [`USAGE_ROWS_PER_INSERT`] (each built once).
+fn usage_insert_sql(group: bool) -> &'static str {
     static GROUP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     static ONE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let build = |n: usize| {
@@ -433,10 +434,10 @@ fn usage_insert_sql(rows: usize) -> &'static str {
             vec![row; n].join(", ")
         )
     };
-    if rows == 1 {
-        ONE.get_or_init(|| build(1))
-    } else {
+    if group {
         GROUP.get_or_init(|| build(USAGE_ROWS_PER_INSERT))
+    } else {
+        ONE.get_or_init(|| build(1))
     }
 }
 
@@ -1077,14 +1078,14 @@ impl Store for SqliteStore {
                 // whole groups in one statement each (the per-statement work is paid once
                 // per group), what is left one row at a time
                 let mut groups = batch.chunks_exact(USAGE_ROWS_PER_INSERT);
-                let mut st = tx.prepare_cached(usage_insert_sql(USAGE_ROWS_PER_INSERT)).map_err(backend)?;
+                let mut st = tx.prepare_cached(usage_insert_sql(true)).map_err(backend)?;
                 for group in groups.by_ref() {
                     for (i, r) in group.iter().enumerate() {
                         bind_usage(&mut st, i, r).map_err(backend)?;
                     }
                     st.raw_execute().map_err(backend)?;
                 }
-                let mut st = tx.prepare_cached(usage_insert_sql(1)).map_err(backend)?;
+                let mut st = tx.prepare_cached(usage_insert_sql(false)).map_err(backend)?;
                 for r in groups.remainder() {
                     bind_usage(&mut st, 0, r).map_err(backend)?;
                     st.raw_execute().map_err(backend)?;
