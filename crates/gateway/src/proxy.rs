@@ -572,17 +572,17 @@ where
         if held + data.len() > max {
             return Err(BodyError::TooLarge);
         }
-        match first.take() {
-            None if buf.is_empty() => first = Some(data),
-            earlier => {
-                if let Some(earlier) = earlier {
-                    let expect = declared.map_or(0, |n| n.min(max as u64) as usize);
-                    buf.reserve(expect.max(earlier.len() + data.len()));
-                    buf.extend_from_slice(&earlier);
-                }
-                buf.extend_from_slice(&data);
-            }
+        if first.is_none() && buf.is_empty() {
+            first = Some(data);
+            continue;
         }
+        // a second frame: from here on the body is gathered in `buf`
+        if let Some(earlier) = first.take() {
+            let expect = declared.map_or(0, |n| n.min(max as u64) as usize);
+            buf.reserve(expect.max(earlier.len() + data.len()));
+            buf.extend_from_slice(&earlier);
+        }
+        buf.extend_from_slice(&data);
     }
     Ok(first.unwrap_or_else(|| buf.freeze()))
 }

@@ -602,8 +602,10 @@ fn char_buckets_match_reference() {
     }
 }
 
-/// Word events as `for_each_word_event` produced them before it was optimised
-/// (a loop per word); the constants are the ones in `features.rs`.
+/// Word events computed independently of `features.rs`'s byte table (word bytes
+/// from the predicate, constants written out): the shipped weights depend on
+/// these exact buckets, so a change to the table, the seeds or the bigram mix
+/// fails here.
 fn reference_word_events(text: &[u8], bits: u32) -> Vec<(usize, u32)> {
     const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
     const WORD_SEED: u64 = 0x84222325_cbf29ce4;
@@ -634,8 +636,8 @@ fn reference_word_events(text: &[u8], bits: u32) -> Vec<(usize, u32)> {
 
 #[test]
 fn word_events_match_reference_on_long_texts() {
-    // Long enough for several pieces; words that straddle piece and half cuts;
-    // one word longer than a piece.
+    // Long texts with ASCII, accented and CJK words, punctuation and digits;
+    // very long words and long runs of separators.
     let mut texts: Vec<String> = vec![
         "Lorem ipsum, dolor sit amet; 42 x-y_z \u{00e9}t\u{00e9} 会议 ".repeat(300),
         format!("{} tail", "a".repeat(10_000)),
