@@ -12,9 +12,8 @@
 //! in the API. Each may be a value or a secret reference (`env:VAR`, ...).
 
 use crate::state::{now_ms, rfc3339, App};
-use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use keyward_secrets::SecretRef;
 use keyward_store::{AlertRow, DeliveryRow};
 use secrecy::{ExposeSecret, SecretString};
@@ -389,7 +388,7 @@ async fn attempt(app: &App, cfg: &AlertsConfig, sink: &Sink, d: &DeliveryRow) ->
             pagerduty_body(&payload, rk.expose_secret()).to_string().into_bytes()
         }
     };
-    let req = req.body(Full::new(Bytes::from(body))).map_err(|_| "could not build the request".to_string())?;
+    let req = req.body(crate::upstream::full(body)).map_err(|_| "could not build the request".to_string())?;
     let resp =
         tokio::time::timeout(cfg.timeout, app.client.request(req))
             .await

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod alerts;
 pub mod audit;
 pub mod authguard;
+pub mod bodyscan;
 pub mod deliver;
 pub mod error;
 pub mod index;

@@ -482,7 +482,7 @@ fn fmt_rfc3339(ms: i64) -> String {
 
 /// Per-upstream-key usage of the minutes in `[from_ms, to_ms)` (whole minutes).
 async fn fetch_report(app: &App, from_ms: i64, to_ms: i64) -> Result<Vec<(i64, String, UpstreamUsage)>, String> {
-    use http_body_util::{BodyExt, Full};
+    use http_body_util::BodyExt;
     let Some(r) = &app.cfg.admin_key_ref else {
         return Err("no admin key configured".into());
     };
@@ -508,7 +508,7 @@ async fn fetch_report(app: &App, from_ms: i64, to_ms: i64) -> Result<Vec<(i64, S
         let req = http::Request::get(uri)
             .header("x-api-key", cred.header().clone())
             .header("anthropic-version", "2023-06-01")
-            .body(Full::new(bytes::Bytes::new()))
+            .body(crate::upstream::full(bytes::Bytes::new()))
             .map_err(|_| "could not build the request".to_string())?;
         drop(cred);
         let resp = tokio::time::timeout(Duration::from_secs(30), app.client.request(req))

@@ -9,6 +9,7 @@
 //! drop ([`MeteredBody`]), so it also happens when the client disconnects.
 
 use crate::authguard::Plane;
+use crate::bodyscan::{refused_model, Budgeted, ScannedBody};
 use crate::error::ApiError;
 use crate::index::{Auth, KeyEntry};
 use crate::meter::{settle, MeteredBody};
@@ -16,12 +17,13 @@ use crate::metrics::Refusal;
 use crate::metrics::ShieldEvent;
 use crate::shield::{self, StreamGate};
 use crate::state::{now_ms, App};
+use crate::upstream::{self, UpstreamBody};
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Either, Full, Limited};
-use keyward_core::policy::glob_match;
 use keyward_core::policy::ToolPolicy;
 use keyward_core::prices::Day;
 use keyward_core::usage::shield_flags;
@@ -59,6 +61,10 @@ const MAX_CHECKED_BODY: usize = 16 << 20;
 /// Request bodies up to this size are screened on the data-plane thread itself
 /// (tens of microseconds); larger ones on the blocking pool.
 const SCREEN_INLINE_BYTES: usize = 64 << 10;
+
+/// Messages bodies larger than this (or of unknown length) are forwarded as they
+/// arrive when the key does not screen requests; smaller ones are read whole.
+const STREAM_BODY_BYTES: u64 = 64 << 10;
 
 static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
@@ -139,7 +145,7 @@ fn presented_credential(h: &HeaderMap) -> Option<&str> {
 /// default), then [`forward`].
 pub async fn handle<B>(app: Arc<App>, peer: SocketAddr, req: http::Request<B>) -> Response
 where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     if OPEN_ROUTES.contains(&req.uri().path()) {
@@ -204,7 +210,7 @@ struct BatchParams {
 /// Everything after authentication for one request.
 async fn forward<B>(app: Arc<App>, key: Arc<KeyEntry>, peer: IpAddr, req: http::Request<B>) -> Response
 where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let started = Instant::now();
@@ -263,18 +269,28 @@ where
     if declared.is_some_and(|n| n > max) {
         return fail(record, ApiError::TooLarge, false);
     }
-    let bytes = match read_body(body, max as usize, declared).await {
-        Ok(b) => b,
-        Err(BodyError::TooLarge) => return fail(record, ApiError::TooLarge, false),
-        Err(BodyError::Read) => {
-            return fail(record, ApiError::InvalidRequest("could not read the request body".into()), false)
+    // a large Messages body, for a key that neither screens nor rewrites requests,
+    // is forwarded as it arrives, its checks made on the way (`bodyscan`); any other
+    // body is read whole first
+    let streams = matches!(endpoint, Endpoint::Messages | Endpoint::CountTokens)
+        && eff.request_plan.is_none()
+        && declared.is_none_or(|n| n > STREAM_BODY_BYTES);
+    let (bytes, pending, share) = if streams {
+        (Bytes::new(), Some(body), None)
+    } else {
+        match read_body(body, max as usize, declared).await {
+            Ok((b, share)) => (b, None, share),
+            Err(BodyError::TooLarge) => return fail(record, ApiError::TooLarge, false),
+            Err(BodyError::Read) => {
+                return fail(record, ApiError::InvalidRequest("could not read the request body".into()), false)
+            }
         }
     };
 
     let mut streamed = false;
     // models named by a batch's requests (a Messages request names one, kept in the record)
     let mut batch_models: Vec<String> = Vec::new();
-    if endpoint.has_json_body(&parts.method) {
+    if pending.is_none() && endpoint.has_json_body(&parts.method) {
         match serde_json::from_slice::<Probe>(&bytes) {
             Ok(p) => {
                 streamed = endpoint == Endpoint::Messages && p.stream == Some(true);
@@ -291,11 +307,9 @@ where
     record.streamed = streamed;
 
     // phase `policy`, part 2: what the request asks for, then budget and limits
-    if let Some(allowed) = eff.policy.models.as_ref().filter(|m| !m.is_empty()) {
-        let refused = record.model.iter().chain(&batch_models).find(|m| !allowed.iter().any(|g| glob_match(g, m)));
-        if let Some(message) = refused.map(|m| format!("model {m:?} is not allowed for this key")) {
-            return fail(record, ApiError::Forbidden(message), false);
-        }
+    // (a streamed body's model is checked as it passes)
+    if let Some(message) = refused_model(&eff, record.model.iter().chain(&batch_models).map(String::as_str)) {
+        return fail(record, ApiError::Forbidden(message), false);
     }
     // budget: checked when a request starts; the request that crosses the line completes
     if let Some(budget) = eff.policy.budget_usd {
@@ -334,7 +348,8 @@ where
         let message = "message batches are not available to keys with a prompt-injection or tool policy";
         return fail(record, ApiError::Forbidden(message.into()), holds_slot);
     }
-    if let Some(plan) = eff.request_plan.as_ref().filter(|_| endpoint.has_json_body(&parts.method)) {
+    if let Some(plan) = eff.request_plan.as_ref().filter(|_| pending.is_none() && endpoint.has_json_body(&parts.method))
+    {
         let prepared = if bytes.len() <= SCREEN_INLINE_BYTES {
             shield::prepare(&app.shield, plan, &bytes)
         } else {
@@ -396,7 +411,7 @@ where
     let Some(uri) = build_uri(&app.upstream_base, &parts.uri) else {
         return fail(record, ApiError::InvalidRequest("invalid request path".into()), holds_slot);
     };
-    let build = |cred: &keyward_secrets::Credential, body: Bytes| {
+    let build = |cred: &keyward_secrets::Credential, body: UpstreamBody| {
         let mut up = http::Request::builder().method(parts.method.clone()).uri(uri.clone());
         if let Some(h) = up.headers_mut() {
             for name in &REQUEST_HEADERS {
@@ -406,9 +421,25 @@ where
             }
             h.insert(X_API_KEY.clone(), cred.header().clone());
         }
-        up.body(Full::new(body))
+        up.body(body)
     };
-    let Ok(up) = build(&cred, bytes.clone()) else {
+    let mut verdict = None;
+    // a large body read whole is not kept for a retry: its memory is released
+    // once it has gone upstream
+    let retry = share.is_none();
+    let body = match (pending, share) {
+        (Some(b), _) => {
+            let (scanned, v) = ScannedBody::new(b, max, eff.clone());
+            verdict = Some(v);
+            Either::Right(UnsyncBoxBody::new(scanned))
+        }
+        (None, Some(share)) => Either::Right(UnsyncBoxBody::new(Budgeted::new(
+            Full::new(std::mem::take(&mut bytes)).map_err(|never| match never {}),
+            share,
+        ))),
+        (None, None) => upstream::full(bytes.clone()),
+    };
+    let Ok(up) = build(&cred, body) else {
         return fail(record, ApiError::Internal, holds_slot);
     };
     drop(cred);
@@ -417,6 +448,15 @@ where
     app.metrics.overhead.observe(sent.duration_since(started));
     let first = send(up).await;
     app.metrics.upstream_latency.observe(sent.elapsed());
+    // a streamed body: refused on the way (cut off before its end), or what it said
+    match verdict.as_ref().and_then(|v| v.get()) {
+        Some(Err(fault)) => return fail(record, fault.to_api_error(), holds_slot),
+        Some(Ok(scanned)) => {
+            record.model.clone_from(&scanned.model);
+            record.streamed = endpoint == Endpoint::Messages && scanned.stream == Some(true);
+        }
+        None => {}
+    }
     let mut resp = match first {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
@@ -427,9 +467,10 @@ where
     };
     // a request that raced a rotation at the secret source: the upstream refused
     // the new value, so retry once with the previous one while its grace lasts
-    if resp.status() == StatusCode::UNAUTHORIZED {
+    // (a large body has gone: not retried)
+    if resp.status() == StatusCode::UNAUTHORIZED && retry {
         if let Some(prev) = app.secrets.previous(&upstream.secret) {
-            if let Ok(up) = build(&prev, bytes) {
+            if let Ok(up) = build(&prev, upstream::full(bytes)) {
                 tracing::warn!(key_id = %key.id, upstream_id = %upstream.id, "upstream refused the current key; retrying with the previous one");
                 match send(up).await {
                     Ok(Ok(r)) => resp = r,
@@ -543,6 +584,26 @@ where
     out
 }
 
+/// Large request bodies read whole (keys that screen requests, batches) take
+/// at most this much memory at once: a body over [`BUDGET_UNIT`] waits for its
+/// share before it is read (a body of unknown length, once it passes that
+/// size), so that many large requests at once are held back by TCP instead of
+/// filling memory. Smaller bodies do not count.
+const BUFFERED_BODIES_BYTES: usize = 16 << 20;
+const BUDGET_UNIT: usize = 64 << 10;
+
+fn body_budget() -> &'static Arc<tokio::sync::Semaphore> {
+    static BUDGET: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    BUDGET.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(BUFFERED_BODIES_BYTES / BUDGET_UNIT)))
+}
+
+/// A share of the budget for a body of `n` bytes: every unit it starts, and at
+/// most the whole budget (a body larger than that is read alone).
+async fn budget_share(n: u64) -> Result<tokio::sync::OwnedSemaphorePermit, BodyError> {
+    let units = n.div_ceil(BUDGET_UNIT as u64).min((BUFFERED_BODIES_BYTES / BUDGET_UNIT) as u64) as u32;
+    body_budget().clone().acquire_many_owned(units).await.map_err(|_| BodyError::Read)
+}
+
 /// Screenings of large bodies running on the blocking pool: one per core.
 fn screen_slots() -> &'static tokio::sync::Semaphore {
     static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
@@ -554,13 +615,22 @@ enum BodyError {
     Read,
 }
 
-/// The whole request body, at most `max` bytes. A body that arrives in one
-/// frame is kept as it is; a longer one is gathered into one buffer sized from
-/// `content-length`, so a large body is held once (not as frames plus a copy).
-async fn read_body<B>(body: B, max: usize, declared: Option<u64>) -> Result<Bytes, BodyError>
+/// The whole request body, at most `max` bytes, with its share of the budget
+/// for large bodies when it is one. A body that arrives in one frame is kept as
+/// it is; a longer one is gathered into one buffer sized from `content-length`,
+/// so a large body is held once (not as frames plus a copy).
+async fn read_body<B>(
+    body: B,
+    max: usize,
+    declared: Option<u64>,
+) -> Result<(Bytes, Option<tokio::sync::OwnedSemaphorePermit>), BodyError>
 where
     B: http_body::Body<Data = Bytes>,
 {
+    let mut share = match declared {
+        Some(n) if n > BUDGET_UNIT as u64 => Some(budget_share(n).await?),
+        _ => None,
+    };
     let mut body = std::pin::pin!(body);
     let mut first: Option<Bytes> = None;
     let mut buf = bytes::BytesMut::new();
@@ -571,6 +641,10 @@ where
         let held = first.as_ref().map_or(0, Bytes::len) + buf.len();
         if held + data.len() > max {
             return Err(BodyError::TooLarge);
+        }
+        if held + data.len() > BUDGET_UNIT && share.is_none() {
+            // of unknown length and now large: one share, for the largest it may be
+            share = Some(budget_share(max as u64).await?);
         }
         if first.is_none() && buf.is_empty() {
             first = Some(data);
@@ -584,7 +658,7 @@ where
         }
         buf.extend_from_slice(&data);
     }
-    Ok(first.unwrap_or_else(|| buf.freeze()))
+    Ok((first.unwrap_or_else(|| buf.freeze()), share))
 }
 
 /// Response headers the client gets from the upstream: an allowlist.
@@ -668,16 +742,16 @@ mod tests {
 
     #[tokio::test]
     async fn request_bodies_are_read_whole_and_bounded() {
-        let one = read_body(frames(&[b"{\"model\":\"x\"}"]), 100, Some(13)).await.ok().unwrap();
+        let one = read_body(frames(&[b"{\"model\":\"x\"}"]), 100, Some(13)).await.ok().unwrap().0;
         assert_eq!(&one[..], b"{\"model\":\"x\"}");
-        let many = read_body(frames(&[b"{\"mo", b"del\":", b"", b"\"x\"}"]), 100, Some(13)).await.ok().unwrap();
+        let many = read_body(frames(&[b"{\"mo", b"del\":", b"", b"\"x\"}"]), 100, Some(13)).await.ok().unwrap().0;
         assert_eq!(&many[..], b"{\"model\":\"x\"}");
         // content-length missing or wrong changes nothing but the first allocation
-        let many = read_body(frames(&[b"ab", b"cd", b"ef"]), 100, None).await.ok().unwrap();
+        let many = read_body(frames(&[b"ab", b"cd", b"ef"]), 100, None).await.ok().unwrap().0;
         assert_eq!(&many[..], b"abcdef");
-        let many = read_body(frames(&[b"ab", b"cd", b"ef"]), 100, Some(1)).await.ok().unwrap();
+        let many = read_body(frames(&[b"ab", b"cd", b"ef"]), 100, Some(1)).await.ok().unwrap().0;
         assert_eq!(&many[..], b"abcdef");
-        assert_eq!(&read_body(frames(&[]), 100, None).await.ok().unwrap()[..], b"");
+        assert_eq!(&read_body(frames(&[]), 100, None).await.ok().unwrap().0[..], b"");
         // exactly at the limit passes; one byte over does not, however it is split
         assert!(read_body(frames(&[b"abc", b"def"]), 6, None).await.is_ok());
         assert!(matches!(read_body(frames(&[b"abc", b"defg"]), 6, None).await, Err(BodyError::TooLarge)));
@@ -687,6 +761,34 @@ mod tests {
             Err(std::io::Error::other("reset")),
         ]));
         assert!(matches!(read_body(failing, 100, None).await, Err(BodyError::Read)));
+    }
+
+    #[tokio::test]
+    async fn large_bodies_read_whole_hold_a_share_of_the_budget() {
+        let total = BUFFERED_BODIES_BYTES / BUDGET_UNIT;
+        let big: &'static [u8] = Box::leak(vec![b' '; BUDGET_UNIT + 1].into_boxed_slice());
+        // small: no share; declared large: its units; unknown length: the most it may be
+        let (_, share) = read_body(frames(&[b"{}"]), 1 << 30, Some(2)).await.ok().unwrap();
+        assert!(share.is_none());
+        let (_, share) = read_body(frames(&[big]), 1 << 30, Some(big.len() as u64)).await.ok().unwrap();
+        assert_eq!(share.map(|s| s.num_permits()), Some(2));
+        let (_, share) = read_body(frames(&[b"ab", big]), 4 * BUDGET_UNIT, None).await.ok().unwrap();
+        assert_eq!(share.as_ref().map(|s| s.num_permits()), Some(4));
+        assert_eq!(body_budget().available_permits(), total - 4);
+        // a body larger than the whole budget takes all of it, and the next waits
+        drop(share);
+        let (_, all) = read_body(frames(&[big]), usize::MAX, Some(u64::MAX)).await.ok().unwrap();
+        assert_eq!(all.as_ref().map(|s| s.num_permits()), Some(total));
+        let next = read_body(frames(&[big]), 1 << 30, Some(big.len() as u64));
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(50), next).await;
+        assert!(waited.is_err(), "a body was read past the budget");
+        // the share goes back once the body has been handed on
+        let mut held = Budgeted::new(Full::new(Bytes::from_static(big)), all.unwrap());
+        assert_eq!(body_budget().available_permits(), 0);
+        while let Some(f) = held.frame().await {
+            assert!(f.is_ok());
+        }
+        assert_eq!(body_budget().available_permits(), total);
     }
 
     #[test]

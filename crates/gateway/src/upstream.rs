@@ -1,14 +1,24 @@
 //! The pooled HTTP client to the upstream API (keep-alive, TLS via rustls).
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{Either, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use keyward_core::config::Config;
 
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// A request body to the upstream: whole, or streamed as the client sends it
+/// (large request bodies, see `bodyscan`).
+pub type UpstreamBody = Either<Full<Bytes>, UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>>;
+
+pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
+
+/// A whole request body.
+pub fn full(body: impl Into<Bytes>) -> UpstreamBody {
+    Either::Left(Full::new(body.into()))
+}
 
 thread_local! {
     /// A data-plane thread's own pool (see `server::spawn_data_plane`): requests
@@ -24,7 +34,10 @@ pub fn set_thread_client(c: UpstreamClient) {
 }
 
 /// Send through this thread's pool when it has one, else through `shared`.
-pub fn request(shared: &UpstreamClient, req: http::Request<Full<Bytes>>) -> hyper_util::client::legacy::ResponseFuture {
+pub fn request(
+    shared: &UpstreamClient,
+    req: http::Request<UpstreamBody>,
+) -> hyper_util::client::legacy::ResponseFuture {
     THREAD_CLIENT.with(|t| t.get().unwrap_or(shared).request(req))
 }
 

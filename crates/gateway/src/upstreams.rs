@@ -5,7 +5,7 @@ use crate::audit::Actor;
 use crate::index::UpstreamEntry;
 use crate::state::{now_ms, parse_env, rfc3339, valid_name, App, OpError};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use keyward_secrets::{CacheEntry, SecretRef};
 use keyward_store::{KeyStatus, LocalSecretRow, UpstreamRetirement, UpstreamRow};
 use secrecy::{ExposeSecret, SecretString};
@@ -384,7 +384,7 @@ impl App {
             .header("x-api-key", cred.header().clone())
             .header("anthropic-version", "2023-06-01")
             .header("content-type", "application/json")
-            .body(Full::new(Bytes::from_static(b"{\"status\":\"inactive\"}")))
+            .body(crate::upstream::full(Bytes::from_static(b"{\"status\":\"inactive\"}")))
             .map_err(|e| e.to_string())?;
         let resp = tokio::time::timeout(Duration::from_secs(30), self.client.request(req))
             .await

@@ -656,3 +656,90 @@ fn a_value_rotated_at_the_source_is_used_within_one_ttl_and_the_previous_one_cov
     assert!(out.contains("retrying with the previous one"));
     assert!(!out.contains(&key_a) && !out.contains(&key_b));
 }
+
+/// Bodies over 64 KiB (keys that do not screen requests) are forwarded as they
+/// arrive; their checks run on the way and a refused one never reaches the
+/// upstream whole.
+#[test]
+fn large_bodies_stream_through_and_are_checked_on_the_way() {
+    let upstream_key = fake_upstream_key();
+    let mock = mock(&upstream_key);
+    let (mut gw, _) = Gateway::init(&mock.url);
+    gw.start();
+    let (_, key) = gw.provision("big", "dev", &upstream_key);
+    let (_, sonnet_only) = gw.create_key_with("big", "dev", &["--models", "claude-sonnet-*"]);
+    let base = gw.data_url.clone();
+    let requests = || http("GET", &format!("{}/_mock/requests", mock.url), &[], b"").json();
+    let received =
+        || requests().as_array().unwrap().iter().map(|r| r["body_bytes"].as_u64().unwrap()).collect::<Vec<_>>();
+
+    // the model last, as the Python SDK orders its fields: 400,000 characters of
+    // content (100,000 input tokens at the mock's four characters per token)
+    let text = "All work and no play. ".repeat(18_182)[..400_000].to_string();
+    let body = |model: &str| {
+        format!(
+            r#"{{"max_tokens":8,"messages":[{{"role":"user","content":"{text}"}}],"model":"{model}","stream":false}}"#
+        )
+    };
+    let ok = body("claude-sonnet-4-6");
+    let r = post_messages(&base, &sonnet_only, &ok);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["usage"]["input_tokens"], 100_000);
+    assert_eq!(received(), vec![ok.len() as u64]);
+
+    // sent in chunks with no length declared: the same
+    let chunked = |key: &str, body: &str| {
+        let (host, _) = split_url(&base);
+        let mut s = std::net::TcpStream::connect(&host).unwrap();
+        write!(s, "POST /v1/messages HTTP/1.1\r\nhost: {host}\r\nx-api-key: {key}\r\nanthropic-version: 2023-06-01\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n").unwrap();
+        for piece in body.as_bytes().chunks(50_000) {
+            write!(s, "{:x}\r\n", piece.len()).unwrap();
+            s.write_all(piece).unwrap();
+            s.write_all(b"\r\n").unwrap();
+        }
+        s.write_all(b"0\r\n\r\n").unwrap();
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        parse_response(&raw)
+    };
+    let r = chunked(&sonnet_only, &ok);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(received(), vec![ok.len() as u64, ok.len() as u64]);
+
+    // refused on the way: a model outside the key's list (named last, so most of
+    // the body has gone upstream by then), invalid JSON found only at the end, a
+    // duplicate model; the upstream receives none of them whole
+    let refusals = [
+        (body("claude-opus-4-1"), &sonnet_only, 403, "model \"claude-opus-4-1\" is not allowed for this key"),
+        (format!("{}}}", body("claude-sonnet-4-6")), &key, 400, "request body is not valid JSON"),
+        (
+            ok.replace(r#""stream":false"#, r#""mod\u0065l":"claude-opus-4-1""#),
+            &sonnet_only,
+            400,
+            "request body must be a JSON object",
+        ),
+    ];
+    for (b, k, status, message) in &refusals {
+        for r in [post_messages(&base, k, b), chunked(k, b)] {
+            assert_eq!(r.status, *status, "{}", r.text());
+            assert_eq!(r.json()["error"]["message"], *message);
+        }
+    }
+    // (the mock logs a request whose body it could not read in full as 0 bytes)
+    let got = received();
+    assert!(
+        got.len() >= 2 && got[2..].iter().all(|&n| n == 0),
+        "a refused body reached the upstream whole: {}",
+        requests()
+    );
+
+    // the records: model and tokens of the forwarded ones, the refusals' statuses
+    gw.stop();
+    let db = rusqlite_rows(&gw.db_path());
+    let mut statuses: Vec<i64> = db.iter().map(|r| r.status).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, vec![200, 200, 400, 400, 400, 400, 403, 403], "{db:?}");
+    for r in db.iter().filter(|r| r.status == 200) {
+        assert_eq!((r.model.as_deref(), r.input), (Some("claude-sonnet-4-6"), 100_000), "{r:?}");
+    }
+}
