@@ -17,6 +17,9 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8081";
 pub const DEFAULT_UPSTREAM_URL: &str = "https://api.anthropic.com";
 /// The Messages API's own request size limit.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
+/// A large body streamed through holds at most this much per connection on each
+/// side (hyper's own default is about 400 KB; see benches/README.md).
+pub const DEFAULT_CONN_BUF_BYTES: usize = 128 * 1024;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -118,6 +121,9 @@ pub struct RawServer {
     pub listen: Option<String>,
     pub admin_listen: Option<String>,
     pub max_body_bytes: Option<u64>,
+    /// Most each connection buffers, client side and upstream side (hyper's
+    /// read and write buffers); request headers must fit.
+    pub conn_buf_bytes: Option<usize>,
     pub shutdown_grace: Option<String>,
     /// Runtime worker threads (default: one per core). Fewer workers mean fewer
     /// cross-thread wake-ups per request; see benches/README.md.
@@ -220,6 +226,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub max_body_bytes: u64,
+    pub conn_buf_bytes: usize,
     pub shutdown_grace: Duration,
     pub worker_threads: Option<usize>,
     /// Data-plane threads (`None`: one per core).
@@ -366,6 +373,10 @@ impl RawConfig {
         if max_body_bytes == 0 {
             return Err(invalid("server.max_body_bytes", "must be positive"));
         }
+        let conn_buf_bytes = self.server.conn_buf_bytes.unwrap_or(DEFAULT_CONN_BUF_BYTES);
+        if conn_buf_bytes < 8192 {
+            return Err(invalid("server.conn_buf_bytes", "must be at least 8192"));
+        }
         let metering_batch_size = self.metering.batch_size.unwrap_or(1000);
         if metering_batch_size == 0 {
             return Err(invalid("metering.batch_size", "must be positive"));
@@ -426,6 +437,7 @@ impl RawConfig {
             listen: addr("server.listen", &self.server.listen, DEFAULT_LISTEN)?,
             admin_listen: addr("server.admin_listen", &self.server.admin_listen, DEFAULT_ADMIN_LISTEN)?,
             max_body_bytes,
+            conn_buf_bytes,
             shutdown_grace: duration("server.shutdown_grace", &self.server.shutdown_grace, Duration::from_secs(30))?,
             upstream_url,
             connect_timeout: duration(
@@ -479,6 +491,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn connection_buffers_have_hypers_floor() {
+        let c = Config::from_toml("[server]\nconn_buf_bytes = 8192", Path::new("/srv/kw")).unwrap();
+        assert_eq!(c.conn_buf_bytes, 8192);
+        let e = Config::from_toml("[server]\nconn_buf_bytes = 8191", Path::new("/srv/kw")).unwrap_err();
+        assert!(e.to_string().contains("server.conn_buf_bytes"), "{e}");
+    }
+
+    #[test]
     fn empty_config_gets_defaults() {
         let c = Config::from_toml("", Path::new("/srv/kw")).unwrap();
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
@@ -486,6 +506,7 @@ mod tests {
         assert_eq!(c.sqlite_path, Path::new("/srv/kw/keyward.db"));
         assert_eq!(c.secrets_cache_ttl, Duration::from_secs(20));
         assert_eq!(c.max_body_bytes, 32 * 1024 * 1024);
+        assert_eq!(c.conn_buf_bytes, 128 * 1024);
     }
 
     #[test]

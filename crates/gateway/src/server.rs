@@ -294,7 +294,10 @@ fn spawn_data_plane(
 /// router or middleware stack between them. After `stop`: no new connections,
 /// open ones finish their in-flight request and close; returns when all have.
 async fn serve_data_connections(app: Arc<App>, listener: TcpListener, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let http = hyper::server::conn::http1::Builder::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // a connection's read buffer grows up to this (request headers must fit); a
+    // large body streamed upstream passes through it in pieces of at most this size
+    http.max_buf_size(app.cfg.conn_buf_bytes);
     // every connection task holds a clone; `recv` returns None once all are gone
     let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
     loop {

@@ -55,5 +55,6 @@ pub fn client(cfg: &Config) -> Result<UpstreamClient, std::io::Error> {
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(cfg.pool_idle_timeout)
         .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
+        .http1_max_buf_size(cfg.conn_buf_bytes)
         .build(https))
 }
