@@ -5,6 +5,8 @@
 #
 #   benches/gateway/ab.sh A_BIN B_BIN [ROUNDS (4)] [SECONDS (6)]
 #
+# AB_BODY=FILE posts that file as the body (default: post.lua's small request);
+# AB_KEY_ARGS adds `key create` options (e.g. "--shield off").
 # Prints one line per round and build: "round N A|B requests/s". Needs wrk (run.sh installs it).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -23,7 +25,8 @@ start() { # NAME BIN
   for i in $(seq 50); do grep -q 'data plane listening' $d/log 2>/dev/null && break; sleep 0.1; done
   $2 service add bench --owner t --config $d/keyward.toml >/dev/null
   echo "$UPKEY" | $2 upstream add dev-main --env dev --config $d/keyward.toml >/dev/null
-  local key=$($2 key create --service bench --env dev --json --config $d/keyward.toml | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
+  # shellcheck disable=SC2086
+  local key=$($2 key create --service bench --env dev ${AB_KEY_ARGS:-} --json --config $d/keyward.toml | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
   echo "$(grep -o 'data plane listening on http://[0-9.:]*' $d/log | grep -o 'http://.*') $key"
 }
 read UA KA < <(start a $A)
@@ -31,6 +34,7 @@ read UB KB < <(start b $B)
 for r in $(seq $ROUNDS); do
   for x in A B; do
     if [ $x = A ]; then u=$UA; k=$KA; else u=$UB; k=$KB; fi
+    export BENCH_BODY_FILE=${AB_BODY:-}
     BENCH_AUTH_HEADER=x-api-key BENCH_AUTH_VALUE=$k wrk -t2 -c64 -d1s -s $HERE/post.lua $u/v1/messages >/dev/null 2>&1
     rps=$(BENCH_AUTH_HEADER=x-api-key BENCH_AUTH_VALUE=$k wrk -t2 -c64 -d${D}s -s $HERE/post.lua $u/v1/messages 2>&1 | awk '/Requests\/sec/ {print $2}')
     echo "round $r $x $rps"
