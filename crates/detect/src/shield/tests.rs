@@ -549,6 +549,13 @@ const PIECES: &[&str] = &[
     "ＡＢ\u{0301}",
     "\u{1D173}",
     "ﾊﾟ",
+    "नमस्ते ",
+    "क़ि",
+    "ক্ষ",
+    "ที่นี่",
+    "\u{0650}\u{064B}",
+    "a\u{0316}\u{0301}\u{0300}",
+    "\u{1100}\u{1161}",
     "\u{3164}",
     ".",
     "-",
@@ -696,6 +703,17 @@ proptest! {
     fn normalize_matches_reference(parts in proptest::collection::vec(0usize..1000, 0..60)) {
         let s = glue(&parts);
         prop_assert_eq!(normalize(&s), super::normalize_ref::normalize(&s), "input {:?}", s);
+    }
+
+    #[test]
+    fn nfkc_quick_check_matches_the_crate(chars in proptest::collection::vec(
+        prop_oneof![any::<char>().prop_map(u32::from), 0x300u32..0x370, 0x900u32..0x980, 0xE30u32..0xE50, 0x610u32..0x660, 0xFF00u32..0xFFF0]
+            .prop_map(|c| char::try_from(c).unwrap_or('a')),
+        0..40,
+    )) {
+        let s: String = chars.into_iter().collect();
+        let crate_says = unicode_normalization::is_nfkc_quick(s.chars()) == unicode_normalization::IsNormalized::Yes;
+        prop_assert_eq!(super::normalize::nfkc_quick_yes(&s), crate_says, "input {:?}", s);
     }
 
     #[test]
