@@ -322,6 +322,8 @@ pub(super) fn nfkc_quick_yes(s: &str) -> bool {
     true
 }
 
+/// The base64 alphabet byte by byte ([`C_B64`] is the table the scans use).
+#[cfg(test)]
 pub(super) fn is_b64_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=')
 }
@@ -436,8 +438,8 @@ struct Candidates {
 }
 
 /// Byte classes for the scans below, one bit each.
-const C_B64: u8 = 1; // base64 alphabet (see `is_b64_byte`)
-const C_BIN: u8 = 2; // '0' or '1'
+pub(super) const C_B64: u8 = 1; // base64 alphabet (see `is_b64_byte`)
+pub(super) const C_BIN: u8 = 2; // '0' or '1'
 const C_LETTER: u8 = 4; // ASCII letter
 const C_DIGIT: u8 = 8; // ASCII digit
 const C_LEET: u8 = 16; // '@', '$', '!', '|': leet symbols that make a token not plain
@@ -480,23 +482,87 @@ static CLASS: [u8; 256] = {
     t
 };
 
-/// Is there a run of at least `min` consecutive bytes of class `class`? Any
-/// such run covers one of the positions `min - 1, 2 * min - 1, ...`, so only
-/// those are probed, each by measuring the run around it.
-fn has_run(b: &[u8], class: u8, min: usize) -> bool {
-    let is = |x: &u8| CLASS[usize::from(*x)] & class != 0;
-    let mut p = min - 1;
-    while p < b.len() {
-        if is(&b[p]) {
-            let left = b[..p].iter().rev().take(min - 1).take_while(|x| is(x)).count();
-            let right = b[p + 1..].iter().take(min - 1 - left).take_while(|x| is(x)).count();
-            if left + 1 + right >= min {
-                return true;
+/// Bit `j` set where byte `j` of `chunk` (at most 64 bytes) is of class `class`.
+#[inline]
+fn class_mask(chunk: &[u8], class: u8) -> u64 {
+    let mut m = 0u64;
+    for (j, &x) in chunk.iter().enumerate() {
+        m |= u64::from(CLASS[usize::from(x)] & class != 0) << j;
+    }
+    m
+}
+
+/// Bits `i` of `m` that start `min` consecutive set bits (within the word).
+#[inline]
+fn run_starts(m: u64, min: usize) -> u64 {
+    let (mut y, mut w) = (m, 1);
+    while w < min {
+        let s = w.min(min - w);
+        y &= y >> s;
+        w += s;
+    }
+    y
+}
+
+/// The maximal runs of bytes of class `class` at least `min` long, in order
+/// (only the first one if `first`). Bytes are classified 64 at a time into a
+/// bit mask, without a branch per byte; a block is walked run by run only
+/// when a long enough run starts in it, so text without long runs (almost
+/// all of it) costs one pass and no mispredicted loop exits.
+pub(super) fn long_runs(b: &[u8], class: u8, min: usize, first: bool) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    // Start of the run that reaches the end of the previous block.
+    let mut open: Option<usize> = None;
+    for (k, chunk) in b.chunks(64).enumerate() {
+        let base = 64 * k;
+        let mut m = class_mask(chunk, class);
+        if let Some(s) = open {
+            let t = m.trailing_ones() as usize;
+            if t == 64 {
+                continue;
+            }
+            if base + t - s >= min {
+                out.push((s, base + t));
+                if first {
+                    return out;
+                }
+            }
+            open = None;
+            // Bits 0..t were that run's; bit t is clear.
+            m &= u64::MAX << t;
+        }
+        // A run reaching the top of a full block may go on in the next one.
+        let top = if chunk.len() == 64 { m.leading_ones() } else { 0 };
+        let inner = m & u64::MAX.checked_shr(top).unwrap_or(0);
+        if run_starts(inner, min) != 0 {
+            let mut x = inner;
+            while x != 0 {
+                let s = x.trailing_zeros();
+                let len = (x >> s).trailing_ones();
+                if len as usize >= min {
+                    out.push((base + s as usize, base + (s + len) as usize));
+                    if first {
+                        return out;
+                    }
+                }
+                x &= u64::MAX.checked_shl(s + len).unwrap_or(0);
             }
         }
-        p += min;
+        if top > 0 {
+            open = Some(base + 64 - top as usize);
+        }
     }
-    false
+    if let Some(s) = open {
+        if b.len() - s >= min {
+            out.push((s, b.len()));
+        }
+    }
+    out
+}
+
+/// Is there a run of at least `min` consecutive bytes of class `class`?
+fn has_run(b: &[u8], class: u8, min: usize) -> bool {
+    !long_runs(b, class, min, true).is_empty()
 }
 
 fn candidates(b: &[u8]) -> Candidates {
@@ -533,45 +599,38 @@ fn extract_encoded<'a>(s: &'a str, payloads: &mut Vec<String>) -> Cow<'a, str> {
     if !(c.base64_or_hex || c.binary || c.percent) {
         return Cow::Borrowed(s);
     }
-    Cow::Owned(extract_encoded_slow(s, c, payloads))
-}
-
-fn extract_encoded_slow(s: &str, c: Candidates, payloads: &mut Vec<String>) -> String {
+    let before = payloads.len();
     let binary;
-    let s = if c.binary {
+    let t = if c.binary {
         binary = extract_binary(s, payloads);
         binary.as_str()
     } else {
         s
     };
-    let b = s.as_bytes();
-    // Fast exit: nothing long enough to be a run, no escapes.
-    let mut out = String::with_capacity(s.len());
+    let b = t.as_bytes();
+    let mut out = String::new();
     let mut last = 0usize;
-    let mut i = 0usize;
-    while i < b.len() {
-        if is_b64_byte(b[i]) && (i == 0 || !is_b64_byte(b[i - 1])) {
-            let start = i;
-            let mut end = i;
-            while end < b.len() && is_b64_byte(b[end]) {
-                end += 1;
+    if c.base64_or_hex {
+        for (start, end) in long_runs(b, C_B64, MIN_ENCODED_RUN, false) {
+            if payloads.len() >= MAX_PAYLOADS {
+                break;
             }
-            if end - start >= MIN_ENCODED_RUN && payloads.len() < MAX_PAYLOADS {
-                if let Some(text) = decode_run(&b[start..end]) {
-                    out.push_str(&s[last..start]);
-                    out.push(' ');
-                    out.push_str(ENC_MARKER);
-                    out.push(' ');
-                    payloads.push(text);
-                    last = end;
-                }
+            if let Some(text) = decode_run(&b[start..end]) {
+                out.push_str(&t[last..start]);
+                out.push(' ');
+                out.push_str(ENC_MARKER);
+                out.push(' ');
+                payloads.push(text);
+                last = end;
             }
-            i = end.max(i + 1);
-            continue;
         }
-        i += 1;
     }
-    out.push_str(&s[last..]);
+    // Every cut pushed a payload: none means the text is unchanged, and
+    // `c.percent` already counted its escapes.
+    if payloads.len() == before {
+        return if c.percent { Cow::Owned(percent_tokens(s)) } else { Cow::Borrowed(s) };
+    }
+    out.push_str(&t[last..]);
     let escapes = out
         .as_bytes()
         .windows(3)
@@ -581,7 +640,7 @@ fn extract_encoded_slow(s: &str, c: Candidates, payloads: &mut Vec<String>) -> S
     if escapes >= 3 {
         out = percent_tokens(&out);
     }
-    out
+    Cow::Owned(out)
 }
 
 /// Runs of at least four space-separated 8-bit binary groups (`01001000 01101001`)

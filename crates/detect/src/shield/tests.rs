@@ -717,6 +717,30 @@ proptest! {
     }
 
     #[test]
+    fn long_runs_match_a_byte_by_byte_scan(
+        bytes in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'0'), Just(b'1'), Just(b' '), Just(b'='), Just(0xC3u8)], 0..400),
+        min in 2usize..20,
+    ) {
+        use super::normalize::{is_b64_byte, long_runs, C_B64, C_BIN};
+        for (class, is) in [(C_B64, is_b64_byte as fn(u8) -> bool), (C_BIN, |x: u8| x == b'0' || x == b'1')] {
+            let mut want = Vec::new();
+            let mut i = 0;
+            while i < bytes.len() {
+                let start = i;
+                while i < bytes.len() && is(bytes[i]) {
+                    i += 1;
+                }
+                if i - start >= min {
+                    want.push((start, i));
+                }
+                i = i.max(start + 1);
+            }
+            prop_assert_eq!(&long_runs(&bytes, class, min, false), &want);
+            prop_assert_eq!(long_runs(&bytes, class, min, true), want.into_iter().take(1).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
     fn normalize_matches_reference_on_any_chars(chars in proptest::collection::vec(any::<char>(), 0..300)) {
         let s: String = chars.into_iter().collect();
         prop_assert_eq!(normalize(&s), super::normalize_ref::normalize(&s), "input {:?}", s);
