@@ -560,15 +560,31 @@ pub(super) fn long_runs(b: &[u8], class: u8, min: usize, first: bool) -> Vec<(us
     out
 }
 
-/// Is there a run of at least `min` consecutive bytes of class `class`?
-fn has_run(b: &[u8], class: u8, min: usize) -> bool {
-    !long_runs(b, class, min, true).is_empty()
+/// Is there a run of at least `min` consecutive bytes of class `class`? Any
+/// such run covers one of the positions `min - 1, 2 * min - 1, ...`, so only
+/// those are probed, each by measuring the run around it: cheap for a class
+/// that is rare in text (binary digits), not for one that letters belong to
+/// (see [`long_runs`]).
+fn has_rare_run(b: &[u8], class: u8, min: usize) -> bool {
+    let is = |x: &u8| CLASS[usize::from(*x)] & class != 0;
+    let mut p = min - 1;
+    while p < b.len() {
+        if is(&b[p]) {
+            let left = b[..p].iter().rev().take(min - 1).take_while(|x| is(x)).count();
+            let right = b[p + 1..].iter().take(min - 1 - left).take_while(|x| is(x)).count();
+            if left + 1 + right >= min {
+                return true;
+            }
+        }
+        p += min;
+    }
+    false
 }
 
 fn candidates(b: &[u8]) -> Candidates {
     Candidates {
-        base64_or_hex: has_run(b, C_B64, MIN_ENCODED_RUN),
-        binary: has_run(b, C_BIN, 8),
+        base64_or_hex: !long_runs(b, C_B64, MIN_ENCODED_RUN, true).is_empty(),
+        binary: has_rare_run(b, C_BIN, 8),
         percent: count_escapes(b, 3) >= 3,
     }
 }
