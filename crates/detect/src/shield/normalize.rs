@@ -126,6 +126,9 @@ struct BmpTable {
     clean_same: Vec<u64>,
     /// [`homoglyph`] has a Latin look-alike for it.
     homoglyph: Vec<u64>,
+    /// Not ASCII, not whitespace, lowercase is itself and no look-alike:
+    /// [`Folder::fold_word`] leaves such a character as it is.
+    fold_same: Vec<u64>,
 }
 
 static BMP: LazyLock<BmpTable> = LazyLock::new(|| {
@@ -135,6 +138,7 @@ static BMP: LazyLock<BmpTable> = LazyLock::new(|| {
         alphabetic: vec![0; 1024],
         clean_same: vec![0; 1024],
         homoglyph: vec![0; 1024],
+        fold_same: vec![0; 1024],
     };
     for c in (0u32..0x10000).filter_map(char::from_u32) {
         let (word, bit) = ((c as usize) >> 6, 1u64 << (c as u32 & 63));
@@ -153,6 +157,9 @@ static BMP: LazyLock<BmpTable> = LazyLock::new(|| {
         }
         if homoglyph(c).is_some() {
             t.homoglyph[word] |= bit;
+        }
+        if !c.is_ascii() && !c.is_whitespace() && t.lower_same[word] & bit != 0 && t.homoglyph[word] & bit == 0 {
+            t.fold_same[word] |= bit;
         }
     }
     t
@@ -870,7 +877,14 @@ pub fn fold(s: &str) -> (String, bool) {
         if let Some((from, to)) = pending.take() {
             f.plain(&s[from..to]);
         }
-        if any & C_ODD != 0 && tok.chars().any(char::is_whitespace) {
+        if tb.len() == 1 && any & C_LETTER != 0 {
+            // A single ASCII letter: all `fold_word` would do is queue it.
+            f.singles.push(char::from(tb[0].to_ascii_lowercase()));
+        } else if any & C_ODD != 0 && folds_to_itself(tok) {
+            // A non-Latin word that no folding step changes (and no whitespace
+            // inside): copied as it is.
+            f.push_unchanged(tok);
+        } else if any & C_ODD != 0 && tok.chars().any(char::is_whitespace) {
             for t in tok.split(char::is_whitespace).filter(|t| !t.is_empty()) {
                 f.token(t);
             }
@@ -920,6 +934,17 @@ impl Folder {
         self.fold_word(tok);
     }
 
+    /// What [`Folder::fold_word`] does with a token that [`folds_to_itself`].
+    fn push_unchanged(&mut self, tok: &str) {
+        if !self.singles.is_empty() {
+            flush_singles(&mut self.out, &mut self.singles);
+        }
+        if !self.out.is_empty() {
+            self.out.push(' ');
+        }
+        self.out.push_str(tok);
+    }
+
     /// [`Folder::token`] for a token known not to be plain.
     fn fold_word(&mut self, tok: &str) {
         let word = &mut self.word;
@@ -949,6 +974,24 @@ impl Folder {
         }
         push_word(&mut self.out, word);
     }
+}
+
+/// Would [`Folder::fold_word`] emit `tok` unchanged as a word of its own?
+/// Yes when it has two characters or more, no ASCII letter (so no leetspeak
+/// and no case to fold) and no whitespace, every non-ASCII character is
+/// [`BmpTable::fold_same`], and its second character is not a separator that
+/// `join_separated` looks for. Most words of non-Latin scripts are such tokens.
+fn folds_to_itself(tok: &str) -> bool {
+    let fold_same = &BMP.fold_same;
+    let mut chars = tok.chars();
+    let (Some(_), Some(second)) = (chars.next(), chars.next()) else {
+        return false;
+    };
+    if matches!(second, '.' | '-' | '_' | '*' | '/') {
+        return false;
+    }
+    tok.chars()
+        .all(|c| if c.is_ascii() { !(c.is_ascii_alphabetic() || c.is_whitespace()) } else { bmp_bit(fold_same, c) })
 }
 
 /// An ASCII token that no folding step would change except for its case: not a
