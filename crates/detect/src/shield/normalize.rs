@@ -193,11 +193,18 @@ pub fn warm_up() {
 /// ASCII whitespace character is a starter that composes with nothing, so
 /// normalising chunk by chunk gives the same result as the whole text.
 pub fn clean(input: &str) -> (Cow<'_, str>, bool) {
-    if !needs_clean(input) {
-        return (Cow::Borrowed(input), false);
-    }
-    let (visible, invisible) = drop_invisible(input);
-    match nfkc_chunks(&visible) {
+    let needs = clean_needs(input);
+    let Some(first) = needs.nfkc_from else {
+        // Nothing to normalise: dropping invisibles (tags become ASCII) cannot change that.
+        return if needs.invisible { drop_invisible(input) } else { (Cow::Borrowed(input), false) };
+    };
+    let (visible, invisible, from) = if needs.invisible {
+        let (v, i) = drop_invisible(input);
+        (v, i, 0)
+    } else {
+        (Cow::Borrowed(input), false, first)
+    };
+    match nfkc_chunks(&visible, from) {
         Some(out) => (Cow::Owned(out), invisible),
         None => (visible, invisible),
     }
@@ -219,20 +226,38 @@ fn next_non_ascii(b: &[u8], mut i: usize) -> Option<usize> {
     b[i.min(b.len())..].iter().position(|&x| x >= 0x80).map(|p| i + p)
 }
 
-/// Would [`clean`] change anything? Not when every non-ASCII character is in
-/// the BMP, visible and trivially NFKC (one pass, no copy: the common case).
-fn needs_clean(s: &str) -> bool {
+/// What [`clean`] has to do to a text.
+struct CleanNeeds {
+    /// Some character is invisible or a tag ([`drop_invisible`] changes the text).
+    invisible: bool,
+    /// Where the first visible character that is not trivially NFKC starts, if any.
+    nfkc_from: Option<usize>,
+}
+
+/// Which of [`clean`]'s steps can change the text: one pass over the
+/// non-ASCII characters, no copy. Nothing, when every non-ASCII character is
+/// in the BMP, visible and trivially NFKC (the common case).
+fn clean_needs(s: &str) -> CleanNeeds {
     let b = s.as_bytes();
-    let clean_same = &BMP.clean_same;
+    let bmp = &*BMP;
+    let mut needs = CleanNeeds { invisible: false, nfkc_from: None };
     let mut i = 0;
     while let Some(at) = next_non_ascii(b, i) {
         let c = char_at(s, at);
-        if !bmp_bit(clean_same, c) {
-            return true;
+        if !bmp_bit(&bmp.clean_same, c) {
+            if c >= '\u{AD}' && (is_invisible(c) || is_tag(c)) {
+                needs.invisible = true;
+            } else if needs.nfkc_from.is_none() {
+                // Visible and not `clean_same`: not trivially NFKC.
+                needs.nfkc_from = Some(at);
+            }
+            if needs.invisible && needs.nfkc_from.is_some() {
+                break;
+            }
         }
         i = at + c.len_utf8();
     }
-    false
+    needs
 }
 
 /// The character that starts at byte `i` of `s` (a char boundary).
@@ -272,15 +297,16 @@ fn drop_invisible(input: &str) -> (Cow<'_, str>, bool) {
 
 /// NFKC on each chunk (split after ASCII whitespace) that is not already NFKC
 /// by the quick check; `None` when no chunk needs it. A chunk is only checked
-/// when it holds a character that is not trivially NFKC (see [`BmpTable`]).
-fn nfkc_chunks(s: &str) -> Option<String> {
+/// when it holds a character that is not trivially NFKC (see [`BmpTable`]);
+/// there is none before byte `from`.
+fn nfkc_chunks(s: &str, from: usize) -> Option<String> {
     let b = s.as_bytes();
     let n = b.len();
     let trivial = &BMP.nfkc_trivial;
     let mut out: Option<String> = None;
-    let (mut copied, mut i) = (0usize, 0usize);
-    while let Some(off) = b[i..].iter().position(|&x| x >= 0x80) {
-        i += off;
+    let (mut copied, mut i) = (0usize, from);
+    while let Some(at) = next_non_ascii(b, i) {
+        i = at;
         let c = char_at(s, i);
         if bmp_bit(trivial, c) {
             i += c.len_utf8();
