@@ -126,6 +126,9 @@ struct BmpTable {
     clean_same: Vec<u64>,
     /// [`homoglyph`] has a Latin look-alike for it.
     homoglyph: Vec<u64>,
+    /// Not ASCII, not whitespace, lowercase is itself and no look-alike:
+    /// [`Folder::fold_word`] leaves such a character as it is.
+    fold_same: Vec<u64>,
 }
 
 static BMP: LazyLock<BmpTable> = LazyLock::new(|| {
@@ -135,6 +138,7 @@ static BMP: LazyLock<BmpTable> = LazyLock::new(|| {
         alphabetic: vec![0; 1024],
         clean_same: vec![0; 1024],
         homoglyph: vec![0; 1024],
+        fold_same: vec![0; 1024],
     };
     for c in (0u32..0x10000).filter_map(char::from_u32) {
         let (word, bit) = ((c as usize) >> 6, 1u64 << (c as u32 & 63));
@@ -153,6 +157,9 @@ static BMP: LazyLock<BmpTable> = LazyLock::new(|| {
         }
         if homoglyph(c).is_some() {
             t.homoglyph[word] |= bit;
+        }
+        if !c.is_ascii() && !c.is_whitespace() && t.lower_same[word] & bit != 0 && t.homoglyph[word] & bit == 0 {
+            t.fold_same[word] |= bit;
         }
     }
     t
@@ -186,11 +193,18 @@ pub fn warm_up() {
 /// ASCII whitespace character is a starter that composes with nothing, so
 /// normalising chunk by chunk gives the same result as the whole text.
 pub fn clean(input: &str) -> (Cow<'_, str>, bool) {
-    if !needs_clean(input) {
-        return (Cow::Borrowed(input), false);
-    }
-    let (visible, invisible) = drop_invisible(input);
-    match nfkc_chunks(&visible) {
+    let needs = clean_needs(input);
+    let Some(first) = needs.nfkc_from else {
+        // Nothing to normalise: dropping invisibles (tags become ASCII) cannot change that.
+        return if needs.invisible { drop_invisible(input) } else { (Cow::Borrowed(input), false) };
+    };
+    let (visible, invisible, from) = if needs.invisible {
+        let (v, i) = drop_invisible(input);
+        (v, i, 0)
+    } else {
+        (Cow::Borrowed(input), false, first)
+    };
+    match nfkc_chunks(&visible, from) {
         Some(out) => (Cow::Owned(out), invisible),
         None => (visible, invisible),
     }
@@ -212,20 +226,38 @@ fn next_non_ascii(b: &[u8], mut i: usize) -> Option<usize> {
     b[i.min(b.len())..].iter().position(|&x| x >= 0x80).map(|p| i + p)
 }
 
-/// Would [`clean`] change anything? Not when every non-ASCII character is in
-/// the BMP, visible and trivially NFKC (one pass, no copy: the common case).
-fn needs_clean(s: &str) -> bool {
+/// What [`clean`] has to do to a text.
+struct CleanNeeds {
+    /// Some character is invisible or a tag ([`drop_invisible`] changes the text).
+    invisible: bool,
+    /// Where the first visible character that is not trivially NFKC starts, if any.
+    nfkc_from: Option<usize>,
+}
+
+/// Which of [`clean`]'s steps can change the text: one pass over the
+/// non-ASCII characters, no copy. Nothing, when every non-ASCII character is
+/// in the BMP, visible and trivially NFKC (the common case).
+fn clean_needs(s: &str) -> CleanNeeds {
     let b = s.as_bytes();
-    let clean_same = &BMP.clean_same;
+    let bmp = &*BMP;
+    let mut needs = CleanNeeds { invisible: false, nfkc_from: None };
     let mut i = 0;
     while let Some(at) = next_non_ascii(b, i) {
         let c = char_at(s, at);
-        if !bmp_bit(clean_same, c) {
-            return true;
+        if !bmp_bit(&bmp.clean_same, c) {
+            if c >= '\u{AD}' && (is_invisible(c) || is_tag(c)) {
+                needs.invisible = true;
+            } else if needs.nfkc_from.is_none() {
+                // Visible and not `clean_same`: not trivially NFKC.
+                needs.nfkc_from = Some(at);
+            }
+            if needs.invisible && needs.nfkc_from.is_some() {
+                break;
+            }
         }
         i = at + c.len_utf8();
     }
-    false
+    needs
 }
 
 /// The character that starts at byte `i` of `s` (a char boundary).
@@ -265,15 +297,16 @@ fn drop_invisible(input: &str) -> (Cow<'_, str>, bool) {
 
 /// NFKC on each chunk (split after ASCII whitespace) that is not already NFKC
 /// by the quick check; `None` when no chunk needs it. A chunk is only checked
-/// when it holds a character that is not trivially NFKC (see [`BmpTable`]).
-fn nfkc_chunks(s: &str) -> Option<String> {
+/// when it holds a character that is not trivially NFKC (see [`BmpTable`]);
+/// there is none before byte `from`.
+fn nfkc_chunks(s: &str, from: usize) -> Option<String> {
     let b = s.as_bytes();
     let n = b.len();
     let trivial = &BMP.nfkc_trivial;
     let mut out: Option<String> = None;
-    let (mut copied, mut i) = (0usize, 0usize);
-    while let Some(off) = b[i..].iter().position(|&x| x >= 0x80) {
-        i += off;
+    let (mut copied, mut i) = (0usize, from);
+    while let Some(at) = next_non_ascii(b, i) {
+        i = at;
         let c = char_at(s, i);
         if bmp_bit(trivial, c) {
             i += c.len_utf8();
@@ -284,7 +317,7 @@ fn nfkc_chunks(s: &str) -> Option<String> {
         let start = b[..i].iter().rposition(u8::is_ascii_whitespace).map_or(0, |p| p + 1);
         let end = b[i..].iter().position(u8::is_ascii_whitespace).map_or(n, |p| i + p + 1);
         let chunk = &s[start..end];
-        if is_nfkc_quick(chunk.chars()) != IsNormalized::Yes {
+        if !nfkc_quick_yes(chunk) {
             let o = out.get_or_insert_with(|| String::with_capacity(n + 16));
             o.push_str(&s[copied..start]);
             o.extend(chunk.nfkc().filter(|c| !is_invisible(*c)));
@@ -298,6 +331,32 @@ fn nfkc_chunks(s: &str) -> Option<String> {
     })
 }
 
+/// `is_nfkc_quick(s.chars()) == IsNormalized::Yes`, the quick check's own
+/// steps, but a character that is trivially NFKC (see
+/// [`BmpTable::nfkc_trivial`]) is passed over like ASCII after one table
+/// look-up instead of two searches of the crate's tables: in Hindi or Bengali
+/// text one virama makes a word's chunk need the check, and nearly every
+/// other character in it is trivial.
+pub(super) fn nfkc_quick_yes(s: &str) -> bool {
+    let trivial = &BMP.nfkc_trivial;
+    let mut last_cc = 0u8;
+    for c in s.chars() {
+        if c.is_ascii() || bmp_bit(trivial, c) {
+            last_cc = 0;
+            continue;
+        }
+        let cc = canonical_combining_class(c);
+        // Out of canonical order, or not Yes on its own: the whole answer is not Yes.
+        if last_cc > cc && cc != 0 || is_nfkc_quick(std::iter::once(c)) != IsNormalized::Yes {
+            return false;
+        }
+        last_cc = cc;
+    }
+    true
+}
+
+/// The base64 alphabet byte by byte ([`C_B64`] is the table the scans use).
+#[cfg(test)]
 pub(super) fn is_b64_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=')
 }
@@ -412,8 +471,8 @@ struct Candidates {
 }
 
 /// Byte classes for the scans below, one bit each.
-const C_B64: u8 = 1; // base64 alphabet (see `is_b64_byte`)
-const C_BIN: u8 = 2; // '0' or '1'
+pub(super) const C_B64: u8 = 1; // base64 alphabet (see `is_b64_byte`)
+pub(super) const C_BIN: u8 = 2; // '0' or '1'
 const C_LETTER: u8 = 4; // ASCII letter
 const C_DIGIT: u8 = 8; // ASCII digit
 const C_LEET: u8 = 16; // '@', '$', '!', '|': leet symbols that make a token not plain
@@ -456,10 +515,90 @@ static CLASS: [u8; 256] = {
     t
 };
 
+/// Bit `j` set where byte `j` of `chunk` (at most 64 bytes) is of class `class`.
+#[inline]
+fn class_mask(chunk: &[u8], class: u8) -> u64 {
+    let mut m = 0u64;
+    for (j, &x) in chunk.iter().enumerate() {
+        m |= u64::from(CLASS[usize::from(x)] & class != 0) << j;
+    }
+    m
+}
+
+/// Bits `i` of `m` that start `min` consecutive set bits (within the word).
+#[inline]
+fn run_starts(m: u64, min: usize) -> u64 {
+    let (mut y, mut w) = (m, 1);
+    while w < min {
+        let s = w.min(min - w);
+        y &= y >> s;
+        w += s;
+    }
+    y
+}
+
+/// The maximal runs of bytes of class `class` at least `min` long, in order
+/// (only the first one if `first`). Bytes are classified 64 at a time into a
+/// bit mask, without a branch per byte; a block is walked run by run only
+/// when a long enough run starts in it, so text without long runs (almost
+/// all of it) costs one pass and no mispredicted loop exits.
+pub(super) fn long_runs(b: &[u8], class: u8, min: usize, first: bool) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    // Start of the run that reaches the end of the previous block.
+    let mut open: Option<usize> = None;
+    for (k, chunk) in b.chunks(64).enumerate() {
+        let base = 64 * k;
+        let mut m = class_mask(chunk, class);
+        if let Some(s) = open {
+            let t = m.trailing_ones() as usize;
+            if t == 64 {
+                continue;
+            }
+            if base + t - s >= min {
+                out.push((s, base + t));
+                if first {
+                    return out;
+                }
+            }
+            open = None;
+            // Bits 0..t were that run's; bit t is clear.
+            m &= u64::MAX << t;
+        }
+        // A run reaching the top of a full block may go on in the next one.
+        let top = if chunk.len() == 64 { m.leading_ones() } else { 0 };
+        let inner = m & u64::MAX.checked_shr(top).unwrap_or(0);
+        if run_starts(inner, min) != 0 {
+            let mut x = inner;
+            while x != 0 {
+                let s = x.trailing_zeros();
+                let len = (x >> s).trailing_ones();
+                if len as usize >= min {
+                    out.push((base + s as usize, base + (s + len) as usize));
+                    if first {
+                        return out;
+                    }
+                }
+                x &= u64::MAX.checked_shl(s + len).unwrap_or(0);
+            }
+        }
+        if top > 0 {
+            open = Some(base + 64 - top as usize);
+        }
+    }
+    if let Some(s) = open {
+        if b.len() - s >= min {
+            out.push((s, b.len()));
+        }
+    }
+    out
+}
+
 /// Is there a run of at least `min` consecutive bytes of class `class`? Any
 /// such run covers one of the positions `min - 1, 2 * min - 1, ...`, so only
-/// those are probed, each by measuring the run around it.
-fn has_run(b: &[u8], class: u8, min: usize) -> bool {
+/// those are probed, each by measuring the run around it: cheap for a class
+/// that is rare in text (binary digits), not for one that letters belong to
+/// (see [`long_runs`]).
+fn has_rare_run(b: &[u8], class: u8, min: usize) -> bool {
     let is = |x: &u8| CLASS[usize::from(*x)] & class != 0;
     let mut p = min - 1;
     while p < b.len() {
@@ -477,8 +616,8 @@ fn has_run(b: &[u8], class: u8, min: usize) -> bool {
 
 fn candidates(b: &[u8]) -> Candidates {
     Candidates {
-        base64_or_hex: has_run(b, C_B64, MIN_ENCODED_RUN),
-        binary: has_run(b, C_BIN, 8),
+        base64_or_hex: !long_runs(b, C_B64, MIN_ENCODED_RUN, true).is_empty(),
+        binary: has_rare_run(b, C_BIN, 8),
         percent: count_escapes(b, 3) >= 3,
     }
 }
@@ -509,45 +648,38 @@ fn extract_encoded<'a>(s: &'a str, payloads: &mut Vec<String>) -> Cow<'a, str> {
     if !(c.base64_or_hex || c.binary || c.percent) {
         return Cow::Borrowed(s);
     }
-    Cow::Owned(extract_encoded_slow(s, c, payloads))
-}
-
-fn extract_encoded_slow(s: &str, c: Candidates, payloads: &mut Vec<String>) -> String {
+    let before = payloads.len();
     let binary;
-    let s = if c.binary {
+    let t = if c.binary {
         binary = extract_binary(s, payloads);
         binary.as_str()
     } else {
         s
     };
-    let b = s.as_bytes();
-    // Fast exit: nothing long enough to be a run, no escapes.
-    let mut out = String::with_capacity(s.len());
+    let b = t.as_bytes();
+    let mut out = String::new();
     let mut last = 0usize;
-    let mut i = 0usize;
-    while i < b.len() {
-        if is_b64_byte(b[i]) && (i == 0 || !is_b64_byte(b[i - 1])) {
-            let start = i;
-            let mut end = i;
-            while end < b.len() && is_b64_byte(b[end]) {
-                end += 1;
+    if c.base64_or_hex {
+        for (start, end) in long_runs(b, C_B64, MIN_ENCODED_RUN, false) {
+            if payloads.len() >= MAX_PAYLOADS {
+                break;
             }
-            if end - start >= MIN_ENCODED_RUN && payloads.len() < MAX_PAYLOADS {
-                if let Some(text) = decode_run(&b[start..end]) {
-                    out.push_str(&s[last..start]);
-                    out.push(' ');
-                    out.push_str(ENC_MARKER);
-                    out.push(' ');
-                    payloads.push(text);
-                    last = end;
-                }
+            if let Some(text) = decode_run(&b[start..end]) {
+                out.push_str(&t[last..start]);
+                out.push(' ');
+                out.push_str(ENC_MARKER);
+                out.push(' ');
+                payloads.push(text);
+                last = end;
             }
-            i = end.max(i + 1);
-            continue;
         }
-        i += 1;
     }
-    out.push_str(&s[last..]);
+    // Every cut pushed a payload: none means the text is unchanged, and
+    // `c.percent` already counted its escapes.
+    if payloads.len() == before {
+        return if c.percent { Cow::Owned(percent_tokens(s)) } else { Cow::Borrowed(s) };
+    }
+    out.push_str(&t[last..]);
     let escapes = out
         .as_bytes()
         .windows(3)
@@ -557,7 +689,7 @@ fn extract_encoded_slow(s: &str, c: Candidates, payloads: &mut Vec<String>) -> S
     if escapes >= 3 {
         out = percent_tokens(&out);
     }
-    out
+    Cow::Owned(out)
 }
 
 /// Runs of at least four space-separated 8-bit binary groups (`01001000 01101001`)
@@ -771,7 +903,14 @@ pub fn fold(s: &str) -> (String, bool) {
         if let Some((from, to)) = pending.take() {
             f.plain(&s[from..to]);
         }
-        if any & C_ODD != 0 && tok.chars().any(char::is_whitespace) {
+        if tb.len() == 1 && any & C_LETTER != 0 {
+            // A single ASCII letter: all `fold_word` would do is queue it.
+            f.singles.push(char::from(tb[0].to_ascii_lowercase()));
+        } else if any & C_ODD != 0 && folds_to_itself(tok) {
+            // A non-Latin word that no folding step changes (and no whitespace
+            // inside): copied as it is.
+            f.push_unchanged(tok);
+        } else if any & C_ODD != 0 && tok.chars().any(char::is_whitespace) {
             for t in tok.split(char::is_whitespace).filter(|t| !t.is_empty()) {
                 f.token(t);
             }
@@ -821,6 +960,17 @@ impl Folder {
         self.fold_word(tok);
     }
 
+    /// What [`Folder::fold_word`] does with a token that [`folds_to_itself`].
+    fn push_unchanged(&mut self, tok: &str) {
+        if !self.singles.is_empty() {
+            flush_singles(&mut self.out, &mut self.singles);
+        }
+        if !self.out.is_empty() {
+            self.out.push(' ');
+        }
+        self.out.push_str(tok);
+    }
+
     /// [`Folder::token`] for a token known not to be plain.
     fn fold_word(&mut self, tok: &str) {
         let word = &mut self.word;
@@ -850,6 +1000,24 @@ impl Folder {
         }
         push_word(&mut self.out, word);
     }
+}
+
+/// Would [`Folder::fold_word`] emit `tok` unchanged as a word of its own?
+/// Yes when it has two characters or more, no ASCII letter (so no leetspeak
+/// and no case to fold) and no whitespace, every non-ASCII character is
+/// [`BmpTable::fold_same`], and its second character is not a separator that
+/// `join_separated` looks for. Most words of non-Latin scripts are such tokens.
+fn folds_to_itself(tok: &str) -> bool {
+    let fold_same = &BMP.fold_same;
+    let mut chars = tok.chars();
+    let (Some(_), Some(second)) = (chars.next(), chars.next()) else {
+        return false;
+    };
+    if matches!(second, '.' | '-' | '_' | '*' | '/') {
+        return false;
+    }
+    tok.chars()
+        .all(|c| if c.is_ascii() { !(c.is_ascii_alphabetic() || c.is_whitespace()) } else { bmp_bit(fold_same, c) })
 }
 
 /// An ASCII token that no folding step would change except for its case: not a

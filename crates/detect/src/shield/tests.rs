@@ -549,6 +549,20 @@ const PIECES: &[&str] = &[
     "ＡＢ\u{0301}",
     "\u{1D173}",
     "ﾊﾟ",
+    "नमस्ते ",
+    "क़ि",
+    "ক্ষ",
+    "ที่นี่",
+    "\u{0650}\u{064B}",
+    "a\u{0316}\u{0301}\u{0300}",
+    "\u{1100}\u{1161}",
+    "日.本.語.文",
+    "中文\u{0B}字",
+    "数字42",
+    "x中文",
+    "中",
+    "Ω中",
+    "ДА",
     "\u{3164}",
     ".",
     "-",
@@ -696,6 +710,41 @@ proptest! {
     fn normalize_matches_reference(parts in proptest::collection::vec(0usize..1000, 0..60)) {
         let s = glue(&parts);
         prop_assert_eq!(normalize(&s), super::normalize_ref::normalize(&s), "input {:?}", s);
+    }
+
+    #[test]
+    fn nfkc_quick_check_matches_the_crate(chars in proptest::collection::vec(
+        prop_oneof![any::<char>().prop_map(u32::from), 0x300u32..0x370, 0x900u32..0x980, 0xE30u32..0xE50, 0x610u32..0x660, 0xFF00u32..0xFFF0]
+            .prop_map(|c| char::try_from(c).unwrap_or('a')),
+        0..40,
+    )) {
+        let s: String = chars.into_iter().collect();
+        let crate_says = unicode_normalization::is_nfkc_quick(s.chars()) == unicode_normalization::IsNormalized::Yes;
+        prop_assert_eq!(super::normalize::nfkc_quick_yes(&s), crate_says, "input {:?}", s);
+    }
+
+    #[test]
+    fn long_runs_match_a_byte_by_byte_scan(
+        bytes in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'0'), Just(b'1'), Just(b' '), Just(b'='), Just(0xC3u8)], 0..400),
+        min in 2usize..20,
+    ) {
+        use super::normalize::{is_b64_byte, long_runs, C_B64, C_BIN};
+        for (class, is) in [(C_B64, is_b64_byte as fn(u8) -> bool), (C_BIN, |x: u8| x == b'0' || x == b'1')] {
+            let mut want = Vec::new();
+            let mut i = 0;
+            while i < bytes.len() {
+                let start = i;
+                while i < bytes.len() && is(bytes[i]) {
+                    i += 1;
+                }
+                if i - start >= min {
+                    want.push((start, i));
+                }
+                i = i.max(start + 1);
+            }
+            prop_assert_eq!(&long_runs(&bytes, class, min, false), &want);
+            prop_assert_eq!(long_runs(&bytes, class, min, true), want.into_iter().take(1).collect::<Vec<_>>());
+        }
     }
 
     #[test]
