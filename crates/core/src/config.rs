@@ -124,6 +124,8 @@ pub struct RawServer {
     /// Most each connection buffers, client side and upstream side (hyper's
     /// read and write buffers); request headers must fit.
     pub conn_buf_bytes: Option<usize>,
+    /// A request body read whole must have arrived within this long.
+    pub body_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
     /// Runtime worker threads (default: one per core). Fewer workers mean fewer
     /// cross-thread wake-ups per request; see benches/README.md.
@@ -227,6 +229,7 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     pub max_body_bytes: u64,
     pub conn_buf_bytes: usize,
+    pub body_timeout: Duration,
     pub shutdown_grace: Duration,
     pub worker_threads: Option<usize>,
     /// Data-plane threads (`None`: one per core).
@@ -439,6 +442,7 @@ impl RawConfig {
             max_body_bytes,
             conn_buf_bytes,
             shutdown_grace: duration("server.shutdown_grace", &self.server.shutdown_grace, Duration::from_secs(30))?,
+            body_timeout: duration("server.body_timeout", &self.server.body_timeout, Duration::from_secs(60))?,
             upstream_url,
             connect_timeout: duration(
                 "upstream.connect_timeout",
@@ -507,6 +511,7 @@ mod tests {
         assert_eq!(c.secrets_cache_ttl, Duration::from_secs(20));
         assert_eq!(c.max_body_bytes, 32 * 1024 * 1024);
         assert_eq!(c.conn_buf_bytes, 128 * 1024);
+        assert_eq!(c.body_timeout, Duration::from_secs(60));
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub enum ApiError {
     /// The upstream could not be reached, or no usable upstream credential.
     BadGateway(&'static str),
     Timeout,
+    /// The client did not send its request body within `server.body_timeout`.
+    BodyTimeout,
     Internal,
 }
 
@@ -36,6 +38,7 @@ impl ApiError {
             ApiError::RateLimited { .. } | ApiError::BudgetExceeded => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -44,7 +47,7 @@ impl ApiError {
         match self {
             ApiError::Unauthenticated => "authentication_error",
             ApiError::Forbidden(_) => "permission_error",
-            ApiError::InvalidRequest(_) => "invalid_request_error",
+            ApiError::InvalidRequest(_) | ApiError::BodyTimeout => "invalid_request_error",
             ApiError::NotFound => "not_found_error",
             ApiError::TooLarge => "request_too_large",
             ApiError::RateLimited { .. } | ApiError::BudgetExceeded => "rate_limit_error",
@@ -62,6 +65,7 @@ impl ApiError {
             ApiError::BudgetExceeded => "this key's monthly budget is exhausted".into(),
             ApiError::BadGateway(m) => (*m).into(),
             ApiError::Timeout => "the upstream API did not answer in time".into(),
+            ApiError::BodyTimeout => "the request body did not arrive in time".into(),
             ApiError::Internal => "internal error".into(),
         }
     }

@@ -278,8 +278,13 @@ where
     let (bytes, pending, share) = if streams {
         (Bytes::new(), Some(body), None)
     } else {
-        match read_body(body, max as usize, declared).await {
+        // bounded in time too: a body holding a share of the budget must not hold it for long
+        match tokio::time::timeout(app.cfg.body_timeout, read_body(body, max as usize, declared))
+            .await
+            .unwrap_or(Err(BodyError::Slow))
+        {
             Ok((b, share)) => (b, None, share),
+            Err(BodyError::Slow) => return fail(record, ApiError::BodyTimeout, false),
             Err(BodyError::TooLarge) => return fail(record, ApiError::TooLarge, false),
             Err(BodyError::Read) => {
                 return fail(record, ApiError::InvalidRequest("could not read the request body".into()), false)
@@ -613,6 +618,8 @@ fn screen_slots() -> &'static tokio::sync::Semaphore {
 enum BodyError {
     TooLarge,
     Read,
+    /// Not all there within `server.body_timeout`.
+    Slow,
 }
 
 /// The whole request body, at most `max` bytes, with its share of the budget

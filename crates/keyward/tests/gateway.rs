@@ -743,3 +743,46 @@ fn large_bodies_stream_through_and_are_checked_on_the_way() {
         assert_eq!((r.model.as_deref(), r.input), (Some("claude-sonnet-4-6"), 100_000), "{r:?}");
     }
 }
+
+/// A body read whole must arrive within `server.body_timeout`: a client that
+/// stops sending gets 408, and the share of the body budget it held goes back.
+#[test]
+fn a_body_that_does_not_arrive_in_time_is_refused_and_frees_its_share() {
+    let upstream_key = fake_upstream_key();
+    let mock = mock(&upstream_key);
+    let (mut gw, _) = Gateway::init(&mock.url);
+    gw.set_config("server", "body_timeout", "\"1s\"");
+    gw.start();
+    gw.provision("slow", "dev", &upstream_key);
+    // a key that screens requests: its bodies are read whole
+    let (_, key) = gw.create_key_with("slow", "dev", &["--shield", "flag"]);
+    let base = gw.data_url.clone();
+
+    // 16 MiB declared (the whole budget), a few bytes sent, then nothing
+    let started = std::time::Instant::now();
+    let mut s = connect_and_send(
+        "POST",
+        &format!("{base}/v1/messages"),
+        &[
+            ("x-api-key", &key),
+            ("anthropic-version", "2023-06-01"),
+            ("content-type", "application/json"),
+            ("content-length", "16777216"),
+        ],
+        b"{\"model\":",
+    );
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let r = parse_response(&raw);
+    assert_eq!((r.status, r.json()["error"]["type"].as_str()), (408, Some("invalid_request_error")), "{}", r.text());
+    assert_eq!(r.json()["error"]["message"], "the request body did not arrive in time");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+
+    // the budget is free again: a large body is read, screened and forwarded
+    let text = "Plain words for a long user turn. ".repeat(4_000);
+    let body =
+        format!(r#"{{"model":"claude-sonnet-4-6","max_tokens":8,"messages":[{{"role":"user","content":"{text}"}}]}}"#);
+    let r = post_messages(&base, &key, &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    gw.stop();
+}
