@@ -71,6 +71,17 @@ except anthropic.APIStatusError as e:
     assert e.status_code == 529, e.status_code
 print("upstream errors ok")
 
+# a large request (440,000 characters, over 64 KiB): streamed upstream as it
+# arrives, with the same answers (the mock counts ceil(chars / 4) input tokens)
+big = [{"role": "user", "content": "All work and no play. " * 20000}]
+m = client.messages.create(model=MODEL, max_tokens=8, messages=big)
+assert m.usage.input_tokens == 110000, m.usage
+with client.messages.stream(model=MODEL, max_tokens=8, messages=big) as stream:
+    final = stream.get_final_message()
+assert final.usage.input_tokens == 110000, final.usage
+assert client.messages.count_tokens(model=MODEL, messages=big).input_tokens == 110000
+print("large bodies ok")
+
 # a revoked key raises AuthenticationError
 dead = anthropic.Anthropic(base_url=base_url, api_key=revoked, max_retries=0)
 try:
