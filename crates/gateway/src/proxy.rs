@@ -456,10 +456,7 @@ where
     // a streamed body: refused on the way (cut off before its end), or what it said
     match verdict.as_ref().and_then(|v| v.get()) {
         Some(Err(fault)) => return fail(record, fault.to_api_error(), holds_slot),
-        Some(Ok(scanned)) => {
-            record.model.clone_from(&scanned.model);
-            record.streamed = endpoint == Endpoint::Messages && scanned.stream == Some(true);
-        }
+        Some(Ok(scanned)) => record.model.clone_from(&scanned.model),
         None => {}
     }
     let mut resp = match first {

@@ -643,6 +643,16 @@ fn count_escapes(b: &[u8], max: usize) -> usize {
     count
 }
 
+/// An encoded run cut out of the text: the text before it, then the marker word
+/// in its place; its decoded text joins the payloads.
+fn cut_out(out: &mut String, before: &str, payloads: &mut Vec<String>, decoded: String) {
+    out.push_str(before);
+    out.push(' ');
+    out.push_str(ENC_MARKER);
+    out.push(' ');
+    payloads.push(decoded);
+}
+
 fn extract_encoded<'a>(s: &'a str, payloads: &mut Vec<String>) -> Cow<'a, str> {
     let c = candidates(s.as_bytes());
     if !(c.base64_or_hex || c.binary || c.percent) {
@@ -665,11 +675,7 @@ fn extract_encoded<'a>(s: &'a str, payloads: &mut Vec<String>) -> Cow<'a, str> {
                 break;
             }
             if let Some(text) = decode_run(&b[start..end]) {
-                out.push_str(&t[last..start]);
-                out.push(' ');
-                out.push_str(ENC_MARKER);
-                out.push(' ');
-                payloads.push(text);
+                cut_out(&mut out, &t[last..start], payloads, text);
                 last = end;
             }
         }
@@ -723,11 +729,7 @@ fn extract_binary(s: &str, payloads: &mut Vec<String>) -> String {
         }
         if bytes.len() >= 4 && payloads.len() < MAX_PAYLOADS {
             if let Some(text) = as_text(bytes) {
-                out.push_str(&s[last..start]);
-                out.push(' ');
-                out.push_str(ENC_MARKER);
-                out.push(' ');
-                payloads.push(text);
+                cut_out(&mut out, &s[last..start], payloads, text);
                 last = j;
             }
         }
