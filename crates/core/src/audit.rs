@@ -212,6 +212,10 @@ pub fn verify(lines: &[Line], public_key_hex: &str) -> Result<Verified, ChainErr
                     return Err(broken(c.seq, "checkpoint head does not match the chain"));
                 }
                 let sig = hex::decode(&c.signature).map_err(|_| broken(c.seq, "checkpoint signature is not hex"))?;
+                // one spelling only (lowercase, as written): a line whose bytes changed must not verify
+                if hex::encode(&sig) != c.signature {
+                    return Err(broken(c.seq, "checkpoint signature is not lowercase hex"));
+                }
                 pk.verify(&checkpoint_message(c.seq, &c.head_hash, &c.ts), &sig)
                     .map_err(|_| broken(c.seq, "checkpoint signature is invalid"))?;
                 checkpoints += 1;
