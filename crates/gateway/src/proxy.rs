@@ -428,21 +428,19 @@ where
         }
         up.body(body)
     };
-    let mut verdict = None;
-    // a large body read whole is not kept for a retry: its memory is released
-    // once it has gone upstream
-    let retry = share.is_none();
-    let body = match (pending, share) {
+    // only a small body read whole is kept for a retry: a streamed one has gone,
+    // and a large one read whole releases its memory once it has gone upstream
+    let retry = pending.is_none() && share.is_none();
+    let (body, verdict) = match (pending, share) {
         (Some(b), _) => {
             let (scanned, v) = ScannedBody::new(b, max, eff.clone());
-            verdict = Some(v);
-            Either::Right(UnsyncBoxBody::new(scanned))
+            (Either::Right(UnsyncBoxBody::new(scanned)), Some(v))
         }
-        (None, Some(share)) => Either::Right(UnsyncBoxBody::new(Budgeted::new(
-            Full::new(std::mem::take(&mut bytes)).map_err(|never| match never {}),
-            share,
-        ))),
-        (None, None) => upstream::full(bytes.clone()),
+        (None, Some(share)) => {
+            let whole = Full::new(std::mem::take(&mut bytes)).map_err(|never| match never {});
+            (Either::Right(UnsyncBoxBody::new(Budgeted::new(whole, share))), None)
+        }
+        (None, None) => (upstream::full(bytes.clone()), None),
     };
     let Ok(up) = build(&cred, body) else {
         return fail(record, ApiError::Internal, holds_slot);
@@ -469,7 +467,7 @@ where
     };
     // a request that raced a rotation at the secret source: the upstream refused
     // the new value, so retry once with the previous one while its grace lasts
-    // (a large body has gone: not retried)
+    // (not for a large body, see `retry`)
     if resp.status() == StatusCode::UNAUTHORIZED && retry {
         if let Some(prev) = app.secrets.previous(&upstream.secret) {
             if let Ok(up) = build(&prev, upstream::full(bytes)) {

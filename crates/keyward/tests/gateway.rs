@@ -652,6 +652,13 @@ fn a_value_rotated_at_the_source_is_used_within_one_ttl_and_the_previous_one_cov
         assert_eq!(status, 200, "a request failed during the source rotation");
         refused.then_some(())
     });
+    // a body over 64 KiB is streamed upstream and has gone: the upstream's 401
+    // reaches the client (it retries), and nothing is sent again without its body
+    let big = MSG.replace("Hello there, gateway!", &"x".repeat(100_000));
+    let r = post_messages(&gw.data_url, &key, &big);
+    assert_eq!((r.status, r.json()["error"]["type"].as_str()), (401, Some("authentication_error")), "{}", r.text());
+    let reqs = http("GET", &format!("{}/_mock/requests", mock.url), &[], b"").json();
+    assert!(reqs.as_array().unwrap().iter().all(|r| r["body_bytes"] != 0), "a request went upstream without its body");
     let out = gw.stop();
     assert!(out.contains("retrying with the previous one"));
     assert!(!out.contains(&key_a) && !out.contains(&key_b));
