@@ -16,6 +16,7 @@ pub mod maintenance;
 pub mod meter;
 pub mod metrics;
 pub mod monitor;
+pub mod pool;
 pub mod proxy;
 pub mod server;
 pub mod shield;

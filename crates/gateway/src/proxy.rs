@@ -460,7 +460,7 @@ where
     let mut resp = match first {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
-            tracing::warn!(key_id = %key.id, error = %ErrorChain(&e), "upstream request failed");
+            tracing::warn!(key_id = %key.id, error = %ErrorChain(&*e), "upstream request failed");
             return fail(record, ApiError::BadGateway("the upstream API could not be reached"), holds_slot);
         }
         Err(_) => return fail(record, ApiError::Timeout, holds_slot),

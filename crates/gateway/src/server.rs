@@ -268,14 +268,26 @@ fn spawn_data_plane(
         // hands each new connection to one of them
         let l = listener.try_clone().map_err(io)?;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(io)?;
-        let client = crate::upstream::client(&app.cfg).map_err(io)?;
+        let pool = crate::pool::Pool::new(crate::upstream::connector(&app.cfg), &app.cfg);
         let (app, stop) = (app.clone(), stop.clone());
         let (tx, rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new().name(format!("keyward-data-{i}"));
         thread
             .spawn(move || {
-                crate::upstream::set_thread_client(client);
+                pool.install();
                 rt.block_on(async move {
+                    // idle upstream connections close even when no request comes to notice
+                    // them. The tick also saves a system call per request: tokio wakes its
+                    // own driver (an eventfd write) whenever a new timer is due before every
+                    // pending one, and with this tick pending, a request's timeouts (30 s
+                    // and longer) never are (benches/README.md, system calls)
+                    tokio::spawn(async {
+                        while let Some(idle) = crate::pool::sweep() {
+                            let tick =
+                                (idle / 2).clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(30));
+                            tokio::time::sleep(tick).await;
+                        }
+                    });
                     match TcpListener::from_std(l) {
                         Ok(l) => serve_data_connections(app, l, stop).await,
                         Err(e) => tracing::error!(error = %e, "a data-plane thread could not listen"),

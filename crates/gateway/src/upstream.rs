@@ -13,48 +13,48 @@ use keyward_core::config::Config;
 /// (large request bodies, see `bodyscan`).
 pub type UpstreamBody = Either<Full<Bytes>, UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>>;
 
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
+/// How connections to the upstream are made: TCP (no Nagle, keep-alive probes,
+/// connect timeout), then TLS for `https` URLs.
+pub type Connector = HttpsConnector<HttpConnector>;
+
+/// The shared pooled client: the admin plane's and background tasks' requests
+/// (the data plane's threads each have a [`crate::pool::Pool`]).
+pub type UpstreamClient = Client<Connector, UpstreamBody>;
 
 /// A whole request body.
 pub fn full(body: impl Into<Bytes>) -> UpstreamBody {
     Either::Left(Full::new(body.into()))
 }
 
-thread_local! {
-    /// A data-plane thread's own pool (see `server::spawn_data_plane`): requests
-    /// sent from that thread use it, so their connection tasks run on that thread.
-    static THREAD_CLIENT: std::cell::OnceCell<UpstreamClient> = const { std::cell::OnceCell::new() };
-}
+/// Why a request to the upstream failed (no headers or body in it).
+pub type RequestError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Give this thread its own pool; later calls on the same thread change nothing.
-pub fn set_thread_client(c: UpstreamClient) {
-    THREAD_CLIENT.with(|t| {
-        let _ = t.set(c);
-    });
-}
-
-/// Send through this thread's pool when it has one, else through `shared`.
-pub fn request(
+/// Send through this thread's own pool when it has one (data-plane threads,
+/// see `server::spawn_data_plane`), else through `shared`.
+pub async fn request(
     shared: &UpstreamClient,
     req: http::Request<UpstreamBody>,
-) -> hyper_util::client::legacy::ResponseFuture {
-    THREAD_CLIENT.with(|t| t.get().unwrap_or(shared).request(req))
+) -> Result<http::Response<hyper::body::Incoming>, RequestError> {
+    if crate::pool::installed() {
+        Ok(crate::pool::send(req).await?)
+    } else {
+        Ok(shared.request(req).await?)
+    }
 }
 
-pub fn client(cfg: &Config) -> Result<UpstreamClient, std::io::Error> {
+pub fn connector(cfg: &Config) -> Connector {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(cfg.connect_timeout));
     http.set_keepalive(Some(std::time::Duration::from_secs(60)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
+    hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().wrap_connector(http)
+}
+
+pub fn client(cfg: &Config) -> Result<UpstreamClient, std::io::Error> {
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(cfg.pool_idle_timeout)
         .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
         .http1_max_buf_size(cfg.conn_buf_bytes)
-        .build(https))
+        .build(connector(cfg)))
 }
