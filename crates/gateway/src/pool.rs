@@ -3,9 +3,9 @@
 //!
 //! Each data-plane thread runs a single-threaded runtime (`server::spawn_data_plane`),
 //! so its pool needs no lock: a plain list of the thread's connections, busy and
-//! idle. A request takes the most recently used connection that is ready (hyper's
-//! `SendRequest::is_ready`: its previous response has been read to the end) and
-//! sends on it in place; the connection stays in the list and is ready again once
+//! idle. A request takes a connection that is ready (hyper's `SendRequest::is_ready`:
+//! its previous response has been read to the end), the newest first, and sends on
+//! it in place; the connection stays in the list and is ready again once
 //! its response has been read. hyper-util's pooled client, which this replaces on
 //! the data plane, spends about 11k instructions per request on a shared pool
 //! behind a mutex, a checkout racing a connect, and a task spawned per request to
@@ -37,6 +37,8 @@ use tower_service::Service;
 pub enum SendError {
     #[error("the upstream URI has no scheme or host")]
     Uri,
+    #[error("this thread has no upstream pool")]
+    NoPool,
     #[error("connecting to the upstream failed")]
     Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the upstream connection failed")]
@@ -193,7 +195,7 @@ async fn send_on_new(
     mut req: Request<UpstreamBody>,
 ) -> Result<Response<Incoming>, SendError> {
     let Some((mut connector, h1)) = POOL.with(|p| p.get().map(|p| (p.connector.clone(), p.h1.clone()))) else {
-        return Err(SendError::Uri);
+        return Err(SendError::NoPool);
     };
     std::future::poll_fn(|cx| connector.poll_ready(cx)).await.map_err(SendError::Connect)?;
     let io = connector.call(uri.clone()).await.map_err(SendError::Connect)?;
@@ -467,6 +469,18 @@ mod tests {
         assert!(matches!(send(req).await, Err(SendError::Connect(_))));
         let req = Request::get("/relative").body(crate::upstream::full("")).unwrap();
         assert!(matches!(send(req).await, Err(SendError::Uri)));
+    }
+
+    #[test]
+    fn a_thread_without_a_pool_gets_an_error() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        std::thread::spawn(move || {
+            assert!(!installed());
+            let req = Request::get("http://127.0.0.1:9/").body(crate::upstream::full("")).unwrap();
+            assert!(matches!(rt.block_on(send(req)), Err(SendError::NoPool)));
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
