@@ -182,7 +182,9 @@ def recall_at_fpr(scores, labels, fpr=0.05):
 
 
 def evaluate(model, rows, rids, rmask):
-    """Per group: AUC of the row score (highest window logit); recall at 5 % FPR on calib docs."""
+    """Per group: AUC of the row score (highest window logit); recall at 5 % FPR on calib docs.
+    Runs in eval mode (no dropout) and leaves the model in the mode it found."""
+    was_training = model.training
     model.eval()
     wl = window_logits(model, rids, rmask)
     empty = ~rmask.any(1)
@@ -198,7 +200,7 @@ def evaluate(model, rows, rids, rmask):
     cal = np.array([r[1] == "calib_doc" for r in rows])
     out["calib_doc_r5"] = recall_at_fpr(score[cal], label[cal]) if cal.any() else float("nan")
     out["all"] = auc(score, label)
-    model.train()
+    model.train(was_training)
     return out, score
 
 
@@ -269,8 +271,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--wd", type=float, default=0.01)
-    ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--wd", type=float, default=0.05)
+    ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
 
@@ -300,6 +302,7 @@ def main():
     gen = torch.Generator().manual_seed(SEED)
     tid, tmask, ty, tw = map(torch.from_numpy, (ids, mask, y, w))
     for epoch in range(args.epochs):
+        model.train()
         order = torch.randperm(len(y), generator=gen)
         total, t1 = 0.0, time.time()
         for s in range(0, len(y), args.batch):

@@ -391,3 +391,30 @@ fn student_reads_word_order_only_through_positions() {
     assert!(a.iter().all(|x| x.is_finite()));
     assert_eq!(enc.cost(4), 4 * (4 * 16 + 2 * 4 * 8 + 2 * 4 * 4));
 }
+
+/// `(logit, windows)` that `student.py --golden-ids` printed for the committed weights.
+const GOLDEN: [(f32, usize); 4] = [(-7.702627, 1), (9.209604, 1), (9.649515, 3), (-0.136570, 1)];
+
+/// The committed student against the training code's own output: the logits
+/// that `training/shield/student.py --golden-ids` printed (PyTorch, the same
+/// int8 table) for the texts of `training/shield/golden.jsonl`, as tokenised
+/// by `shield_tokenize`. Training and serving cannot drift apart unnoticed.
+#[test]
+fn student_matches_the_training_code_on_golden_texts() {
+    let deep = Deep::from_bytes(include_bytes!("weights/deep.kwsd")).unwrap();
+    assert!(deep.encoder.is_some());
+    let golden = include_str!("../../../../training/shield/golden.jsonl");
+    let texts: Vec<String> = golden
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(texts.len(), GOLDEN.len());
+    for (text, (want, windows)) in texts.iter().zip(GOLDEN) {
+        let (got, _, k) = deep.max_logit(text);
+        assert_eq!(k, windows, "{text}");
+        assert!((got - want).abs() < 2e-3, "{text}: serving {got}, training {want}");
+    }
+    // the same weights, parsed back from their own bytes, score the same
+    let back = Deep::from_bytes(&deep.to_bytes()).unwrap();
+    assert_eq!(back.max_logit(&texts[2]), deep.max_logit(&texts[2]));
+}
