@@ -274,10 +274,11 @@ def main():
     ap.add_argument("--wd", type=float, default=0.05)
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=SEED, help="initialisation and shuffling (to measure seed variance)")
     args = ap.parse_args()
 
-    torch.manual_seed(SEED)
-    np.random.seed(SEED & 0xFFFFFFFF)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed & 0xFFFFFFFF)
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
     t0 = time.time()
@@ -299,7 +300,7 @@ def main():
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda t: min((t + 1) / warm, max(0.0, (steps - t) / max(1, steps - warm)))
     )
-    gen = torch.Generator().manual_seed(SEED)
+    gen = torch.Generator().manual_seed(args.seed)
     tid, tmask, ty, tw = map(torch.from_numpy, (ids, mask, y, w))
     for epoch in range(args.epochs):
         model.train()

@@ -86,6 +86,7 @@ pub struct Scratch {
     h: Vec<f32>,
     qkv: Vec<f32>,
     ctx: Vec<f32>,
+    kt: Vec<f32>,
     f: Vec<f32>,
     p: Vec<f32>,
 }
@@ -221,28 +222,38 @@ impl Encoder {
         linear(&s.h, &l.wqkv, &l.bqkv, d, 3 * d, &mut s.qkv);
         s.ctx.clear();
         s.ctx.resize(n * d, 0.0);
+        s.p.clear();
         s.p.resize(n, 0.0);
-        let row = |t: usize, part: usize, h: usize| {
-            let at = t * 3 * d + part * d + h * dh;
-            &s.qkv[at..at + dh]
-        };
+        // keys transposed (`kt[(h·dh + c)·n + j]`), so that a query's scores
+        // against all keys are sums of scaled rows, which vectorise
+        s.kt.clear();
+        s.kt.resize(d * n, 0.0);
+        for (j, t) in s.qkv.chunks_exact(3 * d).enumerate() {
+            for (c, &k) in t[d..2 * d].iter().enumerate() {
+                s.kt[c * n + j] = k;
+            }
+        }
         for h in 0..self.heads {
+            let kt = &s.kt[h * dh * n..(h + 1) * dh * n];
             for i in 0..n {
-                let q = row(i, 0, h);
-                let mut top = f32::NEG_INFINITY;
-                for (j, p) in s.p.iter_mut().enumerate().take(n) {
-                    *p = q.iter().zip(row(j, 1, h)).map(|(a, b)| a * b).sum::<f32>() * scale;
-                    top = top.max(*p);
+                let q = &s.qkv[i * 3 * d + h * dh..i * 3 * d + (h + 1) * dh];
+                s.p.fill(0.0);
+                for (&qc, krow) in q.iter().zip(kt.chunks_exact(n)) {
+                    for (p, &k) in s.p.iter_mut().zip(krow) {
+                        *p += qc * k;
+                    }
                 }
+                let top = s.p.iter().fold(f32::NEG_INFINITY, |m, &p| m.max(p * scale));
                 let mut total = 0.0;
-                for p in s.p.iter_mut().take(n) {
-                    *p = (*p - top).exp();
+                for p in s.p.iter_mut() {
+                    *p = (*p * scale - top).exp();
                     total += *p;
                 }
                 let c = &mut s.ctx[i * d + h * dh..i * d + (h + 1) * dh];
-                for (j, &p) in s.p.iter().enumerate().take(n) {
+                for (j, &p) in s.p.iter().enumerate() {
                     let w = p / total;
-                    for (cv, &vv) in c.iter_mut().zip(row(j, 2, h)) {
+                    let v = &s.qkv[j * 3 * d + 2 * d + h * dh..j * 3 * d + 2 * d + (h + 1) * dh];
+                    for (cv, &vv) in c.iter_mut().zip(v) {
                         *cv += w * vv;
                     }
                 }
