@@ -2,7 +2,7 @@
 //! pipeline with the deep stage `on` or `uncertain`.
 //!
 //! ```text
-//! cargo run --release -p keyward-detect --example shield_bench -- [FILE.jsonl [WEIGHTS.kwsh|"" [off|on|uncertain]]]
+//! cargo run --release -p keyward-detect --example shield_bench -- [FILE.jsonl [WEIGHTS.kwsh|"" [off|on|uncertain [DEEP.kwsd]]]]
 //! ```
 //! Segments are cut (at character boundaries, 4096 bytes each) from the
 //! concatenated `text` fields of FILE.jsonl, or from a built-in mix of prose,
@@ -20,7 +20,7 @@
 #[path = "common/synth.rs"]
 mod synth;
 
-use keyward_detect::shield::{metrics, normalize, DeepMode, Pipeline, Shield};
+use keyward_detect::shield::{metrics, normalize, Deep, DeepMode, Pipeline, Shield};
 use std::error::Error;
 use std::time::Instant;
 
@@ -115,7 +115,12 @@ fn main() -> Result<(), Box<dyn Error>> {
         None => Shield::builtin()?,
     };
     let mode: DeepMode = std::env::args().nth(3).as_deref().unwrap_or("off").parse()?;
-    let pipeline = Pipeline::new(fast, Pipeline::builtin()?.deep);
+    // a fourth argument: a deep-stage weights file instead of the built-in one
+    let deep = match std::env::args().nth(4).filter(|p| !p.is_empty()) {
+        Some(path) => Some(Deep::from_bytes(&std::fs::read(path)?)?),
+        None => Pipeline::builtin()?.deep,
+    };
+    let pipeline = Pipeline::new(fast, deep);
     let shield = Bench { pipeline, mode };
     let mut sink = 0f32;
     for s in &segs {

@@ -64,8 +64,8 @@ fn logit(p: f32) -> f32 {
     (p / (1.0 - p)).ln()
 }
 
-/// Pooled windows of one row, with labels and weights.
-fn row_windows(emb: &StaticEmbeddings, row: &Value, x: &mut Vec<f32>, y: &mut Vec<(bool, f32)>) {
+/// Token windows of one row, with labels and weights.
+fn labelled_windows(emb: &StaticEmbeddings, row: &Value) -> Vec<(Vec<u32>, bool, f32)> {
     let (window, stride) = (hp("WINDOW", 48.0) as usize, hp("STRIDE", 24.0) as usize);
     let text = row.get("text").and_then(Value::as_str).unwrap_or("");
     let label = row.get("label").and_then(Value::as_i64).unwrap_or(0) == 1;
@@ -102,12 +102,71 @@ fn row_windows(emb: &StaticEmbeddings, row: &Value, x: &mut Vec<f32>, y: &mut Ve
     }
     let pos = labelled.iter().filter(|w| w.1).count().max(1) as f32;
     let neg = labelled.iter().filter(|w| !w.1).count().max(1) as f32;
+    labelled.into_iter().map(|(ids, l)| (ids, l, row_weight / if l { pos } else { neg }.sqrt())).collect()
+}
+
+/// Pooled windows of one row, with labels and weights.
+fn row_windows(emb: &StaticEmbeddings, row: &Value, x: &mut Vec<f32>, y: &mut Vec<(bool, f32)>) {
     let mut pooled = vec![0f32; 2 * emb.dims];
-    for (ids, l) in labelled {
+    for (ids, l, w) in labelled_windows(emb, row) {
         emb.pool(&ids, &mut pooled);
         x.extend_from_slice(&pooled);
-        y.push((l, row_weight / if l { pos } else { neg }.sqrt()));
+        y.push((l, w));
     }
+}
+
+/// `KWSD_DUMP=DIR`: write the token windows for `training/shield/student.py`
+/// and stop. `DIR/train.txt`: one line per training window, `label weight
+/// id...`; `DIR/rows.txt`: the held-back rows and the calibration documents
+/// (which the student must not train on), a line `R index label group
+/// windows` each, then one line of ids per window of the text and its
+/// payloads, as `Deep::max_logit` cuts them.
+fn dump(
+    dir: &str,
+    emb: &StaticEmbeddings,
+    rows: &[Value],
+    calib: &[Value],
+    is_val: &dyn Fn(usize) -> bool,
+) -> Result<(), Box<dyn Error>> {
+    use std::fmt::Write as _;
+    let (window, stride) = (hp("WINDOW", 48.0) as usize, hp("STRIDE", 24.0) as usize);
+    std::fs::create_dir_all(dir)?;
+    let ids_line = |out: &mut String, ids: &[u32]| {
+        let v: Vec<String> = ids.iter().map(u32::to_string).collect();
+        out.push_str(&v.join(" "));
+        out.push('\n');
+    };
+    let mut train = String::new();
+    for r in rows.iter().enumerate().filter(|&(i, _)| !is_val(i)).map(|(_, r)| r) {
+        for (ids, l, w) in labelled_windows(emb, r) {
+            let _ = write!(train, "{} {w} ", u8::from(l));
+            ids_line(&mut train, &ids);
+        }
+    }
+    std::fs::write(format!("{dir}/train.txt"), train)?;
+    let mut held = String::new();
+    let held_back = rows.iter().enumerate().filter(|&(i, _)| is_val(i));
+    let calib_rows = calib.iter().enumerate().map(|(i, r)| (rows.len() + i, r));
+    for (i, r) in held_back.chain(calib_rows) {
+        let n = normalize(r.get("text").and_then(Value::as_str).unwrap_or(""));
+        let label = r.get("label").and_then(Value::as_i64).unwrap_or(0);
+        let src = r.get("src").and_then(Value::as_str).unwrap_or("");
+        let mut wins = Vec::new();
+        for t in std::iter::once(&n.text).chain(n.payloads.iter()) {
+            let mut toks = Vec::new();
+            emb.tokenizer.tokenize(t, |k| toks.push(k.id));
+            for (s, e) in token_windows(toks.len(), window, stride) {
+                wins.push(toks[s..e].to_vec());
+            }
+        }
+        let _ = writeln!(held, "R {i} {label} {} {}", group_of(src), wins.len());
+        for w in wins {
+            ids_line(&mut held, &w);
+        }
+    }
+    std::fs::write(format!("{dir}/rows.txt"), held)?;
+    eprintln!("wrote {dir}/train.txt and {dir}/rows.txt");
+    Ok(())
 }
 
 struct Adam {
@@ -332,29 +391,40 @@ fn main() -> Result<(), Box<dyn Error>> {
     // calibration documents play that part now).
     let withheld = std::env::var("KWSD_WITHHELD").unwrap_or_else(|_| "none".to_owned());
     let src = |r: &Value| r.get("src").and_then(Value::as_str).unwrap_or("").to_owned();
-    for (i, r) in rows.iter().enumerate() {
-        if !is_val(i) && src(r) != withheld {
-            row_windows(&emb, r, &mut x, &mut y);
-        }
+    if let Ok(dir) = std::env::var("KWSD_DUMP") {
+        return dump(&dir, &emb, &rows, &calib, &is_val);
     }
-    eprintln!("rows {} windows {} positive {}", rows.len(), y.len(), y.iter().filter(|s| s.0).count());
-    let head = train_head(&x, &y, d);
-    drop(x);
+    let placeholder = Calibration { fast: 0.0, deep: 1.0, bias: 0.0, threshold: 0.5, band_lo: 0.0, band_hi: 0.0 };
+    // `KWSD_STUDENT=FILE.kwsd`: a contextual student trained by
+    // `training/shield/student.py` (a version 2 file whose calibration is a
+    // placeholder) takes the head's place; only the combination is fitted here.
+    let mut deep = match std::env::var("KWSD_STUDENT") {
+        Ok(path) => {
+            let deep = Deep::from_bytes(&std::fs::read(path)?)?;
+            if deep.encoder.is_none() {
+                return Err("KWSD_STUDENT: not a student (version 2) weights file".into());
+            }
+            deep
+        }
+        Err(_) => {
+            for (i, r) in rows.iter().enumerate() {
+                if !is_val(i) && src(r) != withheld {
+                    row_windows(&emb, r, &mut x, &mut y);
+                }
+            }
+            eprintln!("rows {} windows {} positive {}", rows.len(), y.len(), y.iter().filter(|s| s.0).count());
+            let head = train_head(&x, &y, d);
+            drop(x);
+            Deep { emb, encoder: None, head, cal: placeholder }
+        }
+    };
     // The head never saw the withheld family: its figures there say how it
     // carries over to a new kind of document (for choosing hyper-parameters).
     {
         let (mut sc, mut lb) = (Vec::new(), Vec::new());
-        let mut scratch = Vec::new();
-        let mut pooled = vec![0f32; d];
         for r in rows.iter().filter(|r| src(r) == withheld) {
             let n = normalize(r.get("text").and_then(Value::as_str).unwrap_or(""));
-            let mut toks = Vec::new();
-            emb.tokenizer.tokenize(&n.text, |k| toks.push(k.id));
-            let mut best = f32::NEG_INFINITY;
-            for (s, e) in token_windows(toks.len(), head.window, head.stride) {
-                emb.pool(&toks[s..e], &mut pooled);
-                best = best.max(head.logit(&pooled, &mut scratch));
-            }
+            let best = deep.max_logit(&n.text).0;
             sc.push(sigmoid(best));
             lb.push(r.get("label").and_then(Value::as_i64).unwrap_or(0) == 1);
         }
@@ -365,8 +435,6 @@ fn main() -> Result<(), Box<dyn Error>> {
             );
         }
     }
-    let placeholder = Calibration { fast: 0.0, deep: 1.0, bias: 0.0, threshold: 0.5, band_lo: 0.0, band_hi: 0.0 };
-    let mut deep = Deep { emb, head, cal: placeholder };
     // Held-back rows: fast and deep logits, fit the combination.
     let (mut fl, mut dl, mut lab, mut groups) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let held_back = rows.iter().enumerate().filter(|&(i, _)| is_val(i)).map(|(_, r)| r);

@@ -17,22 +17,31 @@
 //! sample of it. What is lost: word order beyond the window and context-
 //! dependent meaning; the head sees which words occur together in a window.
 //!
+//! Version 2 files put a contextual student between the vectors and the
+//! pooling ([`Encoder`], `encoder.rs`): a small transformer layer over each
+//! window, so that a token's vector depends on its neighbours; its table holds
+//! the static vectors projected to the encoder's width.
+//!
 //! File format (`*.kwsd`, little-endian):
 //! ```text
-//! magic "KWSD", u32 version 1
+//! magic "KWSD", u32 version 1 (static) or 2 (with an encoder)
 //! u32 vocab, dims, window, stride, hidden
 //! f32 b2, fusion_fast, fusion_deep, fusion_bias, threshold, band_lo, band_hi
 //! f32 mu x 2*dims, sd x 2*dims, w1 x hidden*2*dims (row-major), b1 x hidden, w2 x hidden
+//! version 2 only: the encoder block (see encoder.rs)
 //! f32 scale x vocab, i8 table x vocab*dims
 //! u32 length + vocab.txt
 //! ```
 
+pub use super::encoder::{Encoder, Layer, Scratch};
 use super::wordpiece::{VocabError, WordPiece};
 use std::borrow::Cow;
 
 const MAGIC: &[u8; 4] = b"KWSD";
 const STATIC_MAGIC: &[u8; 4] = b"KWST";
 const VERSION: u32 = 1;
+/// Version 2 adds a contextual [`Encoder`] between the token vectors and the pooling.
+const VERSION_ENCODER: u32 = 2;
 
 /// Why a deep-stage weights file was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -120,27 +129,31 @@ pub struct Calibration {
 #[derive(Debug, Clone)]
 pub struct Deep {
     pub emb: StaticEmbeddings,
+    /// Version 2 files: a contextual encoder over each window's token vectors
+    /// before the pooling; `None` (version 1): the static vectors are pooled
+    /// as they are.
+    pub encoder: Option<Encoder>,
     pub head: Head,
     pub cal: Calibration,
 }
 
-struct Reader<'a> {
+pub(super) struct Reader<'a> {
     b: &'a [u8],
     at: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DeepError> {
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], DeepError> {
         let end = self.at.checked_add(n).ok_or(DeepError::Size)?;
         let s = self.b.get(self.at..end).ok_or(DeepError::Size)?;
         self.at = end;
         Ok(s)
     }
-    fn u32(&mut self) -> Result<u32, DeepError> {
+    pub(super) fn u32(&mut self) -> Result<u32, DeepError> {
         let s = self.take(4)?;
         Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
     }
-    fn f32(&mut self) -> Result<f32, DeepError> {
+    pub(super) fn f32(&mut self) -> Result<f32, DeepError> {
         let v = f32::from_bits(self.u32()?);
         if v.is_finite() {
             Ok(v)
@@ -148,7 +161,7 @@ impl<'a> Reader<'a> {
             Err(DeepError::Shape("non-finite number"))
         }
     }
-    fn f32s(&mut self, n: usize) -> Result<Vec<f32>, DeepError> {
+    pub(super) fn f32s(&mut self, n: usize) -> Result<Vec<f32>, DeepError> {
         (0..n).map(|_| self.f32()).collect()
     }
 }
@@ -160,11 +173,11 @@ fn copied(b: &[u8]) -> Cow<'static, [u8]> {
     Cow::Owned(b.to_vec())
 }
 
-fn put_u32(out: &mut Vec<u8>, v: u32) {
+pub(super) fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
-fn put_f32s(out: &mut Vec<u8>, v: &[f32]) {
+pub(super) fn put_f32s(out: &mut Vec<u8>, v: &[f32]) {
     for x in v {
         out.extend_from_slice(&x.to_le_bytes());
     }
@@ -230,6 +243,19 @@ impl StaticEmbeddings {
         let k = 1.0 / ids.len() as f32;
         mean.iter_mut().for_each(|m| *m *= k);
     }
+
+    /// The dequantised vector of token `id` (clamped to the vocabulary), added to `out`.
+    pub(super) fn add_row(&self, id: u32, out: &mut [f32]) {
+        let Some(last) = self.scales.len().checked_sub(1) else {
+            return;
+        };
+        let i = (id as usize).min(last);
+        let s = self.scales[i];
+        let row = self.table.get(i * self.dims..(i + 1) * self.dims).unwrap_or_default();
+        for (o, &q) in out.iter_mut().zip(row) {
+            *o += f32::from(q as i8) * s;
+        }
+    }
 }
 
 impl Head {
@@ -285,7 +311,7 @@ impl Deep {
             return Err(DeepError::BadMagic);
         }
         let version = r.u32()?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_ENCODER {
             return Err(DeepError::Version(version));
         }
         let (vocab, dims, window, stride, hidden) =
@@ -314,11 +340,12 @@ impl Deep {
         let w1 = r.f32s(hidden * n)?;
         let b1 = r.f32s(hidden)?;
         let w2 = r.f32s(hidden)?;
+        let encoder = if version == VERSION_ENCODER { Some(Encoder::read(&mut r, dims, window)?) } else { None };
         let emb = StaticEmbeddings::read_body(&mut r, vocab, dims, keep)?;
         if r.at != b.len() {
             return Err(DeepError::Size);
         }
-        Ok(Deep { emb, head: Head { window, stride, hidden, mu, sd, w1, b1, w2, b2 }, cal })
+        Ok(Deep { emb, encoder, head: Head { window, stride, hidden, mu, sd, w1, b1, w2, b2 }, cal })
     }
 
     /// Serialise to the weights file format.
@@ -326,13 +353,17 @@ impl Deep {
         let (h, e) = (&self.head, &self.emb);
         let mut out = Vec::with_capacity(e.table.len() + 4 * e.scales.len() + 4 * h.w1.len() + e.vocab_text.len() + 64);
         out.extend_from_slice(MAGIC);
-        for v in [VERSION, e.scales.len() as u32, e.dims as u32, h.window as u32, h.stride as u32, h.hidden as u32] {
+        let version = if self.encoder.is_some() { VERSION_ENCODER } else { VERSION };
+        for v in [version, e.scales.len() as u32, e.dims as u32, h.window as u32, h.stride as u32, h.hidden as u32] {
             put_u32(&mut out, v);
         }
         let c = &self.cal;
         put_f32s(&mut out, &[h.b2, c.fast, c.deep, c.bias, c.threshold, c.band_lo, c.band_hi]);
         for v in [&h.mu, &h.sd, &h.w1, &h.b1, &h.w2] {
             put_f32s(&mut out, v);
+        }
+        if let Some(enc) = &self.encoder {
+            enc.write(&mut out);
         }
         put_f32s(&mut out, &e.scales);
         out.extend_from_slice(&e.table);
@@ -354,9 +385,13 @@ impl Deep {
         let wins = token_windows(ids.len(), self.head.window, self.head.stride);
         let mut pooled = vec![0f32; 2 * self.emb.dims];
         let mut scratch = Vec::with_capacity(pooled.len());
+        let mut work = Scratch::default();
         let mut best = (f32::NEG_INFINITY, (0, 0));
         for &(s, e) in &wins {
-            self.emb.pool(&ids[s..e], &mut pooled);
+            match &self.encoder {
+                Some(enc) => enc.pool(&self.emb, &ids[s..e], &mut work, &mut pooled),
+                None => self.emb.pool(&ids[s..e], &mut pooled),
+            }
             let z = self.head.logit(&pooled, &mut scratch);
             if z > best.0 {
                 let span = if e > s { (toks[s].start, toks[e - 1].end) } else { (0, 0) };

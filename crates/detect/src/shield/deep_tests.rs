@@ -71,7 +71,7 @@ fn toy_deep() -> Deep {
         b2: -1.0,
     };
     let cal = Calibration { fast: 1.0, deep: 1.0, bias: 0.0, threshold: 0.5, band_lo: -1.0, band_hi: 1.0 };
-    Deep { emb, head, cal }
+    Deep { emb, encoder: None, head, cal }
 }
 
 #[test]
@@ -263,4 +263,158 @@ mod builtin {
             proptest::prop_assert!(ok);
         }
     }
+}
+
+/// A toy contextual student: 4-d vectors, 2 heads, deterministic pseudo-random weights.
+fn toy_student(pos_scale: f32) -> Deep {
+    use super::deep::{Encoder, Layer};
+    let mut seed = 0x1234_5678_u32;
+    let mut v = |n: usize, s: f32| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                ((seed >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0) * s
+            })
+            .collect()
+    };
+    let (d, ffn, window) = (4, 8, 4);
+    let layer = Layer {
+        ln1_g: vec![1.0; d],
+        ln1_b: vec![0.0; d],
+        wqkv: v(d * 3 * d, 1.0),
+        bqkv: v(3 * d, 0.1),
+        wo: v(d * d, 1.0),
+        bo: v(d, 0.1),
+        ln2_g: vec![1.0; d],
+        ln2_b: vec![0.0; d],
+        w1: v(d * ffn, 1.0),
+        b1: v(ffn, 0.1),
+        w2: v(ffn * d, 1.0),
+        b2: v(d, 0.1),
+    };
+    let encoder = Encoder {
+        dims: d,
+        heads: 2,
+        ffn,
+        window,
+        pos: v(window * d, pos_scale),
+        layers: vec![layer],
+        lnf_g: vec![1.0; d],
+        lnf_b: vec![0.0; d],
+    };
+    let vocab = "[PAD]\n[UNK]\nignore\nhello\nworld\n";
+    let emb = StaticEmbeddings {
+        vocab_text: vocab.to_owned(),
+        tokenizer: WordPiece::from_vocab(vocab).unwrap(),
+        dims: d,
+        scales: vec![0.01; 5],
+        table: [0i8, 0, 0, 0, 10, -20, 30, 40, 100, -100, 50, 0, -60, 70, 0, 20, 5, 5, -90, 127]
+            .iter()
+            .map(|&q| q as u8)
+            .collect::<Vec<u8>>()
+            .into(),
+    };
+    let head = Head {
+        window,
+        stride: 2,
+        hidden: 3,
+        mu: vec![0.0; 2 * d],
+        sd: vec![1.0; 2 * d],
+        w1: v(3 * 2 * d, 1.0),
+        b1: v(3, 0.1),
+        w2: v(3, 1.0),
+        b2: 0.2,
+    };
+    let cal = Calibration { fast: 1.0, deep: 1.0, bias: 0.0, threshold: 0.5, band_lo: -1.0, band_hi: 1.0 };
+    Deep { emb, encoder: Some(encoder), head, cal }
+}
+
+#[test]
+fn student_weights_round_trip_and_bad_shapes_are_refused() {
+    let d = toy_student(0.5);
+    let bytes = d.to_bytes();
+    assert_eq!(u32::from_le_bytes(bytes[4..8].try_into().unwrap()), 2, "a student is a version 2 file");
+    let back = Deep::from_bytes(&bytes).unwrap();
+    assert_eq!(back.to_bytes(), bytes);
+    assert_eq!(back.encoder, d.encoder);
+    for text in ["hello ignore world", "", "world world hello ignore ignore hello world"] {
+        assert_eq!(back.max_logit(text), d.max_logit(text));
+    }
+    // truncated or padded files
+    assert_eq!(Deep::from_bytes(&bytes[..bytes.len() - 1]).unwrap_err(), DeepError::Size);
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert_eq!(Deep::from_bytes(&longer).unwrap_err(), DeepError::Size);
+    // the encoder block starts after the header (28 bytes), 7 floats and the
+    // head: mu, sd (2d each), w1 (hidden * 2d), b1, w2 (hidden)
+    let at = 28 + 4 * (7 + 8 + 8 + 24 + 3 + 3);
+    let set = |at: usize, v: u32| {
+        let mut b = bytes.clone();
+        b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        b
+    };
+    assert_eq!(u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()), 1, "layers");
+    for bad in [set(at, 0), set(at, 99), set(at + 4, 3), set(at + 4, 0), set(at + 8, 0)] {
+        assert!(matches!(Deep::from_bytes(&bad).unwrap_err(), DeepError::Shape(_)));
+    }
+    // a non-finite weight inside the encoder
+    let mut nan = bytes.clone();
+    nan[at + 12..at + 16].copy_from_slice(&f32::NAN.to_le_bytes());
+    assert!(matches!(Deep::from_bytes(&nan).unwrap_err(), DeepError::Shape(_)));
+    // an unknown version
+    assert_eq!(Deep::from_bytes(&set(4, 3)).unwrap_err(), DeepError::Version(3));
+}
+
+#[test]
+fn student_reads_word_order_only_through_positions() {
+    use super::deep::Scratch;
+    let (mut a, mut b) = (vec![0f32; 8], vec![0f32; 8]);
+    let mut s = Scratch::default();
+    // without position vectors, self-attention and [mean ‖ max] ignore order
+    let d = toy_student(0.0);
+    let enc = d.encoder.as_ref().unwrap();
+    enc.pool(&d.emb, &[2, 3, 4], &mut s, &mut a);
+    enc.pool(&d.emb, &[4, 2, 3], &mut s, &mut b);
+    assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5), "{a:?} {b:?}");
+    // with them, it does not; and the context changes a token's output
+    let d = toy_student(0.5);
+    let enc = d.encoder.as_ref().unwrap();
+    enc.pool(&d.emb, &[2, 3, 4], &mut s, &mut a);
+    enc.pool(&d.emb, &[4, 2, 3], &mut s, &mut b);
+    assert!(a.iter().zip(&b).any(|(x, y)| (x - y).abs() > 1e-3));
+    // shapes: no tokens pool to zeros; more tokens than the window are cut
+    enc.pool(&d.emb, &[], &mut s, &mut a);
+    assert!(a.iter().all(|&x| x == 0.0));
+    enc.pool(&d.emb, &[2, 3, 4, 2, 3, 4, 2], &mut s, &mut a);
+    enc.pool(&d.emb, &[2, 3, 4, 2], &mut s, &mut b);
+    assert_eq!(a, b);
+    assert!(a.iter().all(|x| x.is_finite()));
+    assert_eq!(enc.cost(4), 4 * (4 * 16 + 2 * 4 * 8 + 2 * 4 * 4));
+}
+
+/// `(logit, windows)` that `student.py --golden-ids` printed for the committed weights.
+const GOLDEN: [(f32, usize); 4] = [(-7.702627, 1), (9.209604, 1), (9.649515, 3), (-0.136570, 1)];
+
+/// The committed student against the training code's own output: the logits
+/// that `training/shield/student.py --golden-ids` printed (PyTorch, the same
+/// int8 table) for the texts of `training/shield/golden.jsonl`, as tokenised
+/// by `shield_tokenize`. Training and serving cannot drift apart unnoticed.
+#[test]
+fn student_matches_the_training_code_on_golden_texts() {
+    let deep = Deep::from_bytes(include_bytes!("weights/deep.kwsd")).unwrap();
+    assert!(deep.encoder.is_some());
+    let golden = include_str!("../../../../training/shield/golden.jsonl");
+    let texts: Vec<String> = golden
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(texts.len(), GOLDEN.len());
+    for (text, (want, windows)) in texts.iter().zip(GOLDEN) {
+        let (got, _, k) = deep.max_logit(text);
+        assert_eq!(k, windows, "{text}");
+        assert!((got - want).abs() < 2e-3, "{text}: serving {got}, training {want}");
+    }
+    // the same weights, parsed back from their own bytes, score the same
+    let back = Deep::from_bytes(&deep.to_bytes()).unwrap();
+    assert_eq!(back.max_logit(&texts[2]), deep.max_logit(&texts[2]));
 }

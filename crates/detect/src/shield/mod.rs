@@ -18,13 +18,15 @@
 //!
 //! * [`deep`] is the second stage (static token vectors distilled from
 //!   all-MiniLM-L6-v2, pooled over token windows, an MLP head; tokenised by
-//!   [`wordpiece`]); [`pipeline`] runs both stages per [`DeepMode`] and says
+//!   [`wordpiece`]; version 2 weights add the contextual student of
+//!   [`encoder`] before the pooling); [`pipeline`] runs both stages per [`DeepMode`] and says
 //!   in [`Score::stage`] which one decided.
 //!
 //! Everything here is pure and synchronous: no I/O, no global state besides
 //! lazily built keyword and per-character tables.
 
 pub mod deep;
+pub mod encoder;
 pub mod features;
 pub mod metrics;
 pub mod model;

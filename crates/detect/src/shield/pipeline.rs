@@ -88,10 +88,10 @@ impl Pipeline {
 
     /// One line for the start-up log: which stages are available.
     pub fn deep_status(&self) -> &'static str {
-        if self.deep.is_some() {
-            "deep stage available (static MiniLM distillation)"
-        } else {
-            "deep stage unavailable (no weights): fast stage only"
+        match &self.deep {
+            Some(d) if d.encoder.is_some() => "deep stage available (contextual student over distilled MiniLM vectors)",
+            Some(_) => "deep stage available (static MiniLM distillation)",
+            None => "deep stage unavailable (no weights): fast stage only",
         }
     }
 
