@@ -58,10 +58,6 @@ static RESPONSE_HEADERS: [HeaderName; 5] = [
 /// a tool allowlist); a larger one is refused (fail closed).
 const MAX_CHECKED_BODY: usize = 16 << 20;
 
-/// Request bodies up to this size are screened on the data-plane thread itself
-/// (tens of microseconds); larger ones on the blocking pool.
-const SCREEN_INLINE_BYTES: usize = 64 << 10;
-
 /// Messages bodies larger than this (or of unknown length) are forwarded as they
 /// arrive when the key does not screen requests; smaller ones are read whole.
 const STREAM_BODY_BYTES: u64 = 64 << 10;
@@ -355,13 +351,13 @@ where
     }
     if let Some(plan) = eff.request_plan.as_ref().filter(|_| pending.is_none() && endpoint.has_json_body(&parts.method))
     {
-        let prepared = if bytes.len() <= SCREEN_INLINE_BYTES {
+        let prepared = if plan.screens_inline(bytes.len()) {
             shield::prepare(&app.shield, plan, &bytes)
         } else {
-            // a large body takes milliseconds to screen: off the data-plane thread,
-            // so the other connections it serves are not held up; at most one
-            // screening per core at a time (more would not finish sooner, and each
-            // holds several copies of its text)
+            // a screening of milliseconds (a large body, or the deep stage): off the
+            // data-plane thread, so the other connections it serves are not held up;
+            // at most one screening per core at a time (more would not finish
+            // sooner, and each holds several copies of its text)
             let Ok(_slot) = screen_slots().acquire().await else {
                 return fail(record, ApiError::Internal, holds_slot);
             };

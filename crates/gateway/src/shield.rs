@@ -45,7 +45,24 @@ pub struct RequestPlan {
     pub spotlight: bool,
 }
 
+/// Request bodies up to this size are screened by the fast stage alone on the
+/// data-plane thread itself (tens of microseconds); see [`RequestPlan::screens_inline`].
+const SCREEN_INLINE_BYTES: usize = 64 << 10;
+
 impl RequestPlan {
+    /// Whether a body of `len` bytes is prepared on the data-plane thread. The
+    /// fast stage takes tens of microseconds per 4 KB, the deep stage about ten
+    /// milliseconds, which would hold up every other connection of that thread:
+    /// so a key whose deep stage may run is screened on the blocking pool, and so
+    /// is a body over 64 KiB. Pinning and spotlighting alone stay inline.
+    pub fn screens_inline(&self, len: usize) -> bool {
+        match (self.mode, self.deep) {
+            (ShieldMode::Off, _) => true,
+            (_, DeepMode::Off) => len <= SCREEN_INLINE_BYTES,
+            _ => false,
+        }
+    }
+
     /// `None` when the policy asks nothing of the request path.
     pub fn from_policy(p: &KeyPolicy, default_threshold: f32) -> Option<RequestPlan> {
         let plan = RequestPlan {

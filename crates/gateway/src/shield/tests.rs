@@ -313,3 +313,18 @@ fn hosts_and_addresses() {
     assert_eq!(email_domain("Ann <ann@corp.example>"), Some("corp.example"));
     assert_eq!(email_domain("@corp.example"), None);
 }
+
+#[test]
+fn only_the_fast_stage_on_a_small_body_runs_on_the_data_plane_thread() {
+    let fast = plan(ShieldMode::Flag);
+    assert!(fast.screens_inline(4 << 10));
+    assert!(fast.screens_inline(64 << 10));
+    assert!(!fast.screens_inline((64 << 10) + 1), "a large body goes to the blocking pool");
+    for deep in [DeepMode::On, DeepMode::Uncertain] {
+        let p = RequestPlan { deep, ..plan(ShieldMode::Block) };
+        assert!(!p.screens_inline(100), "the deep stage takes milliseconds even on a short text");
+    }
+    // pinning alone (no screening) costs nothing worth a thread hop
+    let pin = RequestPlan { mode: ShieldMode::Off, pin_system: Some("x".into()), ..plan(ShieldMode::Flag) };
+    assert!(pin.screens_inline(1 << 20));
+}
