@@ -21,54 +21,16 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 RATE=${1:-1000}
 NREQ=${2:-2000}
 KEYWARD_BIN=${KEYWARD_BIN:-$HOME/.cache/keyward-target-bench/release/keyward}
-OUT="$HERE/results/$(date -u +%Y%m%dT%H%M%SZ)-profile"
-mkdir -p "$OUT"
-RUN="$(mktemp -d "${TMPDIR:-/tmp}/keyward-profile.XXXXXX")"
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true; done
-  sleep 0.5
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true; done
-  rm -rf "$RUN"
-}
-trap cleanup EXIT
-log() { echo "[profile] $*" >&2; }
-
 for tool in oha nginx perf valgrind callgrind_annotate; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install linux-perf valgrind; run.sh installs the rest)" >&2; exit 2; }
 done
 
-wait_for_line() {
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do
-    if grep -m1 -E "$2" "$1" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "timed out waiting for /$2/ in $1" >&2; tail -20 "$1" >&2; return 1
-}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-BODY='{"model":"claude-sonnet-4-6","max_tokens":16,"messages":[{"role":"user","content":"Hello there, gateway!"}]}'
+NAME=profile
+# shellcheck source=benches/gateway/lib.sh
+source "$HERE/lib.sh"
 load() {  # URL KEY RATE (-z SECONDS | -n COUNT) OUTFILE
   oha "$4" "$5" -q "$3" -c 16 --latency-correction --no-tui --output-format json -m POST \
     -H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' -H "x-api-key: $2" -d "$BODY" "$1" >"$6" 2>&1 || true
-}
-
-UPKEY="sk-ant-prof-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-"$KEYWARD_BIN" mock-upstream --listen 127.0.0.1:0 --accept-key "$UPKEY" >"$RUN/mock.log" 2>&1 &
-PIDS+=($!)
-MOCK_URL=$(wait_for_line "$RUN/mock.log" 'listening on http://' 30 | grep -o 'http://[0-9.:]*')
-
-install_keyward() {  # DIR
-  "$KEYWARD_BIN" init --data-dir "$1" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --upstream-url "$MOCK_URL" >/dev/null
-  sed -e "s|@LISTEN@|127.0.0.1:0|g" -e "s|@ADMIN_LISTEN@|127.0.0.1:0|g" -e "s|@UPSTREAM_URL@|$MOCK_URL|g" \
-    "$HERE/keyward.toml.in" >"$1/keyward.toml"
-}
-provision() {  # DIR -> prints the virtual key
-  "$KEYWARD_BIN" service add bench --owner team-bench --config "$1/keyward.toml" >/dev/null
-  echo "$UPKEY" | "$KEYWARD_BIN" upstream add dev-main --env dev --config "$1/keyward.toml" >/dev/null
-  "$KEYWARD_BIN" key create --service bench --env dev --json --config "$1/keyward.toml" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])'
 }
 
 # ---------------------------------------------------------------- 1. perf

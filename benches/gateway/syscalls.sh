@@ -20,44 +20,18 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 RATE=${1:-500}
 SECS=${2:-10}
 KEYWARD_BIN=${KEYWARD_BIN:-$HOME/.cache/keyward-target-bench/release/keyward}
-OUT="$HERE/results/$(date -u +%Y%m%dT%H%M%SZ)-syscalls"
-mkdir -p "$OUT"
-RUN="$(mktemp -d "${TMPDIR:-/tmp}/keyward-syscalls.XXXXXX")"
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true; done
-  sleep 0.5
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true; done
-  rm -rf "$RUN"
-}
-trap cleanup EXIT
-log() { echo "[syscalls] $*" >&2; }
-
 for tool in oha nginx strace; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install strace; run.sh installs the rest)" >&2; exit 2; }
 done
 
-wait_for_line() {
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do
-    if grep -m1 -E "$2" "$1" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "timed out waiting for /$2/ in $1" >&2; tail -20 "$1" >&2; return 1
-}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-BODY='{"model":"claude-sonnet-4-6","max_tokens":16,"messages":[{"role":"user","content":"Hello there, gateway!"}]}'
+NAME=syscalls
+# shellcheck source=benches/gateway/lib.sh
+source "$HERE/lib.sh"
 load() {  # URL KEY RATE SECONDS OUTFILE
   oha -z "$4" -q "$3" -c 32 --latency-correction --no-tui --output-format json -m POST \
     -H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' -H "x-api-key: $2" -d "$BODY" "$1" >"$5" 2>&1 || true
 }
 answered() { python3 -c 'import json,sys; print(sum(json.load(open(sys.argv[1]))["statusCodeDistribution"].values()))' "$1"; }
-
-UPKEY="sk-ant-sys-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-"$KEYWARD_BIN" mock-upstream --listen 127.0.0.1:0 --accept-key "$UPKEY" >"$RUN/mock.log" 2>&1 &
-PIDS+=($!)
-MOCK_URL=$(wait_for_line "$RUN/mock.log" 'listening on http://' 30 | grep -o 'http://[0-9.:]*')
 
 # measure NAME URL KEY PID...: strace every thread of the PIDs during one fixed-rate run
 measure() {
@@ -90,17 +64,11 @@ PY
 }
 
 # ---------------------------------------------------------------- keyward
-"$KEYWARD_BIN" init --data-dir "$RUN/kw" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --upstream-url "$MOCK_URL" >/dev/null
-sed -e "s|@LISTEN@|127.0.0.1:0|g" -e "s|@ADMIN_LISTEN@|127.0.0.1:0|g" -e "s|@UPSTREAM_URL@|$MOCK_URL|g" \
-  "$HERE/keyward.toml.in" >"$RUN/kw/keyward.toml"
-cat "$HERE/keyward-controls.toml" >>"$RUN/kw/keyward.toml"
+install_keyward "$RUN/kw"
 "$KEYWARD_BIN" serve --config "$RUN/kw/keyward.toml" >"$RUN/kw.log" 2>&1 &
 KW_PID=$!; PIDS+=("$KW_PID")
 KW_URL=$(wait_for_line "$RUN/kw.log" 'data plane listening on http://' 30 | grep -o 'http://[0-9.:]*')
-"$KEYWARD_BIN" service add bench --owner team-bench --config "$RUN/kw/keyward.toml" >/dev/null
-echo "$UPKEY" | "$KEYWARD_BIN" upstream add dev-main --env dev --config "$RUN/kw/keyward.toml" >/dev/null
-VKEY=$("$KEYWARD_BIN" key create --service bench --env dev --json --config "$RUN/kw/keyward.toml" |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
+VKEY=$(provision "$RUN/kw")
 log "keyward at $RATE/s for ${SECS}s"
 measure keyward "$KW_URL/v1/messages" "$VKEY" "$KW_PID"
 kill -TERM "$KW_PID" 2>/dev/null || true
