@@ -18,9 +18,10 @@
 //! - `Host` is set from the URI (with the port when it is not the scheme's
 //!   default) and the request line uses the origin form;
 //! - connections idle for longer than `upstream.pool_idle_timeout` are closed (at
-//!   the next request, or by [`sweep`]); at most `upstream.pool_max_idle_per_host`
-//!   connections are kept per thread, and a request beyond that uses a connection
-//!   of its own, closed after its response.
+//!   the next request, or by [`sweep`]); beyond `upstream.pool_max_idle_per_host`
+//!   idle connections per thread, the least recently used are closed when a new
+//!   connection is made and at each sweep. Busy connections are not capped: each
+//!   of many concurrent streams keeps its connection for a later request.
 
 use crate::upstream::{Connector, UpstreamBody};
 use http::header::HOST;
@@ -110,15 +111,25 @@ impl Pool {
         c.tx.is_closed() || (c.tx.is_ready() && now.duration_since(c.used) > self.idle_timeout)
     }
 
-    /// Keep a new connection if there is room.
+    /// Keep a new connection (it is busy with its first request), then trim the
+    /// idle ones down to the cap.
     fn keep(&self, c: Conn) {
         if let Ok(mut conns) = self.conns.try_borrow_mut() {
-            if conns.len() >= self.max {
-                conns.retain(|c| !c.tx.is_closed());
-            }
-            if conns.len() < self.max {
-                conns.push(c);
-            }
+            conns.push(c);
+            self.trim_idle(&mut conns);
+        }
+    }
+
+    /// At most `max` ready connections: the least recently used beyond that are
+    /// closed. Busy ones are not counted, so many long streams at once each keep
+    /// their connection for the next request instead of a new TLS handshake.
+    fn trim_idle(&self, conns: &mut Vec<Conn>) {
+        let mut idle = conns.iter().filter(|c| c.tx.is_ready()).count();
+        while idle > self.max {
+            let oldest = conns.iter().enumerate().filter(|(_, c)| c.tx.is_ready()).min_by_key(|(_, c)| c.used);
+            let Some((i, _)) = oldest else { break };
+            conns.swap_remove(i);
+            idle -= 1;
         }
     }
 
@@ -126,6 +137,7 @@ impl Pool {
     fn sweep(&self, now: Instant) {
         if let Ok(mut conns) = self.conns.try_borrow_mut() {
             conns.retain(|c| !self.gone(c, now));
+            self.trim_idle(&mut conns);
         }
     }
 }
@@ -345,14 +357,22 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn concurrent_requests_open_connections_up_to_the_cap_and_reuse_them() {
+    async fn concurrent_requests_keep_their_connections_and_idle_ones_are_capped() {
         install(Duration::from_secs(90), 2);
         let up = upstream(Duration::from_millis(100), None).await;
         let all = futures_util::future::join_all((0..4).map(|_| get(up.addr, "/"))).await;
         assert!(all.iter().all(|b| b == "ok"));
         assert_eq!(up.accepted.load(Ordering::SeqCst), 4, "one connection per concurrent request");
-        assert_eq!(pooled(), 2, "only two are kept");
-        // the two kept are reused
+        // busy connections are not capped: four at once reuse the four (once their
+        // connection tasks have seen the responses end)
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let four = futures_util::future::join_all((0..4).map(|_| get(up.addr, "/"))).await;
+        assert!(four.iter().all(|b| b == "ok"));
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 4, "no new connection while four are kept");
+        // idle ones beyond the cap are closed at the sweep
+        assert_eq!(pooled(), 4);
+        sweep();
+        assert_eq!(pooled(), 2, "two idle connections are kept");
         let two = futures_util::future::join_all((0..2).map(|_| get(up.addr, "/"))).await;
         assert!(two.iter().all(|b| b == "ok"));
         assert_eq!(up.accepted.load(Ordering::SeqCst), 4);
