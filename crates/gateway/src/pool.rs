@@ -30,6 +30,7 @@ use http::{HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use std::cell::RefCell;
+use std::future::Future;
 use std::time::{Duration, Instant};
 use tower_service::Service;
 
@@ -87,7 +88,12 @@ impl Pool {
 
     /// Send on a ready connection to `origin`, in place, dropping closed and
     /// expired connections on the way. Gives the request back when none is ready.
-    fn send_pooled(&self, origin: (bool, &Authority), mut req: Request<UpstreamBody>, now: Instant) -> Checkout {
+    fn send_pooled(
+        &self,
+        origin: (bool, &Authority),
+        mut req: Request<UpstreamBody>,
+        now: Instant,
+    ) -> Checkout<impl Future<Output = Sent> + Send + 'static> {
         let Ok(mut conns) = self.conns.try_borrow_mut() else { return Checkout::NoneReady(req) };
         let mut i = conns.len();
         while i > 0 {
@@ -100,7 +106,7 @@ impl Pool {
             if c.tx.is_ready() && c.https == origin.0 && c.authority == *origin.1 {
                 c.used = now;
                 req.headers_mut().insert(HOST, c.host.clone());
-                return Checkout::Sending(Box::pin(c.tx.try_send_request(req)));
+                return Checkout::Sending(c.tx.try_send_request(req));
             }
         }
         Checkout::NoneReady(req)
@@ -142,20 +148,17 @@ impl Pool {
     }
 }
 
+/// What sending on a pooled connection gives: the response, or the error with
+/// the request when it was handed back unsent.
+type Sent = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<UpstreamBody>>>;
+
+/// The send on a ready connection (its future, not boxed), or the request back.
 // the request passes through once, by value; boxing it would allocate per request
 #[allow(clippy::large_enum_variant)]
-enum Checkout {
-    Sending(Sending),
+enum Checkout<F> {
+    Sending(F),
     NoneReady(Request<UpstreamBody>),
 }
-
-type Sending = std::pin::Pin<
-    Box<
-        dyn std::future::Future<
-                Output = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<UpstreamBody>>>,
-            > + Send,
-    >,
->;
 
 /// Whether this thread has a pool (data-plane threads do).
 pub fn installed() -> bool {

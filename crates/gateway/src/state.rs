@@ -147,7 +147,7 @@ impl App {
         let metrics = Arc::new(Metrics::default());
         let (monitor, monitor_rx) = crate::monitor::MonitorFeed::new();
         writer.observe(metrics.clone(), monitor.clone());
-        let client = upstream::client(&cfg).map_err(|e| OpError::Invalid(e.to_string()))?;
+        let client = upstream::client(&cfg);
         let audit = crate::audit::load_signer(&store, &envelope, cfg.audit_checkpoint_every).await?;
         let auth_guard = crate::authguard::AuthGuard::new(cfg.auth_fail_burst);
         let app = Arc::new(App {

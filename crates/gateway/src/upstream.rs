@@ -51,10 +51,10 @@ pub fn connector(cfg: &Config) -> Connector {
     hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().wrap_connector(http)
 }
 
-pub fn client(cfg: &Config) -> Result<UpstreamClient, std::io::Error> {
-    Ok(Client::builder(TokioExecutor::new())
+pub fn client(cfg: &Config) -> UpstreamClient {
+    Client::builder(TokioExecutor::new())
         .pool_idle_timeout(cfg.pool_idle_timeout)
         .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
         .http1_max_buf_size(cfg.conn_buf_bytes)
-        .build(connector(cfg)))
+        .build(connector(cfg))
 }
