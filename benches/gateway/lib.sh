@@ -1,21 +1,16 @@
-# Shared by profile.sh and syscalls.sh (sourced, not run): a private run dir, the
-# processes to stop on exit, the mock upstream, and a keyward installation with
-# the benchmark's config (keyward.toml.in + keyward-controls.toml, as run.sh).
-# Needs HERE, KEYWARD_BIN and NAME (the results directory's suffix) set first.
+# Shared by run.sh, profile.sh and syscalls.sh (sourced; it only defines functions
+# and BODY): the processes to stop on exit, waiting for a line or a port, the mock
+# upstream, and a keyward installation with the benchmark's config. The caller
+# sets HERE, KEYWARD_BIN and RUN (a private run dir) and calls `trap cleanup EXIT`.
 
-OUT="$HERE/results/$(date -u +%Y%m%dT%H%M%SZ)-$NAME"
-mkdir -p "$OUT"
-RUN="$(mktemp -d "${TMPDIR:-/tmp}/keyward-$NAME.XXXXXX")"
 PIDS=()
-cleanup() {
+cleanup() {  # stop every process in PIDS (TERM, then KILL), remove RUN
   local p
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true; done
   sleep 0.5
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true; done
   rm -rf "$RUN"
 }
-trap cleanup EXIT
-log() { echo "[$NAME] $*" >&2; }
 
 # wait_for_line FILE REGEX SECONDS: prints the first matching line
 wait_for_line() {
@@ -29,11 +24,13 @@ wait_for_line() {
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 BODY='{"model":"claude-sonnet-4-6","max_tokens":16,"messages":[{"role":"user","content":"Hello there, gateway!"}]}'
 
-# the mock upstream, accepting a fresh upstream key: sets UPKEY and MOCK_URL
-UPKEY="sk-ant-bench-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-"$KEYWARD_BIN" mock-upstream --listen 127.0.0.1:0 --accept-key "$UPKEY" >"$RUN/mock.log" 2>&1 &
-PIDS+=($!)
-MOCK_URL=$(wait_for_line "$RUN/mock.log" 'listening on http://' 30 | grep -o 'http://[0-9.:]*')
+# start_mock: the mock upstream accepting a fresh upstream key; sets UPKEY, MOCK_URL, MOCK_PID
+start_mock() {
+  UPKEY="sk-ant-bench-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  "$KEYWARD_BIN" mock-upstream --listen 127.0.0.1:0 --accept-key "$UPKEY" >"$RUN/mock.log" 2>&1 &
+  MOCK_PID=$!; PIDS+=("$MOCK_PID")
+  MOCK_URL=$(wait_for_line "$RUN/mock.log" 'listening on http://' 30 | grep -o 'http://[0-9.:]*')
+}
 
 install_keyward() {  # DIR: the benchmark's config, every control on
   "$KEYWARD_BIN" init --data-dir "$1" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --upstream-url "$MOCK_URL" >/dev/null

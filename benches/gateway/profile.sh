@@ -25,9 +25,14 @@ for tool in oha nginx perf valgrind callgrind_annotate; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install linux-perf valgrind; run.sh installs the rest)" >&2; exit 2; }
 done
 
-NAME=profile
+OUT="$HERE/results/$(date -u +%Y%m%dT%H%M%SZ)-profile"
+mkdir -p "$OUT"
+RUN="$(mktemp -d "${TMPDIR:-/tmp}/keyward-profile.XXXXXX")"
 # shellcheck source=benches/gateway/lib.sh
 source "$HERE/lib.sh"
+trap cleanup EXIT
+log() { echo "[profile] $*" >&2; }
+start_mock
 load() {  # URL KEY RATE (-z SECONDS | -n COUNT) OUTFILE
   oha "$4" "$5" -q "$3" -c 16 --latency-correction --no-tui --output-format json -m POST \
     -H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' -H "x-api-key: $2" -d "$BODY" "$1" >"$6" 2>&1 || true

@@ -66,18 +66,8 @@ T0=$(date +%s)
 
 log() { printf '[%4ds] %s\n' "$(( $(date +%s) - T0 ))" "$*" | tee -a "$OUT/run.log" >&2; }
 
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]:-}"; do
-    [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true
-  done
-  sleep 0.5
-  for p in "${PIDS[@]:-}"; do
-    [ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true
-  done
-  rm -rf "$RUN"
-}
+# shellcheck source=benches/gateway/lib.sh
+source "$HERE/lib.sh"
 trap cleanup EXIT
 
 # ---------------------------------------------------------------- install
@@ -122,20 +112,6 @@ install_tools() {
 }
 
 # ---------------------------------------------------------------- helpers
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-# wait_for_line FILE REGEX SECONDS: prints the first matching line
-wait_for_line() {
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do
-    if grep -m1 -E "$2" "$1" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "timed out waiting for /$2/ in $1" >&2; tail -20 "$1" >&2; return 1
-}
-
 wait_http() {  # URL SECONDS
   local i
   for ((i = 0; i < $2 * 5; i++)); do
@@ -265,10 +241,7 @@ install_tools
 cat "$OUT/machine.txt" >&2
 
 # ---------------------------------------------------------------- upstream
-UPKEY="sk-ant-bench-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-"$KEYWARD_BIN" mock-upstream --listen 127.0.0.1:0 --accept-key "$UPKEY" >"$RUN/mock.log" 2>&1 &
-MOCK_PID=$!; PIDS+=("$MOCK_PID")
-MOCK_URL=$(wait_for_line "$RUN/mock.log" 'listening on http://' 30 | grep -o 'http://[0-9.:]*')
+start_mock
 MOCK_HOSTPORT=${MOCK_URL#http://}
 log "mock upstream at $MOCK_URL (pid $MOCK_PID)"
 

@@ -24,9 +24,14 @@ for tool in oha nginx strace; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install strace; run.sh installs the rest)" >&2; exit 2; }
 done
 
-NAME=syscalls
+OUT="$HERE/results/$(date -u +%Y%m%dT%H%M%SZ)-syscalls"
+mkdir -p "$OUT"
+RUN="$(mktemp -d "${TMPDIR:-/tmp}/keyward-syscalls.XXXXXX")"
 # shellcheck source=benches/gateway/lib.sh
 source "$HERE/lib.sh"
+trap cleanup EXIT
+log() { echo "[syscalls] $*" >&2; }
+start_mock
 load() {  # URL KEY RATE SECONDS OUTFILE
   oha -z "$4" -q "$3" -c 32 --latency-correction --no-tui --output-format json -m POST \
     -H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' -H "x-api-key: $2" -d "$BODY" "$1" >"$5" 2>&1 || true
