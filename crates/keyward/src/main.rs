@@ -200,13 +200,15 @@ async fn run(cli: Cli) -> Result<u8> {
         Cmd::MockUpstream(a) => {
             init_tracing("info", false);
             let listener = tokio::net::TcpListener::bind(&a.listen).await?;
+            // before the line that tells a supervisor it may signal us
+            let stop = keyward_testkit::mock::shutdown_signal();
             println!("keyward mock-upstream: listening on http://{}", listener.local_addr()?);
             let cfg = keyward_testkit::mock::MockConfig {
                 accept_keys: a.accept_keys,
                 latency: std::time::Duration::from_millis(a.latency_ms),
                 admin_keys: a.admin_keys,
             };
-            keyward_testkit::mock::serve(listener, cfg).await?;
+            keyward_testkit::mock::serve_until(listener, cfg, stop).await?;
             Ok(0)
         }
         Cmd::Service(c) => manage::service(c).await,

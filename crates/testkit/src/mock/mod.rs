@@ -304,6 +304,16 @@ async fn v1_gate(st: &Shared, rid: &RequestId, req: Request, next: Next) -> Resp
 /// finishes the requests in flight (a `mock-hang` request is released with
 /// an `overloaded_error`).
 pub async fn serve(listener: tokio::net::TcpListener, cfg: MockConfig) -> std::io::Result<()> {
+    serve_until(listener, cfg, shutdown_signal()).await
+}
+
+/// [`serve`] until `stop` resolves (for a caller that installed the signal
+/// handlers itself, before it said it was listening).
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    cfg: MockConfig,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let st = Arc::new(Shared::new(cfg));
     let app = build(Arc::clone(&st));
     if let Ok(addr) = listener.local_addr() {
@@ -315,33 +325,38 @@ pub async fn serve(listener: tokio::net::TcpListener, cfg: MockConfig) -> std::i
     });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
-            shutdown_signal().await;
+            stop.await;
             tracing::info!("mock upstream shutting down");
             st.shutdown.send_replace(true);
         })
         .await
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on ctrl-c or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled, so a signal sent right after
+/// the listening line is printed stops the mock cleanly. Call it inside the runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (term, int) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+                // no handler could be installed: never trigger from here
+                _ => std::future::pending::<()>().await,
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if tokio::signal::ctrl_c().await.is_err() {
-            // No handler could be installed: never trigger from here.
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }
