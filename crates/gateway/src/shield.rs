@@ -12,7 +12,7 @@ use keyward_core::policy::DeepStage;
 use keyward_core::policy::{
     glob_match, host_match, ClientSystem, KeyPolicy, RuleKind, ShieldMode, ToolPolicy, ToolRule,
 };
-use keyward_detect::shield::{DeepMode, Pipeline};
+use keyward_detect::shield::{DeepMode, Pipeline, RequestView, SystemField};
 use serde_json::{json, Value};
 
 /// Header on responses to requests that scored at or above the key's threshold.
@@ -103,35 +103,54 @@ pub struct Refused {
 }
 
 /// The one call into the classifier: the fast stage, and the deep stage as the key asks.
-fn screen(shield: &Pipeline, request: &Value, mode: DeepMode) -> Option<f32> {
-    shield.screen_request(request, mode).iter().map(|(_, s)| s.score).reduce(f32::max)
+fn screen(shield: &Pipeline, plan: &RequestPlan, request: RequestView<'_>) -> Option<f32> {
+    if plan.mode == ShieldMode::Off {
+        return None;
+    }
+    shield.screen_parts(request.into_parts(), plan.deep).iter().map(|(_, s)| s.score).reduce(f32::max)
 }
 
 /// Phase `screen_request`: parse the body once, screen, rewrite, serialise.
 pub fn prepare(shield: &Pipeline, plan: &RequestPlan, body: &[u8]) -> Result<Prepared, Refused> {
     let refuse = |m: &str| Refused { error: ApiError::InvalidRequest(m.into()), score: None, by_shield: false };
+    let blocked = |score| Refused { error: ApiError::InvalidRequest(BLOCKED_MESSAGE.into()), score, by_shield: true };
+    const INVALID_SYSTEM: &str = "system: must be a string or a list of text blocks";
+    if plan.pin_system.is_none() && !plan.guard && !plan.spotlight {
+        // screening only: the body goes upstream as the client sent it, so its
+        // text is read straight from the bytes, without a `Value` tree
+        let view = RequestView::from_json(body).map_err(|_| refuse("request body is not valid JSON"))?;
+        if !view.object {
+            return Err(refuse("request body must be a JSON object"));
+        }
+        let system = view.system;
+        let score = screen(shield, plan, view);
+        let over = score.is_some_and(|s| s >= plan.threshold);
+        if over && plan.mode == ShieldMode::Block {
+            return Err(blocked(score));
+        }
+        if system == SystemField::Invalid {
+            return Err(refuse(INVALID_SYSTEM));
+        }
+        return Ok(Prepared { body: None, score, flagged: over });
+    }
     let mut v: Value = serde_json::from_slice(body).map_err(|_| refuse("request body is not valid JSON"))?;
     if !v.is_object() {
         return Err(refuse("request body must be a JSON object"));
     }
-    let score = if plan.mode == ShieldMode::Off { None } else { screen(shield, &v, plan.deep) };
+    let score = screen(shield, plan, RequestView::of_value(&v));
     let over = score.is_some_and(|s| s >= plan.threshold);
     if over && plan.mode == ShieldMode::Block {
-        return Err(Refused { error: ApiError::InvalidRequest(BLOCKED_MESSAGE.into()), score, by_shield: true });
+        return Err(blocked(score));
     }
     let client_system = match v.get("system") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.trim().is_empty() => None,
         Some(Value::Array(a)) if a.is_empty() => None,
         Some(s @ (Value::String(_) | Value::Array(_))) => Some(s.clone()),
-        Some(_) => return Err(refuse("system: must be a string or a list of text blocks")),
+        Some(_) => return Err(refuse(INVALID_SYSTEM)),
     };
     if plan.pin_system.is_some() && client_system.is_some() && plan.client_system == ClientSystem::Refuse {
         return Err(refuse("this key's system prompt is set by the gateway; the request may not carry `system`"));
-    }
-    if plan.pin_system.is_none() && !plan.guard && !plan.spotlight {
-        // screening only: the body goes upstream as the client sent it
-        return Ok(Prepared { body: None, score, flagged: over });
     }
     let marker = plan.spotlight.then(|| keyward_core::base62::random(20));
     if let Some(m) = &marker {

@@ -39,7 +39,7 @@ pub mod wordpiece;
 pub use deep::{Deep, DeepError};
 pub use model::{Model, ModelError};
 pub use normalize::{normalize, Normalized};
-pub use parts::{screened_parts, Part, PartKind};
+pub use parts::{screened_parts, Part, PartKind, RequestView, SystemField};
 pub use pipeline::{DeepMode, Pipeline, PipelineError};
 
 /// The weights shipped with this build (see `training/shield/README.md`).
@@ -170,5 +170,7 @@ impl Shield {
 mod deep_tests;
 #[cfg(test)]
 mod normalize_ref;
+#[cfg(test)]
+mod parts_ref;
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,7 @@ use super::features::{char_ngram_buckets, for_each_event, window_features, windo
 use super::metrics;
 use super::model::{Model, ModelError};
 use super::normalize::{decode_base64, decode_hex, decode_percent, normalize, Flags, ENC_MARKER};
-use super::parts::{screened_parts, PartKind};
+use super::parts::{screened_parts, Part, PartKind, RequestView, SystemField};
 use super::train::{train, Sample, TrainConfig};
 use super::{Origin, Shield};
 use proptest::prelude::*;
@@ -263,6 +263,132 @@ fn screened_parts_of_odd_requests() {
     assert!(screened_parts(&json!(null)).is_empty());
     assert!(screened_parts(&json!({"messages": "nope"})).is_empty());
     assert!(screened_parts(&json!({"messages": [{"role": "user"}, {"role": "user", "content": 5}, 7]})).is_empty());
+}
+
+/// What the reader finds in `body`, and what the old walker found in its `Value`.
+fn parts_both_ways(body: &[u8]) -> (Vec<Part<'_>>, Vec<Part<'static>>) {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_else(|e| panic!("{e}"));
+    let reference =
+        super::parts_ref::screened_parts_ref(&v).into_iter().map(|p| Part { text: p.text.into_owned().into(), ..p });
+    let view = RequestView::from_json(body).unwrap_or_else(|e| panic!("{e}"));
+    (view.into_parts(), reference.collect())
+}
+
+#[test]
+fn request_view_matches_reference_on_odd_shapes() {
+    let bodies: &[&str] = &[
+        r#"{"messages":[{"role":"user","content":"a \"quoted\" \u00e9 turn"}]}"#,
+        // repeated keys: the last one counts, as in a parsed Value
+        r#"{"messages":[{"role":"assistant","content":"first","role":"user"}]}"#,
+        r#"{"messages":[{"role":"user","content":"one","content":[{"type":"text","text":"two"}]}]}"#,
+        r#"{"messages":"x","messages":[{"role":"user","content":"kept"}]}"#,
+        r#"{"messages":[{"role":"user","content":[{"type":"text","text":5},{"type":["text"],"text":"t"},"text",7,null]}]}"#,
+        r#"{"messages":[{"role":"user","content":[["text","positional"]]}]}"#,
+        r#"{"messages":[7,{"role":"user","content":{"type":"text","text":"object content"}},{"role":"user","content":"third"}]}"#,
+        r#"{"messages":[{"role":"user","content":[{"type":"document","source":"not an object","title":"t"},{"type":"document","source":{"type":"content","content":[{"text":"no type"},5,{"type":"image"}]}}]}]}"#,
+        r#"{"messages":[{"role":"user","content":[{"type":"tool_result","content":[{"type":"document","source":{"type":"text","data":"nested doc"}},{"type":"search_result","title":"st","content":"string content is not read"}]}]}]}"#,
+        r#"{"messages":[{"role":"user","content":[{"type":"document","source":{"type":"base64","media_type":"text/html","data":" PGI+aGk8L2I+ "}},{"type":"document","source":{"type":"base64","media_type":5,"data":"aGk="}}]}]}"#,
+        r#"{"messages":[{"role":"user","content":[{"type":"search_result","title":{"x":1},"content":[{"type":"text","text":"r"}]}]}]}"#,
+        r#"{"messages":[{"role":"user","content":[{"t\u0079pe":"text","text":"escaped key"}]}]}"#,
+        r#"[{"messages":[{"role":"user","content":"an array is not a request"}]}]"#,
+        r#""messages""#,
+        r#"null"#,
+    ];
+    for body in bodies {
+        let (got, want) = parts_both_ways(body.as_bytes());
+        assert_eq!(got, want, "{body}");
+    }
+    let escaped = RequestView::from_json(
+        br#"{"messages":[{"role":"user","content":"plain"},{"role":"user","content":"esc\naped"}]}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+    .into_parts();
+    assert!(matches!(escaped[0].text, std::borrow::Cow::Borrowed("plain")), "a string without escapes is borrowed");
+    assert_eq!(escaped[1].text, "esc\naped");
+}
+
+#[test]
+fn request_view_reads_the_shape_of_system_and_of_the_body() {
+    let system = |body: &str| RequestView::from_json(body.as_bytes()).unwrap_or_else(|e| panic!("{e}")).system;
+    assert_eq!(system(r#"{"messages":[]}"#), SystemField::Absent);
+    for empty in [r#"{"system":null}"#, r#"{"system":"  "}"#, r#"{"system":[]}"#] {
+        assert_eq!(system(empty), SystemField::Empty, "{empty}");
+    }
+    for given in [r#"{"system":"be brief"}"#, r#"{"system":[{"type":"text","text":"x"}]}"#, r#"{"system":[1]}"#] {
+        assert_eq!(system(given), SystemField::Given, "{given}");
+    }
+    for bad in [r#"{"system":5}"#, r#"{"system":true}"#, r#"{"system":{"text":"x"}}"#, r#"{"system":"x","system":1.5}"#]
+    {
+        assert_eq!(system(bad), SystemField::Invalid, "{bad}");
+    }
+    let object = |body: &str| RequestView::from_json(body.as_bytes()).unwrap_or_else(|e| panic!("{e}")).object;
+    assert!(object("{}"));
+    assert!(!object("[]") && !object("1") && !object(r#""x""#) && !object("null"));
+    for not_json in ["", "{", r#"{"messages":[}"#, "{} {}", r#"{"a":1,}"#] {
+        assert!(RequestView::from_json(not_json.as_bytes()).is_err(), "{not_json}");
+    }
+}
+
+/// JSON values built from the words the reader looks for, nested a few deep.
+fn request_like_json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    const WORDS: &[&str] = &[
+        "type",
+        "text",
+        "title",
+        "context",
+        "data",
+        "media_type",
+        "content",
+        "source",
+        "role",
+        "messages",
+        "system",
+        "user",
+        "assistant",
+        "document",
+        "tool_result",
+        "search_result",
+        "base64",
+        "text/plain",
+        "aGVsbG8gd29ybGQ=",
+        " ",
+        "an \"escaped\"\n turn",
+        "plain words",
+    ];
+    let word = proptest::sample::select(WORDS).prop_map(|w| w.to_string());
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        (-3i64..3).prop_map(Value::from),
+        word.clone().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(6, 96, 6, move |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            proptest::collection::vec((word.clone(), inner), 0..6)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+
+    #[test]
+    fn request_view_matches_reference(v in request_like_json(), wrap in 0u8..3) {
+        // most cases inside a user turn: random keys seldom make one
+        let v = match wrap {
+            0 => v,
+            1 => json!({ "messages": [{ "role": "user", "content": v }] }),
+            _ => json!({ "messages": [{ "role": "user", "content": [v] }] }),
+        };
+        let body = serde_json::to_vec(&v).unwrap_or_else(|e| panic!("{e}"));
+        let (got, want) = parts_both_ways(&body);
+        proptest::prop_assert_eq!(&got, &want);
+        let from_value: Vec<Part<'_>> = RequestView::of_value(&v).into_parts();
+        proptest::prop_assert_eq!(&from_value, &want);
+    }
 }
 
 // ---- model file ----------------------------------------------------------
