@@ -8,6 +8,7 @@ use crate::limits::{Bucket, Concurrency, Spend};
 use keyward_core::crypto::KeyDigest;
 use keyward_core::policy::{Cidr, KeyPolicy};
 use keyward_core::Environment;
+use keyward_core::FastMap;
 use keyward_secrets::CacheEntry;
 use keyward_store::KeyStatus;
 use std::collections::HashMap;
@@ -158,8 +159,8 @@ pub enum Auth {
 
 #[derive(Default)]
 pub struct KeyIndex {
-    by_digest: RwLock<HashMap<KeyDigest, (Arc<KeyEntry>, Slot)>>,
-    by_id: RwLock<HashMap<String, Arc<KeyEntry>>>,
+    by_digest: RwLock<FastMap<KeyDigest, (Arc<KeyEntry>, Slot)>>,
+    by_id: RwLock<FastMap<String, Arc<KeyEntry>>>,
 }
 
 impl KeyIndex {
@@ -224,7 +225,7 @@ pub struct TokenEntry {
 
 #[derive(Default)]
 pub struct TokenIndex {
-    by_digest: RwLock<HashMap<KeyDigest, Arc<TokenEntry>>>,
+    by_digest: RwLock<FastMap<KeyDigest, Arc<TokenEntry>>>,
     /// Last use per token id since the last flush to the store.
     used: std::sync::Mutex<HashMap<String, i64>>,
 }
@@ -271,7 +272,7 @@ pub struct UpstreamEntry {
 
 #[derive(Default)]
 pub struct UpstreamIndex {
-    by_env: RwLock<HashMap<Environment, Arc<UpstreamEntry>>>,
+    by_env: RwLock<FastMap<Environment, Arc<UpstreamEntry>>>,
 }
 
 impl UpstreamIndex {

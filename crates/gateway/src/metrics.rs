@@ -11,6 +11,7 @@
 
 use crate::index::KeyIndex;
 use keyward_core::usage::UsageRecord;
+use keyward_core::FastMap;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -106,8 +107,10 @@ struct UsageAgg {
 
 #[derive(Default)]
 struct UsageTable {
-    rows: HashMap<UsageLabels, UsageAgg>,
-    models: HashSet<String>,
+    /// Key id -> that key's rows (a handful: models by status class), so a
+    /// record adds to its row without building (allocating) a label set.
+    by_key: FastMap<String, Vec<(UsageLabels, UsageAgg)>>,
+    models: HashSet<String, foldhash::fast::RandomState>,
 }
 
 const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
@@ -179,24 +182,40 @@ impl Metrics {
 
     /// Add a batch of usage records (the metering writer calls this).
     pub fn add_usage(&self, batch: &[UsageRecord]) {
-        let mut t = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        let t = &mut *guard;
         for r in batch {
             let model = match r.model.as_deref() {
-                None => "none".to_string(),
-                Some(m) if t.models.contains(m) => m.to_string(),
+                None => "none",
+                Some(m) if t.models.contains(m) => m,
                 Some(m) if t.models.len() < MAX_MODELS && label_safe(m) => {
                     t.models.insert(m.to_string());
-                    m.to_string()
+                    m
                 }
-                Some(_) => "other".to_string(),
+                Some(_) => "other",
             };
-            let labels = UsageLabels {
-                key_id: r.key_id.clone(),
-                service_id: r.service_id.clone(),
-                model,
-                class: class_of(r.status),
+            let class = class_of(r.status);
+            if !t.by_key.contains_key(&r.key_id) {
+                t.by_key.insert(r.key_id.clone(), Vec::new());
+            }
+            let Some(rows) = t.by_key.get_mut(&r.key_id) else { continue };
+            let i = match rows
+                .iter()
+                .position(|(l, _)| l.model == model && l.class == class && l.service_id == r.service_id)
+            {
+                Some(i) => i,
+                None => {
+                    let labels = UsageLabels {
+                        key_id: r.key_id.clone(),
+                        service_id: r.service_id.clone(),
+                        model: model.to_string(),
+                        class,
+                    };
+                    rows.push((labels, UsageAgg::default()));
+                    rows.len() - 1
+                }
             };
-            let a = t.rows.entry(labels).or_default();
+            let a = &mut rows[i].1;
             a.requests += 1;
             a.input += r.usage.input_tokens;
             a.output += r.usage.output_tokens;
@@ -237,7 +256,7 @@ impl Metrics {
         // requests, tokens, cost by key, service, model, status class
         let rows: Vec<(UsageLabels, UsageAgg)> = {
             let t = self.usage.lock().unwrap_or_else(|p| p.into_inner());
-            let mut v: Vec<_> = t.rows.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            let mut v: Vec<_> = t.by_key.values().flatten().map(|(k, v)| (k.clone(), *v)).collect();
             v.sort_by(|a, b| a.0.cmp(&b.0));
             v
         };

@@ -94,9 +94,9 @@ struct Live {
     app: Arc<App>,
     engine: Engine,
     /// Key id -> (upstream name, env) last given to the engine.
-    known: HashMap<String, Option<String>>,
+    known: keyward_core::FastMap<String, Option<String>>,
     /// Upstream id -> name.
-    upstream_names: HashMap<String, String>,
+    upstream_names: keyward_core::FastMap<String, String>,
     /// Alerts open in the store that this engine has not raised (from before a
     /// restart): dedup key -> since when; resolved when not re-raised in time.
     inherited: HashMap<String, i64>,
@@ -149,13 +149,12 @@ impl Live {
 
     /// Make sure the engine knows the key and the upstream its requests use.
     async fn ensure_key(&mut self, key_id: &str, upstream_id: Option<&str>) {
-        let mut upstream = upstream_id.and_then(|id| self.upstream_names.get(id).cloned());
-        if upstream.is_none() && upstream_id.is_some() {
+        if upstream_id.is_some_and(|id| !self.upstream_names.contains_key(id)) {
             self.refresh_upstreams().await;
-            upstream = upstream_id.and_then(|id| self.upstream_names.get(id).cloned());
         }
+        let upstream = upstream_id.and_then(|id| self.upstream_names.get(id));
         let current = self.known.get(key_id);
-        let changed = match (current, &upstream) {
+        let changed = match (current, upstream) {
             (None, _) => true,
             (Some(cur), Some(u)) => cur.as_deref() != Some(u.as_str()),
             (Some(_), None) => false,
@@ -163,7 +162,7 @@ impl Live {
         if !changed {
             return;
         }
-        let upstream = upstream.or_else(|| current.cloned().flatten());
+        let upstream = upstream.cloned().or_else(|| current.cloned().flatten());
         if let Some(e) = self.app.keys.get(key_id) {
             let meta = self.meta_of(&e, upstream.clone());
             let _ = self.engine.upsert_key(meta);
@@ -391,8 +390,8 @@ pub async fn run(app: Arc<App>, rx: mpsc::Receiver<MonitorInput>, mut stop: toki
     let mut live = Live {
         app: app.clone(),
         engine,
-        known: HashMap::new(),
-        upstream_names: HashMap::new(),
+        known: Default::default(),
+        upstream_names: Default::default(),
         inherited: HashMap::new(),
         resolve_after_ms: s.resolve_after_ms,
         last_refresh_ms: 0,

@@ -10,6 +10,7 @@ use crate::config::{parse_tz, Action, ConfigError, Hours, MonitorConfig, Setting
 use crate::event::{Event, KeyMeta, PresentedRevoked, Request, UpstreamUsage};
 use keyward_core::prices::{date_of_ms, PriceTable};
 use keyward_core::usage::TokenUsage;
+use keyward_core::FastMap;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 
@@ -317,7 +318,7 @@ struct Firing {
 pub struct Engine {
     s: Settings,
     prices: PriceTable,
-    keys: HashMap<String, KeyState>,
+    keys: FastMap<String, KeyState>,
     upstreams: BTreeMap<String, UpstreamState>,
     open: BTreeMap<DedupKey, Open>,
     now_ms: i64,
@@ -338,7 +339,7 @@ impl Engine {
         Ok(Engine {
             s: cfg.settings()?,
             prices,
-            keys: HashMap::new(),
+            keys: Default::default(),
             upstreams: BTreeMap::new(),
             open: BTreeMap::new(),
             now_ms: 0,
@@ -547,33 +548,6 @@ impl Engine {
             .is_some_and(|(k, _)| &k.subject == subject && k.rule == rule)
     }
 
-    fn key_state(&mut self, key: &str, service: &str) -> &mut KeyState {
-        if !self.keys.contains_key(key) {
-            let hours = self.s.services.get(service).unwrap_or(&self.s.hours).clone();
-            let meta = KeyMeta {
-                key: key.to_string(),
-                service: service.to_string(),
-                upstream: None,
-                env: String::new(),
-                tz: None,
-                budget_usd: None,
-            };
-            self.keys.insert(key.to_string(), KeyState::new(meta, hours, false));
-        }
-        let hours = &self.s.hours;
-        self.keys.entry(key.to_string()).or_insert_with(|| {
-            let meta = KeyMeta {
-                key: key.to_string(),
-                service: service.to_string(),
-                upstream: None,
-                env: String::new(),
-                tz: None,
-                budget_usd: None,
-            };
-            KeyState::new(meta, hours.clone(), false)
-        })
-    }
-
     fn cost(&mut self, r: &Request, ts: i64) -> f64 {
         if let Some(c) = r.cost_usd {
             return if c.is_finite() && c > 0.0 { c } else { 0.0 };
@@ -601,15 +575,15 @@ impl Engine {
         let ts = clamp_ts(r.ts_ms).max(self.now_ms);
         self.advance(ts);
         let cost = self.cost(r, ts);
+        let subject = Subject::Key(r.key.clone());
+        let quiet_open = self.is_open(&subject, Rule::QuietHours);
+        let month = self.month;
+        // the key's state and the settings are disjoint fields: borrowed together
         let s = &self.s;
         let rules = &s.rules;
         let (baseline_ms, min_history_ms, err_window_ms) = (s.baseline_ms, s.min_history_ms, s.error_window_ms);
-        let month = self.month;
         let proj_min = s.projection_min_elapsed_ms;
-        let subject = Subject::Key(r.key.clone());
-        let quiet_open = self.is_open(&subject, Rule::QuietHours);
-        let rules = rules.clone();
-        let ks = self.key_state(&r.key, &r.service);
+        let ks = key_state(&mut self.keys, s, &r.key, &r.service);
         let first_seen = *ks.first_seen_ms.get_or_insert(ts);
         let learned = ts - first_seen >= min_history_ms;
         ks.roll_hour(ts, baseline_ms);
@@ -810,30 +784,33 @@ impl Engine {
             h.output_tokens = h.output_tokens.saturating_add(r.output_tokens);
             h.errors += u64::from(is_4xx);
         }
-        let upstream = ks.meta.upstream.clone();
-
         // Budget projection clears when the projection falls back under 90 %.
         let proj_clear = ks.meta.budget_usd.is_some_and(|b| {
             let elapsed = ts - month.0;
             elapsed > 0 && ks.spend_usd * (month.1 - month.0) as f64 / (elapsed as f64) < 0.9 * b
         });
+
+        // 8. Gateway-metered tokens per upstream per minute (no alert reads them here).
+        if let Some(up) = ks.meta.upstream.as_deref() {
+            if !self.upstreams.contains_key(up) {
+                self.upstreams.insert(up.to_string(), UpstreamState::default());
+            }
+            if let Some(st) = self.upstreams.get_mut(up) {
+                let minute = ts.div_euclid(MINUTE_MS);
+                let tokens = r.total_tokens();
+                match st.gateway.back_mut() {
+                    Some((m, t)) if *m == minute => *t = t.saturating_add(tokens),
+                    _ => st.gateway.push_back((minute, tokens)),
+                }
+            }
+        }
+
         for f in firings {
             self.fire(f, ts);
         }
         if proj_clear {
             let dk = DedupKey { subject: subject.clone(), rule: Rule::BudgetProjection, part: 0 };
             self.resolve(&dk, ts);
-        }
-
-        // 8. Gateway-metered tokens per upstream per minute.
-        if let Some(up) = upstream {
-            let minute = ts.div_euclid(MINUTE_MS);
-            let tokens = r.total_tokens();
-            let st = self.upstreams.entry(up).or_default();
-            match st.gateway.back_mut() {
-                Some((m, t)) if *m == minute => *t = t.saturating_add(tokens),
-                _ => st.gateway.push_back((minute, tokens)),
-            }
         }
     }
 
@@ -925,6 +902,23 @@ impl Engine {
         };
         self.fire(f, ts);
     }
+}
+
+/// A key's state, made on its first request (a `String` key only then).
+fn key_state<'k>(keys: &'k mut FastMap<String, KeyState>, s: &Settings, key: &str, service: &str) -> &'k mut KeyState {
+    if !keys.contains_key(key) {
+        let hours = s.services.get(service).unwrap_or(&s.hours).clone();
+        let meta = KeyMeta {
+            key: key.to_string(),
+            service: service.to_string(),
+            upstream: None,
+            env: String::new(),
+            tz: None,
+            budget_usd: None,
+        };
+        keys.insert(key.to_string(), KeyState::new(meta, hours, false));
+    }
+    keys.get_mut(key).unwrap_or_else(|| unreachable!("inserted above"))
 }
 
 #[cfg(test)]
