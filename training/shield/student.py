@@ -22,6 +22,12 @@ total weight (as shield_deep_train does for the static head). AdamW, linear
 warm-up and decay, seeded; one thread by default, so the same inputs give the
 same weights.
 
+Distillation (teacher.py; tried, not shipped): --soft mixes in a soft-target
+loss on the windows the teacher scored, (1 - alpha)·BCE(label) +
+alpha·T²·BCE(z/T, σ(teacher/T)); --aug adds teacher-labelled windows trained
+with the soft loss alone (weight --aug-weight). --group-weight multiplies the
+weights of some source groups' windows. Without these flags nothing changes.
+
 Output: a version 2 `*.kwsd` file (the projection folded into an int8 table of
 vocab x d with a scale per row) whose calibration is a placeholder; the Rust
 trainer (KWSD_STUDENT=...) fits the combination with the fast stage.
@@ -60,16 +66,18 @@ def read_kwst(path):
 
 
 def read_train(path, window):
-    labels, weights, ids = [], [], []
+    """Labels, weights, padded ids, and each kept window's line number in train.txt."""
+    labels, weights, ids, lines = [], [], [], []
     with open(path) as f:
-        for line in f:
+        for n, line in enumerate(f):
             p = line.split()
             if len(p) < 3:  # an empty window carries nothing to learn from
                 continue
             labels.append(int(p[0]))
             weights.append(float(p[1]))
             ids.append([int(t) for t in p[2 : 2 + window]])
-    return np.array(labels, np.float32), np.array(weights, np.float32), pad(ids, window)
+            lines.append(n)
+    return np.array(labels, np.float32), np.array(weights, np.float32), pad(ids, window), np.array(lines)
 
 
 def read_rows(path, window):
@@ -124,6 +132,9 @@ class Student(nn.Module):
         self.register_buffer("static", torch.from_numpy(static))
         self.table = None  # the folded, quantised table once exported
         self.proj = nn.Linear(static.shape[1], d)
+        # --train-table: a learned per-token correction of the projected table,
+        # folded into the same int8 table (no cost at run time)
+        self.resid = None
         self.pos = nn.Parameter(torch.randn(window, d) * 0.02)
         self.layers = nn.ModuleList(Layer(d, heads, ffn, dropout) for _ in range(layers))
         self.lnf = nn.LayerNorm(d, eps=1e-5)
@@ -133,7 +144,12 @@ class Student(nn.Module):
 
     def forward(self, ids, mask):
         n = ids.shape[1]
-        x = self.table[ids] if self.table is not None else self.proj(self.static[ids])
+        if self.table is not None:
+            x = self.table[ids]
+        else:
+            x = self.proj(self.static[ids])
+            if self.resid is not None:
+                x = x + self.resid(ids)
         x = self.drop(x + self.pos[:n])
         for layer in self.layers:
             x = layer(x, mask)
@@ -148,7 +164,10 @@ class Student(nn.Module):
 def fold(model):
     """The projected table, quantised as the Rust side stores it."""
     with torch.no_grad():
-        e = model.proj(model.static).numpy()
+        e = model.proj(model.static)
+        if model.resid is not None:
+            e = e + model.resid.weight
+        e = e.numpy()
     scale = np.abs(e).max(1) / 127.0
     scale[scale == 0] = 1.0
     q = np.clip(np.round(e / scale[:, None]), -127, 127).astype(np.int8)
@@ -274,6 +293,13 @@ def main():
     ap.add_argument("--wd", type=float, default=0.05)
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--soft", help="teacher.py's train_logits.npy: distil from its soft targets")
+    ap.add_argument("--alpha", type=float, default=0.5, help="weight of the soft-target loss")
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--aug", help="teacher.py augment's aug.txt (aug_logits.npy beside it)")
+    ap.add_argument("--aug-weight", type=float, default=1.0)
+    ap.add_argument("--train-table", action="store_true", help="learn a per-token correction of the table")
+    ap.add_argument("--group-weight", help="GROUP=FACTOR,...: multiply the weights of those groups' windows")
     ap.add_argument("--seed", type=int, default=SEED, help="initialisation and shuffling (to measure seed variance)")
     args = ap.parse_args()
 
@@ -283,9 +309,32 @@ def main():
     torch.use_deterministic_algorithms(True)
     t0 = time.time()
     static, vocab_text = read_kwst(args.static)
-    y, w, (ids, mask) = read_train(os.path.join(args.dump, "train.txt"), args.window)
+    y, w, (ids, mask), lines = read_train(os.path.join(args.dump, "train.txt"), args.window)
+    # soft targets (teacher.py): the teacher's probability where it scored the
+    # window, the hard label elsewhere; the loss mixes them with --alpha
+    soft = y.copy()
+    if args.soft:
+        tl = np.load(args.soft)[lines]
+        have = ~np.isnan(tl)
+        soft[have] = 1.0 / (1.0 + np.exp(-tl[have] / args.temperature))
+        print(f"soft targets on {int(have.sum())} windows (alpha {args.alpha}, temperature {args.temperature})",
+              file=sys.stderr)
     rows, rwins = read_rows(os.path.join(args.dump, "rows.txt"), args.window)
     rids, rmask = pad(rwins, args.window)
+    if args.group_weight:  # e.g. deepset=2,deepset_pair=2: those rows' windows count more
+        groups = np.array(open(os.path.join(args.dump, "train_groups.txt")).read().split("\n"))[lines]
+        for gw in args.group_weight.split(","):
+            g, f = gw.split("=")
+            w = np.where(groups == g, w * float(f), w).astype(np.float32)
+    alpha = np.full(len(y), args.alpha if args.soft else 0.0, np.float32)
+    if args.aug:  # teacher.py augment: extra windows with the teacher's labels only (soft loss alone)
+        ay, aw, (aids, amask), alines = read_train(args.aug, args.window)
+        atl = np.load(os.path.join(os.path.dirname(args.aug), "aug_logits.npy"))[alines]
+        ids, mask = np.concatenate([ids, aids]), np.concatenate([mask, amask])
+        y, w = np.concatenate([y, ay]), np.concatenate([w, aw * args.aug_weight]).astype(np.float32)
+        soft = np.concatenate([soft, 1.0 / (1.0 + np.exp(-atl / args.temperature))]).astype(np.float32)
+        alpha = np.concatenate([alpha, np.ones(len(ay), np.float32)])
+        print(f"augmented windows {len(ay)} (teacher-positive {int(ay.sum())})", file=sys.stderr)
     # class balance: equal total weight, then mean weight 1
     wp, wn = w[y == 1].sum(), w[y == 0].sum()
     w = w * np.where(y == 1, (wp + wn) / (2 * wp), (wp + wn) / (2 * wn))
@@ -294,6 +343,9 @@ def main():
           f"read in {time.time() - t0:.0f}s", file=sys.stderr)
 
     model = Student(static, args.dims, args.heads, args.ffn, args.layers, args.window, args.hidden, args.dropout)
+    if args.train_table:
+        model.resid = nn.Embedding(static.shape[0], args.dims)
+        nn.init.zeros_(model.resid.weight)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=args.wd)
     steps = args.epochs * math.ceil(len(y) / args.batch)
     warm = max(1, steps // 50)
@@ -301,7 +353,7 @@ def main():
         opt, lambda t: min((t + 1) / warm, max(0.0, (steps - t) / max(1, steps - warm)))
     )
     gen = torch.Generator().manual_seed(args.seed)
-    tid, tmask, ty, tw = map(torch.from_numpy, (ids, mask, y, w))
+    tid, tmask, ty, tw, ts, ta = map(torch.from_numpy, (ids, mask, y, w, soft.astype(np.float32), alpha))
     for epoch in range(args.epochs):
         model.train()
         order = torch.randperm(len(y), generator=gen)
@@ -309,7 +361,13 @@ def main():
         for s in range(0, len(y), args.batch):
             b = order[s : s + args.batch]
             z = model(tid[b], tmask[b])
-            loss = (F.binary_cross_entropy_with_logits(z, ty[b], reduction="none") * tw[b]).mean()
+            loss = F.binary_cross_entropy_with_logits(z, ty[b], reduction="none")
+            if args.soft or args.aug:
+                # scaled by T^2 so that the soft gradients keep their size (Hinton et al.)
+                st = F.binary_cross_entropy_with_logits(z / args.temperature, ts[b], reduction="none") \
+                    * args.temperature**2
+                loss = (1 - ta[b]) * loss + ta[b] * st
+            loss = (loss * tw[b]).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()

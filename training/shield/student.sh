@@ -22,8 +22,10 @@ cargo build --release -q -p keyward-detect --example shield_tokenize
 "$bin/shield_tokenize" "$here/golden.jsonl" > "$here/build/golden_ids.jsonl"
 # 2. the student (PyTorch, one thread, seeded); prints the golden logits that
 #    crates/detect/src/shield/deep_tests.rs checks
+# STUDENT_ARGS: extra student.py arguments (teacher.sh passes the teacher's soft targets)
+# shellcheck disable=SC2086
 python3 "$here/student.py" --static "$here/build/static.kwst" --dump "$here/build/student" \
-    --out "$here/build/student_raw.kwsd" --golden-ids "$here/build/golden_ids.jsonl"
+    --out "$here/build/student_raw.kwsd" --golden-ids "$here/build/golden_ids.jsonl" ${STUDENT_ARGS:-}
 # 3. the combination with the fast stage and the uncertainty band, as for the static head
 cargo build --release -q -p keyward-detect --no-default-features --example shield_deep_train
 KWSD_STUDENT="$here/build/student_raw.kwsd" "$bin/shield_deep_train" \

@@ -117,7 +117,8 @@ fn row_windows(emb: &StaticEmbeddings, row: &Value, x: &mut Vec<f32>, y: &mut Ve
 
 /// `KWSD_DUMP=DIR`: write the token windows for `training/shield/student.py`
 /// and stop. `DIR/train.txt`: one line per training window, `label weight
-/// id...`; `DIR/rows.txt`: the held-back rows and the calibration documents
+/// id...`, and `DIR/train_groups.txt` its row's source group (line for
+/// line, for `teacher.py`); `DIR/rows.txt`: the held-back rows and the calibration documents
 /// (which the student must not train on), a line `R index label group
 /// windows` each, then one line of ids per window of the text and its
 /// payloads, as `Deep::max_logit` cuts them.
@@ -136,14 +137,17 @@ fn dump(
         out.push_str(&v.join(" "));
         out.push('\n');
     };
-    let mut train = String::new();
+    let (mut train, mut train_groups) = (String::new(), String::new());
     for r in rows.iter().enumerate().filter(|&(i, _)| !is_val(i)).map(|(_, r)| r) {
+        let group = group_of(r.get("src").and_then(Value::as_str).unwrap_or(""));
         for (ids, l, w) in labelled_windows(emb, r) {
             let _ = write!(train, "{} {w} ", u8::from(l));
             ids_line(&mut train, &ids);
+            let _ = writeln!(train_groups, "{group}");
         }
     }
     std::fs::write(format!("{dir}/train.txt"), train)?;
+    std::fs::write(format!("{dir}/train_groups.txt"), train_groups)?;
     let mut held = String::new();
     let held_back = rows.iter().enumerate().filter(|&(i, _)| is_val(i));
     let calib_rows = calib.iter().enumerate().map(|(i, r)| (rows.len() + i, r));
@@ -165,7 +169,7 @@ fn dump(
         }
     }
     std::fs::write(format!("{dir}/rows.txt"), held)?;
-    eprintln!("wrote {dir}/train.txt and {dir}/rows.txt");
+    eprintln!("wrote {dir}/train.txt, {dir}/train_groups.txt and {dir}/rows.txt");
     Ok(())
 }
 
