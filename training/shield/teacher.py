@@ -44,22 +44,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+# the same reader and metric as the distillation and the student (this directory is on sys.path)
+from distill import load_safetensors as load_safetensors_np  # noqa: E402
+from student import auc  # noqa: E402
+
 SEED = 0x74656163686572
 REAL = ("deepset", "deepset_pair", "jackhhao")
-
-
-def load_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for k, v in header.items():
-        if k == "__metadata__" or v["dtype"] != "F32":
-            continue
-        a, b = v["data_offsets"]
-        out[k] = torch.from_numpy(np.frombuffer(data[a:b], dtype="<f4").reshape(v["shape"]).copy())
-    return out
 
 
 class BertLayer(nn.Module):
@@ -184,16 +174,6 @@ def logits(model, wins, cls, sep, window, batch=256):
     return out
 
 
-def auc(scores, labels):
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
-    order = np.argsort(np.concatenate([pos, neg]), kind="stable")
-    ranks = np.empty(len(order))
-    ranks[order] = np.arange(1, len(order) + 1)
-    return (ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
-
-
 def row_scores(rows, wl):
     return np.array([wl[s : s + k].max() if k else -1e9 for (_, _, s, k, _) in rows])
 
@@ -243,7 +223,9 @@ def train(args):
     print(f"windows {len(y)}; teacher trains on {len(idx)} ({counts}); positive {int(ty.sum())}", file=sys.stderr)
 
     model = Teacher(cfg, args.dropout)
-    model.load_bert(load_safetensors(os.path.join(args.model, "model.safetensors")))
+    model.load_bert(
+        {k: torch.from_numpy(v.copy()) for k, v in load_safetensors_np(os.path.join(args.model, "model.safetensors")).items()}
+    )
     head_params = list(model.head.parameters())
     body = [p for n, p in model.named_parameters() if not n.startswith("head.")]
     opt = torch.optim.AdamW([{"params": body, "lr": args.lr}, {"params": head_params, "lr": args.head_lr}],
