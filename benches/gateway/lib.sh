@@ -1,4 +1,4 @@
-# Shared by run.sh, profile.sh and syscalls.sh (sourced; it only defines functions
+# Shared by run.sh, profile.sh, syscalls.sh and ab.sh (sourced; it only defines functions
 # and BODY): the processes to stop on exit, waiting for a line or a port, the mock
 # upstream, and a keyward installation with the benchmark's config. The caller
 # sets HERE, KEYWARD_BIN and RUN (a private run dir) and calls `trap cleanup EXIT`.
@@ -38,9 +38,9 @@ install_keyward() {  # DIR: the benchmark's config, every control on
     "$HERE/keyward.toml.in" >"$1/keyward.toml"
   cat "$HERE/keyward-controls.toml" >>"$1/keyward.toml"
 }
-provision() {  # DIR -> prints the virtual key
+provision() {  # DIR [KEY_CREATE_ARGS...] -> prints the virtual key
   "$KEYWARD_BIN" service add bench --owner team-bench --config "$1/keyward.toml" >/dev/null
   echo "$UPKEY" | "$KEYWARD_BIN" upstream add dev-main --env dev --config "$1/keyward.toml" >/dev/null
-  "$KEYWARD_BIN" key create --service bench --env dev --json --config "$1/keyward.toml" |
+  "$KEYWARD_BIN" key create --service bench --env dev "${@:2}" --json --config "$1/keyward.toml" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])'
 }
