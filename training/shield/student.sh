@@ -10,14 +10,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 out="${1:-$root/crates/detect/src/shield/weights/deep.kwsd}"
 cd "$root"
-[ -f "$here/build/train.jsonl" ] || { echo "run training/shield/train.sh first" >&2; exit 2; }
-[ -f "$here/build/static.kwst" ] || { echo "run training/shield/deep.sh first (it writes build/static.kwst)" >&2; exit 2; }
-# the trainer links the library without the built-in deep weights
-cargo build --release -q -p keyward-detect --no-default-features --example shield_deep_train
-bin="${CARGO_TARGET_DIR:-$root/target}/release/examples"
 # 1. the token windows, cut and labelled by the Rust code that serves them
-KWSD_DUMP="$here/build/student" "$bin/shield_deep_train" \
-    "$here/build/static.kwst" "$here/build/train.jsonl" /dev/null "$here/build/calib.jsonl"
+# shellcheck source=training/shield/windows.sh
+source "$here/windows.sh"
 cargo build --release -q -p keyward-detect --example shield_tokenize
 "$bin/shield_tokenize" "$here/golden.jsonl" > "$here/build/golden_ids.jsonl"
 # 2. the student (PyTorch, one thread, seeded); prints the golden logits that

