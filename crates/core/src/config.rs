@@ -20,6 +20,8 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
 /// A large body streamed through holds at most this much per connection on each
 /// side (hyper's own default is about 400 KB; see benches/README.md).
 pub const DEFAULT_CONN_BUF_BYTES: usize = 128 * 1024;
+/// Screening scores remembered for parts keys send again (`[shield] cache_entries`).
+pub const DEFAULT_SHIELD_CACHE_ENTRIES: usize = 16_384;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +46,8 @@ pub struct RawConfig {
     pub audit: RawAudit,
     #[serde(default)]
     pub environments: RawEnvironments,
+    #[serde(default)]
+    pub shield: RawShield,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prices: Vec<PriceRow>,
     /// `[monitor]`: anomaly detection; validated by keyward-monitor when the
@@ -65,6 +69,15 @@ pub struct RawKeys {
     pub rotate_every: Option<String>,
     /// How often the rotation scheduler looks for due keys (default 60s).
     pub rotation_check_interval: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShield {
+    /// Scores of parts (of at least 256 bytes) remembered per process, each
+    /// scoped to the key that sent it, so a conversation's history is not
+    /// screened again with every turn (default 16384; 0 turns it off).
+    pub cache_entries: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -229,6 +242,8 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     pub max_body_bytes: u64,
     pub conn_buf_bytes: usize,
+    /// Screening scores remembered (0: none).
+    pub shield_cache_entries: usize,
     pub body_timeout: Duration,
     pub shutdown_grace: Duration,
     pub worker_threads: Option<usize>,
@@ -380,6 +395,10 @@ impl RawConfig {
         if conn_buf_bytes < 8192 {
             return Err(invalid("server.conn_buf_bytes", "must be at least 8192"));
         }
+        let shield_cache_entries = self.shield.cache_entries.unwrap_or(DEFAULT_SHIELD_CACHE_ENTRIES);
+        if shield_cache_entries > 1 << 22 {
+            return Err(invalid("shield.cache_entries", "must be at most 4194304"));
+        }
         let metering_batch_size = self.metering.batch_size.unwrap_or(1000);
         if metering_batch_size == 0 {
             return Err(invalid("metering.batch_size", "must be positive"));
@@ -441,6 +460,7 @@ impl RawConfig {
             admin_listen: addr("server.admin_listen", &self.server.admin_listen, DEFAULT_ADMIN_LISTEN)?,
             max_body_bytes,
             conn_buf_bytes,
+            shield_cache_entries,
             shutdown_grace: duration("server.shutdown_grace", &self.server.shutdown_grace, Duration::from_secs(30))?,
             body_timeout: duration("server.body_timeout", &self.server.body_timeout, Duration::from_secs(60))?,
             upstream_url,
@@ -493,6 +513,17 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shield_cache_has_a_default_an_off_and_a_ceiling() {
+        let c = Config::from_toml("", Path::new("/srv/kw")).unwrap();
+        assert_eq!(c.shield_cache_entries, DEFAULT_SHIELD_CACHE_ENTRIES);
+        let c = Config::from_toml("[shield]\ncache_entries = 0", Path::new("/srv/kw")).unwrap();
+        assert_eq!(c.shield_cache_entries, 0);
+        let e = Config::from_toml("[shield]\ncache_entries = 4194305", Path::new("/srv/kw")).unwrap_err();
+        assert!(e.to_string().contains("shield.cache_entries"), "{e}");
+        assert!(Config::from_toml("[shield]\nentries = 5", Path::new("/srv/kw")).is_err());
+    }
 
     #[test]
     fn connection_buffers_have_hypers_floor() {

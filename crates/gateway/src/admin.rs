@@ -699,6 +699,15 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         app.meter.dropped.load(std::sync::atomic::Ordering::Relaxed),
         &app.service_names(),
     );
+    let (hits, misses) = app.shield_cache.stats();
+    crate::metrics::header(
+        &mut body,
+        "keyward_shield_cache_total",
+        "counter",
+        "Screened parts of at least 256 bytes, by whether their score was remembered from an earlier request of the same key.",
+    );
+    body.push_str(&format!("keyward_shield_cache_total{{result=\"hit\"}} {hits}\n"));
+    body.push_str(&format!("keyward_shield_cache_total{{result=\"miss\"}} {misses}\n"));
     let st = app.secrets.stats();
     body.push_str("# HELP keyward_secret_fetches_total Fetches from secret sources, by outcome.\n# TYPE keyward_secret_fetches_total counter\n");
     body.push_str(&format!(

@@ -352,7 +352,7 @@ where
     if let Some(plan) = eff.request_plan.as_ref().filter(|_| pending.is_none() && endpoint.has_json_body(&parts.method))
     {
         let prepared = if plan.screens_inline(bytes.len()) {
-            shield::prepare(&app.shield, plan, &bytes)
+            shield::prepare(app.screener(&key.id), plan, &bytes)
         } else {
             // a screening of milliseconds (a large body, or the deep stage): off the
             // data-plane thread, so the other connections it serves are not held up;
@@ -361,8 +361,8 @@ where
             let Ok(_slot) = screen_slots().acquire().await else {
                 return fail(record, ApiError::Internal, holds_slot);
             };
-            let (pipeline, plan, body) = (app.shield.clone(), plan.clone(), bytes.clone());
-            match tokio::task::spawn_blocking(move || shield::prepare(&pipeline, &plan, &body)).await {
+            let (app, key, plan, body) = (app.clone(), key.clone(), plan.clone(), bytes.clone());
+            match tokio::task::spawn_blocking(move || shield::prepare(app.screener(&key.id), &plan, &body)).await {
                 Ok(p) => p,
                 Err(_) => return fail(record, ApiError::Internal, holds_slot),
             }

@@ -15,6 +15,9 @@ use keyward_core::policy::{
 use keyward_detect::shield::{DeepMode, Pipeline, RequestView, SystemField};
 use serde_json::{json, Value};
 
+mod cache;
+pub use cache::ScoreCache;
+
 /// Header on responses to requests that scored at or above the key's threshold.
 pub const SHIELD_HEADER: &str = "x-keyward-shield";
 /// Header on non-streaming responses whose tool calls were flagged.
@@ -102,16 +105,34 @@ pub struct Refused {
     pub by_shield: bool,
 }
 
-/// The one call into the classifier: the fast stage, and the deep stage as the key asks.
-fn screen(shield: &Pipeline, plan: &RequestPlan, request: RequestView<'_>) -> Option<f32> {
+/// The classifier and what it remembers, for one key's request.
+#[derive(Clone, Copy)]
+pub struct Screener<'a> {
+    pub pipeline: &'a Pipeline,
+    pub cache: &'a ScoreCache,
+    /// The key whose parts these are (the scope of the cache's entries).
+    pub key_id: &'a str,
+}
+
+impl crate::state::App {
+    /// The classifier and its cache, for a request of key `key_id`.
+    pub fn screener<'a>(&'a self, key_id: &'a str) -> Screener<'a> {
+        Screener { pipeline: &self.shield, cache: &self.shield_cache, key_id }
+    }
+}
+
+/// The one call into the classifier: the fast stage, and the deep stage as the
+/// key asks, for each part the key has not sent before.
+fn screen(s: Screener<'_>, plan: &RequestPlan, request: RequestView<'_>) -> Option<f32> {
     if plan.mode == ShieldMode::Off {
         return None;
     }
-    shield.screen_parts(request.into_parts(), plan.deep).iter().map(|(_, s)| s.score).reduce(f32::max)
+    let score = |text: &str| s.cache.score(s.key_id, plan.deep, text, || s.pipeline.score(text, plan.deep).score);
+    request.into_parts().iter().map(|p| score(&p.text)).reduce(f32::max)
 }
 
 /// Phase `screen_request`: parse the body once, screen, rewrite, serialise.
-pub fn prepare(shield: &Pipeline, plan: &RequestPlan, body: &[u8]) -> Result<Prepared, Refused> {
+pub fn prepare(shield: Screener<'_>, plan: &RequestPlan, body: &[u8]) -> Result<Prepared, Refused> {
     let refuse = |m: &str| Refused { error: ApiError::InvalidRequest(m.into()), score: None, by_shield: false };
     let blocked = |score| Refused { error: ApiError::InvalidRequest(BLOCKED_MESSAGE.into()), score, by_shield: true };
     const INVALID_SYSTEM: &str = "system: must be a string or a list of text blocks";

@@ -50,6 +50,8 @@ pub struct App {
     /// The prompt-injection classifier (fast stage), shared by every request.
     /// The injection classifier: the fast stage, and the deep stage when its weights are built in.
     pub shield: Arc<keyward_detect::shield::Pipeline>,
+    /// Scores of long parts each key has sent before (`[shield] cache_entries`).
+    pub shield_cache: crate::shield::ScoreCache,
     services: RwLock<HashMap<String, ServiceRow>>,
     /// Serialises changes to keys and upstreams (rotations, updates) so that
     /// read-modify-write cycles never interleave.
@@ -157,6 +159,7 @@ impl App {
                 keyward_detect::shield::Pipeline::builtin()
                     .map_err(|e| OpError::Invalid(format!("the injection classifier's weights: {e}")))?,
             ),
+            shield_cache: crate::shield::ScoreCache::new(cfg.shield_cache_entries),
             cfg,
             store,
             digester,

@@ -294,5 +294,13 @@ fn large_bodies_are_screened_off_the_data_plane_thread_with_the_same_verdict() {
     assert!(r.text().contains("prompt-injection policy"), "{}", r.text());
     let seen = http("GET", &format!("{}/_mock/requests", mock.url), &[], b"").json();
     assert_eq!(seen.as_array().unwrap().len(), 1, "the refused request never left");
+    // sent again, as a conversation resends its history: each part's score is
+    // remembered from the first time, with the same verdicts
+    assert_eq!(post_messages(&gw.data_url, &block, &attacked).status, 400);
+    assert_eq!(post_messages(&gw.data_url, &block, &benign).status, 200);
+    let m = metrics(&gw);
+    for line in ["keyward_shield_cache_total{result=\"hit\"} 2", "keyward_shield_cache_total{result=\"miss\"} 2"] {
+        assert!(m.lines().any(|l| l == line), "{line} not in\n{m}");
+    }
     gw.stop();
 }
