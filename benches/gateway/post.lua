@@ -17,6 +17,26 @@ else
   wrk.body = '{"model":"claude-sonnet-4-6","max_tokens":16,"messages":[{"role":"user","content":"Hello there, gateway!"}]}'
 end
 
+-- BENCH_UNIQUE=1: every request's body differs, so nothing the gateway
+-- remembers from an earlier request (the shield's scores) applies. The body
+-- must hold the marker @@@@@@@@@@@@ (12 characters), replaced per request by
+-- the thread's number and a counter of the same length.
+if os.getenv("BENCH_UNIQUE") == "1" then
+  local pre, post = wrk.body:match("^(.-)@@@@@@@@@@@@(.*)$")
+  assert(pre, "BENCH_UNIQUE=1 needs a body with the marker @@@@@@@@@@@@")
+  local n = 0
+  function request()
+    n = n + 1
+    return wrk.format(nil, nil, nil, pre .. string.format("%03d%09d", tid or 0, n % 1000000000) .. post)
+  end
+end
+
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+
 -- count non-2xx answers so a refused run cannot pass for a fast one
 local bad = 0
 function response(status, headers, body)

@@ -212,6 +212,8 @@ def summarise(d):
         if w or o:
             big[t] = {"wrk": w, "fixed100": o,
                       "cpu_ms_per_req": cpu(d, f"{t}-1mib-100", (o or {}).get("requests")),
+                      # runs before the bodies differed per request have no cpu-NAME-1mib.txt
+                      "cpu_sat_ms_per_req": cpu(d, f"{t}-1mib", (w or {}).get("requests")),
                       "rss_mb": rss_mb(d, f"{t}-1mib")}
     s["big"] = big
     fl = {"alone": oha(d, "flood-valid-alone"), "with": oha(d, "flood-valid-with"),
@@ -300,18 +302,29 @@ def markdown(s, d):
 
     big = s["big"]
     if big:
+        unique = any(b.get("cpu_sat_ms_per_req") is not None for b in big.values())
         out.append("1 MiB request bodies (`max_tokens` 16); `keyward-noshield` is a key of the same service "
                    "with the shield off (every other control on), `keyward` the benchmark key (shield in flag mode, "
-                   "so the 1 MiB user turn is screened):")
+                   "so the 1 MiB user turn is screened)" + (
+                       ". Saturation sends a different body every time (nothing remembered applies); "
+                       "the 100/s run sends the same body again and again, as a conversation resends its history "
+                       "(keyward remembers each key's screening scores):" if unique else ":"))
         out.append("")
-        out.append("| | saturation req/s | vs nginx | p50 / p99 ms at 100/s | added p99 ms | CPU ms/request | peak RSS MB |")
-        out.append("|---|---|---|---|---|---|---|")
+        if unique:
+            out.append("| | saturation req/s, bodies differ | vs nginx | CPU ms/request there | "
+                       "p50 / p99 ms at 100/s, same body | added p99 ms | CPU ms/request there | peak RSS MB |")
+            out.append("|---|---|---|---|---|---|---|---|")
+        else:
+            out.append("| | saturation req/s | vs nginx | p50 / p99 ms at 100/s | added p99 ms | CPU ms/request | "
+                       "peak RSS MB |")
+            out.append("|---|---|---|---|---|---|---|")
         bd = (big.get("direct") or {}).get("fixed100") or {}
         bn = ((big.get("nginx") or {}).get("wrk") or {}).get("rps")
         for t, b in big.items():
             w = b["wrk"] or {}
             o = b["fixed100"] or {}
-            out.append(f"| {t} | {f(w.get('rps'), 0)} | {f(ratio(w.get('rps'), bn))} | "
+            sat_cpu = f" {f(b.get('cpu_sat_ms_per_req'), 3)} |" if unique else ""
+            out.append(f"| {t} | {f(w.get('rps'), 0)} | {f(ratio(w.get('rps'), bn))} |{sat_cpu} "
                        f"{f(o.get('p50_ms'), 3)} / {f(o.get('p99_ms'), 3)} | "
                        f"{'—' if t == 'direct' else f(sub(o.get('p99_ms'), bd.get('p99_ms')), 3)} | "
                        f"{f(b['cpu_ms_per_req'], 3)} | {f(b['rss_mb'], 1)} |")

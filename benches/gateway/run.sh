@@ -328,7 +328,8 @@ rss keyward-10k keyward
 # ---------------------------------------------------------------- 1 MiB bodies
 python3 - "$RUN/big.json" <<'EOF'
 import json, sys
-text = ("The quick brown fox jumps over the lazy dog. " * 30000)[: 1024 * 1024 - 120]
+# the marker is replaced per request when the body must differ every time (post.lua, BENCH_UNIQUE)
+text = "@@@@@@@@@@@@ " + ("The quick brown fox jumps over the lazy dog. " * 30000)[: 1024 * 1024 - 133]
 body = {"model": "claude-sonnet-4-6", "max_tokens": 16, "messages": [{"role": "user", "content": text}]}
 open(sys.argv[1], "w").write(json.dumps(body))
 EOF
@@ -342,9 +343,16 @@ for t in direct nginx keyward-noshield keyward; do
     keyward-noshield) u="$KW_URL/v1/messages"; k="$VKEY_NS"; p="$KW_PID" ;;
     keyward) u="$KW_URL/v1/messages"; k="$VKEY"; p="$KW_PID" ;;
   esac
-  log "$t: 1 MiB bodies: saturation ${BIG_D}s, then 100/s ${BIG_D}s"
-  wrk_run "$t-1mib" "$u" x-api-key "$k" "$BIG_D" "$RUN/big.json"
+  log "$t: 1 MiB bodies: saturation ${BIG_D}s (every body different), then 100/s ${BIG_D}s (the same body)"
   pp=$(tree_pids "$p" | tr '\n' ' ')
+  # shellcheck disable=SC2086
+  t0=$(cpu_ticks $pp)
+  # every body different: nothing keyward remembers (the shield's scores) applies
+  BENCH_UNIQUE=1 wrk_run "$t-1mib" "$u" x-api-key "$k" "$BIG_D" "$RUN/big.json"
+  # shellcheck disable=SC2086
+  t1=$(cpu_ticks $pp)
+  echo "ticks_before=$t0 ticks_after=$t1 clk_tck=$(getconf CLK_TCK) pids=$pp" >"$OUT/cpu-$t-1mib.txt"
+  # the same body at 100/s, as a conversation resends its history
   # shellcheck disable=SC2086
   t0=$(cpu_ticks $pp)
   oha_run "$t-1mib-100" "$u" x-api-key "$k" 100 "$BIG_D" "$RUN/big.json"
