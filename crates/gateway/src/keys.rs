@@ -15,9 +15,30 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Established policies by environment and stored policy text (see [`App::index_key_shared`]).
-pub(crate) type SharedPolicies =
-    std::collections::HashMap<Environment, std::collections::HashMap<String, Arc<Effective>>>;
+/// Established policies by environment and stored policy text, shared by every
+/// key that has them: most keys carry their environment's defaults, and 10,000
+/// copies of them would cost megabytes. Held weakly, so a policy no key has any
+/// more is dropped (the map is swept as it doubles).
+#[derive(Default)]
+pub(crate) struct SharedPolicies {
+    by_text: std::collections::HashMap<(Environment, String), std::sync::Weak<Effective>>,
+    sweep_at: usize,
+}
+
+impl SharedPolicies {
+    fn get(&self, env: Environment, text: &str) -> Option<Arc<Effective>> {
+        // a tuple key cannot be looked up by borrowed parts; policies are short
+        self.by_text.get(&(env, text.to_string())).and_then(std::sync::Weak::upgrade)
+    }
+
+    fn insert(&mut self, env: Environment, text: &str, e: &Arc<Effective>) {
+        if self.by_text.len() >= self.sweep_at {
+            self.by_text.retain(|_, w| w.strong_count() > 0);
+            self.sweep_at = (self.by_text.len() * 2).max(64);
+        }
+        self.by_text.insert((env, text.to_string()), Arc::downgrade(e));
+    }
+}
 
 /// Rows per page when the whole inventory is walked.
 const KEY_PAGE: u32 = 500;
@@ -143,29 +164,26 @@ impl App {
         Ok(Effective { policy, cidrs, log_request_metadata: d.log_request_metadata, request_plan, tool_gate })
     }
 
-    /// Put a key row into the index (current and previous secrets).
+    /// Put a key row into the index (current and previous secrets). Keys with
+    /// the same environment and stored policy share one established policy
+    /// ([`SharedPolicies`]).
     pub(crate) fn index_key(&self, k: &KeyRow) -> Option<Arc<KeyEntry>> {
-        self.index_key_shared(k, &mut SharedPolicies::new())
-    }
-
-    /// [`App::index_key`], where keys with the same environment and stored
-    /// policy share one established policy (start-up: most keys have the
-    /// defaults, and 10,000 copies of them would cost megabytes).
-    pub(crate) fn index_key_shared(&self, k: &KeyRow, shared: &mut SharedPolicies) -> Option<Arc<KeyEntry>> {
         let Ok(env) = k.env.parse::<Environment>() else {
             tracing::error!(key_id = %k.id, "key has an unknown environment; not loaded (fail closed)");
             return None;
         };
         let service_name = self.service(&k.service_id).map(|s| s.name).unwrap_or_default();
         let mut status = k.status;
-        let same_env = shared.entry(env).or_default();
-        let established = match same_env.get(k.policy.as_str()) {
-            Some(e) => Ok(e.clone()),
-            None => policy_of(k).and_then(|p| self.effective(env, &p)).map(|e| {
-                let e = Arc::new(e);
-                same_env.insert(k.policy.clone(), e.clone());
-                e
-            }),
+        let established = {
+            let mut shared = self.policies.lock().unwrap_or_else(|p| p.into_inner());
+            match shared.get(env, &k.policy) {
+                Some(e) => Ok(e),
+                None => policy_of(k).and_then(|p| self.effective(env, &p)).map(|e| {
+                    let e = Arc::new(e);
+                    shared.insert(env, &k.policy, &e);
+                    e
+                }),
+            }
         };
         let effective = match established {
             Ok(e) => e,

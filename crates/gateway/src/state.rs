@@ -52,6 +52,8 @@ pub struct App {
     pub shield: Arc<keyward_detect::shield::Pipeline>,
     /// Scores of long parts each key has sent before (`[shield] cache_entries`).
     pub shield_cache: crate::shield::ScoreCache,
+    /// Established key policies, shared by the keys that have the same one.
+    pub(crate) policies: std::sync::Mutex<crate::keys::SharedPolicies>,
     services: RwLock<HashMap<String, ServiceRow>>,
     /// Serialises changes to keys and upstreams (rotations, updates) so that
     /// read-modify-write cycles never interleave.
@@ -160,6 +162,7 @@ impl App {
                     .map_err(|e| OpError::Invalid(format!("the injection classifier's weights: {e}")))?,
             ),
             shield_cache: crate::shield::ScoreCache::new(cfg.shield_cache_entries),
+            policies: Default::default(),
             cfg,
             store,
             digester,
@@ -199,10 +202,10 @@ impl App {
         let month_start = keyward_core::prices::month_start_ms(now_ms());
         let spend: HashMap<String, f64> = self.store.spend_since(month_start).await?.into_iter().collect();
         let month = keyward_core::prices::month_of_ms(now_ms());
-        let (mut pages, mut shared) = (crate::keys::KeyPages::default(), crate::keys::SharedPolicies::new());
+        let mut pages = crate::keys::KeyPages::default();
         while let Some(page) = pages.next(self.store.as_ref()).await? {
             for k in &page {
-                if let Some(e) = self.index_key_shared(k, &mut shared) {
+                if let Some(e) = self.index_key(k) {
                     e.spend.set(month.clone(), spend.get(&k.id).copied().unwrap_or(0.0));
                 }
             }
