@@ -47,8 +47,8 @@ pub struct App {
     /// thread (audit entries) runs there, and outlives that thread's runtime.
     pub background: tokio::runtime::Handle,
     pub upstream_base: String,
-    /// The prompt-injection classifier (fast stage), shared by every request.
-    /// The injection classifier: the fast stage, and the deep stage when its weights are built in.
+    /// The injection classifier, shared by every request: the fast stage, and the
+    /// deep stage when its weights are built in.
     pub shield: Arc<keyward_detect::shield::Pipeline>,
     /// Scores of long parts each key has sent before (`[shield] cache_entries`).
     pub shield_cache: crate::shield::ScoreCache,
