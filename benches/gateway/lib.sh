@@ -24,6 +24,16 @@ wait_for_line() {
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 BODY='{"model":"claude-sonnet-4-6","max_tokens":16,"messages":[{"role":"user","content":"Hello there, gateway!"}]}'
 
+# nginx_conf DIR PORT UPSTREAM_HOSTPORT [SED_ARGS...]: nginx.conf.in rendered into
+# DIR/nginx.conf, listening on PORT; sets REFUSE_PORT, the port of its server that
+# answers 401 to everything (the key flood's control)
+nginx_conf() {
+  REFUSE_PORT=$(free_port)
+  mkdir -p "$1"
+  sed -e "s|@RUN@|$1|g" -e "s|@LISTEN@|127.0.0.1:$2|g" -e "s|@UPSTREAM@|$3|g" \
+    -e "s|@REFUSE_LISTEN@|127.0.0.1:$REFUSE_PORT|g" "${@:4}" "$HERE/nginx.conf.in" >"$1/nginx.conf"
+}
+
 # start_mock: the mock upstream accepting a fresh upstream key; sets UPKEY, MOCK_URL, MOCK_PID
 start_mock() {
   UPKEY="sk-ant-bench-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"

@@ -87,10 +87,8 @@ kill -TERM "$KW2_PID" 2>/dev/null || true
 if [ "${SKIP_NGINX:-0}" != 1 ]; then
 log "callgrind: nginx (one process), $NREQ requests at 100/s"
 NGINX_PORT=$(free_port)
-mkdir -p "$RUN/nginx"
-sed -e "s|@RUN@|$RUN/nginx|g" -e "s|@LISTEN@|127.0.0.1:$NGINX_PORT|g" -e "s|@UPSTREAM@|${MOCK_URL#http://}|g" \
-  -e 's|^master_process on;|master_process off;|' -e 's|^worker_processes auto;|worker_processes 1;|' \
-  "$HERE/nginx.conf.in" >"$RUN/nginx/nginx.conf"
+nginx_conf "$RUN/nginx" "$NGINX_PORT" "${MOCK_URL#http://}" \
+  -e 's|^master_process on;|master_process off;|' -e 's|^worker_processes auto;|worker_processes 1;|'
 valgrind --tool=callgrind --instr-atstart=no --dump-instr=no \
   --callgrind-out-file="$OUT/callgrind.out.nginx" nginx -c "$RUN/nginx/nginx.conf" -e "$RUN/nginx/error.log" >"$RUN/nginx.log" 2>&1 &
 NG_PID=$!; PIDS+=("$NG_PID")

@@ -217,7 +217,9 @@ def summarise(d):
                       "rss_mb": rss_mb(d, f"{t}-1mib")}
     s["big"] = big
     fl = {"alone": oha(d, "flood-valid-alone"), "with": oha(d, "flood-valid-with"),
-          "invalid": oha(d, "flood-invalid")}
+          "invalid": oha(d, "flood-invalid"),
+          # runs before the control existed have neither file
+          "control": oha(d, "flood-valid-control"), "control_invalid": oha(d, "flood-control-invalid")}
     c = kv(os.path.join(d, "cpu-flood.txt"))
     kwrow = s["targets"].get("keyward") or {}
     if c and fl["invalid"] and fl["with"] and kwrow.get("cpu_ms_per_req") is not None:
@@ -339,8 +341,18 @@ def markdown(s, d):
         out.append("| valid traffic | achieved/s | p50 ms | p99 ms | p99.9 ms | statuses |")
         out.append("|---|---|---|---|---|---|")
         out.append(f"| alone | {f(a.get('rps'), 0)} | {f(a.get('p50_ms'), 3)} | {f(a.get('p99_ms'), 3)} | {f(a.get('p999_ms'), 3)} | {a.get('status', {})} |")
+        ctl, ctl_inv = fl.get("control") or {}, fl.get("control_invalid") or {}
+        if ctl:
+            out.append(f"| with the same flood at nginx answering 401 (control; achieved {f(ctl_inv.get('rps'), 0)}/s) | "
+                       f"{f(ctl.get('rps'), 0)} | {f(ctl.get('p50_ms'), 3)} | {f(ctl.get('p99_ms'), 3)} | "
+                       f"{f(ctl.get('p999_ms'), 3)} | {ctl.get('status', {})} |")
         out.append(f"| with the flood | {f(w_.get('rps'), 0)} | {f(w_.get('p50_ms'), 3)} | {f(w_.get('p99_ms'), 3)} | {f(w_.get('p999_ms'), 3)} | {w_.get('status', {})} |")
         out.append("")
+        if ctl:
+            out.append("The control sends the same flood to a server that refuses at next to no cost (nginx, "
+                       "`return 401`) while the valid traffic goes to keyward: the slowdown left there is the load "
+                       "generator's (and nginx's cheap refusals') share of the two cores, not keyward's.")
+            out.append("")
         if any(not str(k).startswith("2") for k in (w_.get("status") or {})):
             out.append("The flood and the valid traffic come from the same address (127.0.0.1): failed "
                        "authentication puts that address into back-off, so the valid requests alongside the "
@@ -400,6 +412,11 @@ def markdown(s, d):
             sl = ratio(w_.get(k), a.get(k))
             checks.append((f"key flood slows valid {k[:3]} ≤ 10 %", "—" if sl is None else f"{(sl - 1) * 100:+.0f} %",
                            None if sl is None else sl - 1 <= T_FLOOD_SLOWDOWN))
+        ctl = fl.get("control") or {}
+        for k in ("p50_ms", "p99_ms") if ctl else ():
+            sl = ratio(ctl.get(k), a.get(k))
+            checks.append((f"(control: the same flood at nginx answering 401 slows valid {k[:3]})",
+                           "—" if sl is None else f"{(sl - 1) * 100:+.0f} %", None))
     for label, val, ok in checks:
         out.append(f"| {label} | {val} | {verdict(ok)} |")
     s["checks"] = [{"target": l, "measured": v, "met": ok} for l, v, ok in checks]

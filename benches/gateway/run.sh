@@ -250,9 +250,7 @@ target direct "$MOCK_URL/v1/messages" x-api-key "$UPKEY" "$MOCK_PID"
 
 # ---------------------------------------------------------------- 2. nginx
 NGINX_PORT=$(free_port)
-mkdir -p "$RUN/nginx"
-sed -e "s|@RUN@|$RUN/nginx|g" -e "s|@LISTEN@|127.0.0.1:$NGINX_PORT|g" -e "s|@UPSTREAM@|$MOCK_HOSTPORT|g" \
-  "$HERE/nginx.conf.in" >"$RUN/nginx/nginx.conf"
+nginx_conf "$RUN/nginx" "$NGINX_PORT" "$MOCK_HOSTPORT"
 nginx -c "$RUN/nginx/nginx.conf" -e "$RUN/nginx/nginx-error.log" &
 NGINX_PID=$!; PIDS+=("$NGINX_PID")
 wait_http "http://127.0.0.1:$NGINX_PORT/healthz" 20
@@ -373,6 +371,15 @@ done
 BADKEY="kw_dev_$(python3 -c 'import secrets,string; a=string.ascii_letters+string.digits; print("".join(secrets.choice(a) for _ in range(38)))')"
 log "keyward: key flood — valid ${CPU_RATE}/s alone"
 oha_run flood-valid-alone "$KW_URL/v1/messages" x-api-key "$VKEY" "$CPU_RATE" "$OHA_D"
+# control: the same flood at nginx's server that answers 401 to everything, next to
+# nothing per request, while the valid traffic goes to keyward: what remains of the
+# slowdown is the load generator's own share of the two cores
+log "keyward: key flood control — valid ${CPU_RATE}/s with ${FLOOD_RATE}/s at nginx answering 401"
+oha_run flood-control-invalid "http://127.0.0.1:$REFUSE_PORT/v1/messages" x-api-key "$BADKEY" "$FLOOD_RATE" "$((OHA_D + 2))" &
+FLOOD_JOB=$!
+sleep 1
+oha_run flood-valid-control "$KW_URL/v1/messages" x-api-key "$VKEY" "$CPU_RATE" "$OHA_D"
+wait "$FLOOD_JOB" || true
 log "keyward: key flood — valid ${CPU_RATE}/s with ${FLOOD_RATE}/s unknown keys"
 t0=$(cpu_ticks "$KW_PID")
 oha_run flood-invalid "$KW_URL/v1/messages" x-api-key "$BADKEY" "$FLOOD_RATE" "$((OHA_D + 2))" &

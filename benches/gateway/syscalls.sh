@@ -81,9 +81,7 @@ kill -TERM "$KW_PID" 2>/dev/null || true
 # ---------------------------------------------------------------- nginx
 if [ "${SKIP_NGINX:-0}" != 1 ]; then
   NGINX_PORT=$(free_port)
-  mkdir -p "$RUN/nginx"
-  sed -e "s|@RUN@|$RUN/nginx|g" -e "s|@LISTEN@|127.0.0.1:$NGINX_PORT|g" -e "s|@UPSTREAM@|${MOCK_URL#http://}|g" \
-    "$HERE/nginx.conf.in" >"$RUN/nginx/nginx.conf"
+  nginx_conf "$RUN/nginx" "$NGINX_PORT" "${MOCK_URL#http://}"
   nginx -c "$RUN/nginx/nginx.conf" -e "$RUN/nginx/error.log" >"$RUN/nginx.log" 2>&1 &
   NG_PID=$!; PIDS+=("$NG_PID")
   for ((i = 0; i < 300; i++)); do curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT/" && break; sleep 0.2; done
