@@ -21,22 +21,28 @@ use std::time::Duration;
 /// more is dropped (the map is swept as it doubles).
 #[derive(Default)]
 pub(crate) struct SharedPolicies {
-    by_text: std::collections::HashMap<(Environment, String), std::sync::Weak<Effective>>,
+    /// One per environment.
+    envs: [EnvPolicies; 3],
+}
+
+#[derive(Default)]
+struct EnvPolicies {
+    by_text: std::collections::HashMap<String, std::sync::Weak<Effective>>,
     sweep_at: usize,
 }
 
 impl SharedPolicies {
     fn get(&self, env: Environment, text: &str) -> Option<Arc<Effective>> {
-        // a tuple key cannot be looked up by borrowed parts; policies are short
-        self.by_text.get(&(env, text.to_string())).and_then(std::sync::Weak::upgrade)
+        self.envs[env as usize].by_text.get(text).and_then(std::sync::Weak::upgrade)
     }
 
     fn insert(&mut self, env: Environment, text: &str, e: &Arc<Effective>) {
-        if self.by_text.len() >= self.sweep_at {
-            self.by_text.retain(|_, w| w.strong_count() > 0);
-            self.sweep_at = (self.by_text.len() * 2).max(64);
+        let p = &mut self.envs[env as usize];
+        if p.by_text.len() >= p.sweep_at {
+            p.by_text.retain(|_, w| w.strong_count() > 0);
+            p.sweep_at = (p.by_text.len() * 2).max(64);
         }
-        self.by_text.insert((env, text.to_string()), Arc::downgrade(e));
+        p.by_text.insert(text.to_string(), Arc::downgrade(e));
     }
 }
 
