@@ -7,9 +7,13 @@
 #
 # AB_BODY=FILE posts that file as the body (default: post.lua's small request);
 # AB_KEY_ARGS adds `key create` options (e.g. "--shield off").
+# AB_UNIQUE=1 makes every request's body different (post.lua's BENCH_UNIQUE; the body
+# needs its marker). AB_ENV_A / AB_ENV_B: environment assignments for that side's
+# server only ("NAME=VALUE ..."), so A and B may be one build run two ways.
 # AB_RATE=N measures CPU instead: each round runs oha at N requests/s for SECONDS
 # and reads the server's CPU time (user+system, /proc) around it.
-# Prints one line per round and build: "round N A|B requests/s" (or "... µs-of-CPU/request").
+# Prints one line per round and build: "round N A|B requests/s" (or "... µs-of-CPU/request"),
+# then each server's peak RSS.
 # Needs wrk, and oha for AB_RATE (run.sh installs both).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,22 +25,23 @@ trap cleanup EXIT
 KEYWARD_BIN=$A
 start_mock
 declare -A URL KEY PID
-start() {  # A|B BIN: that build installed and serving, with a provisioned key
+start() {  # A|B BIN ENV: that build installed and serving, with a provisioned key
   local d=$RUN/$1
   KEYWARD_BIN=$2
   install_keyward "$d"
-  "$2" serve --config "$d/keyward.toml" >"$d/log" 2>&1 &
+  # shellcheck disable=SC2086
+  env ${3:-} "$2" serve --config "$d/keyward.toml" >"$d/log" 2>&1 &
   PID[$1]=$!; PIDS+=("$!")
   URL[$1]=$(wait_for_line "$d/log" 'data plane listening on http://' 30 | grep -o 'http://[0-9.:]*')
   # shellcheck disable=SC2086
   KEY[$1]=$(provision "$d" ${AB_KEY_ARGS:-})
 }
-start A "$A"
-start B "$B"
+start A "$A" "${AB_ENV_A:-}"
+start B "$B" "${AB_ENV_B:-}"
 ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
 body=(-d "$BODY")
 [ -n "${AB_BODY:-}" ] && body=(-D "$AB_BODY")
-export BENCH_BODY_FILE=${AB_BODY:-} BENCH_AUTH_HEADER=x-api-key
+export BENCH_BODY_FILE=${AB_BODY:-} BENCH_AUTH_HEADER=x-api-key BENCH_UNIQUE=${AB_UNIQUE:-0}
 for r in $(seq "$ROUNDS"); do
   for x in A B; do
     u=${URL[$x]}/v1/messages
@@ -55,3 +60,4 @@ for r in $(seq "$ROUNDS"); do
     fi
   done
 done
+for x in A B; do echo "$x peak RSS $(awk '/^VmHWM:/ {print $2, $3}' "/proc/${PID[$x]}/status")"; done

@@ -17,24 +17,23 @@ else
   wrk.body = '{"model":"claude-sonnet-4-6","max_tokens":16,"messages":[{"role":"user","content":"Hello there, gateway!"}]}'
 end
 
--- BENCH_UNIQUE=1: every request's body differs, so nothing the gateway
--- remembers from an earlier request (the shield's scores) applies. The body
--- must hold the marker @@@@@@@@@@@@ (12 characters), replaced per request by
--- the thread's number and a counter of the same length.
+-- BENCH_UNIQUE=1: every request's body differs, also from every earlier run's,
+-- so nothing the gateway remembers from an earlier request (the shield's scores)
+-- applies. The body must hold the marker @@@@@@@@@@@@ (12 characters), replaced
+-- per request by 6 hex digits drawn from /dev/urandom for each thread of each run
+-- and a 6-hex-digit counter.
 if os.getenv("BENCH_UNIQUE") == "1" then
   local pre, post = wrk.body:match("^(.-)@@@@@@@@@@@@(.*)$")
   assert(pre, "BENCH_UNIQUE=1 needs a body with the marker @@@@@@@@@@@@")
+  local f = assert(io.open("/dev/urandom", "rb"))
+  local b1, b2, b3 = f:read(3):byte(1, 3)
+  f:close()
+  local run = string.format("%02x%02x%02x", b1, b2, b3)
   local n = 0
   function request()
     n = n + 1
-    return wrk.format(nil, nil, nil, pre .. string.format("%03d%09d", tid or 0, n % 1000000000) .. post)
+    return wrk.format(nil, nil, nil, pre .. run .. string.format("%06x", n % 0x1000000) .. post)
   end
-end
-
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("tid", threads)
 end
 
 -- count non-2xx answers so a refused run cannot pass for a fast one
