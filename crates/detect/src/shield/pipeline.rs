@@ -134,12 +134,7 @@ impl Pipeline {
 
     /// Screen a Messages API request body (the parts [`Shield::screen_request`] screens).
     pub fn screen_request<'a>(&self, request: &'a serde_json::Value, mode: DeepMode) -> Vec<(Part<'a>, Score)> {
-        self.screen_parts(screened_parts(request), mode)
-    }
-
-    /// Score each part (from [`screened_parts`] or [`super::RequestView::into_parts`]).
-    pub fn screen_parts<'a>(&self, parts: Vec<Part<'a>>, mode: DeepMode) -> Vec<(Part<'a>, Score)> {
-        parts
+        screened_parts(request)
             .into_iter()
             .map(|p| {
                 let s = self.score(&p.text, mode);
