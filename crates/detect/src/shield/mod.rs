@@ -34,6 +34,7 @@ pub mod normalize;
 pub mod parts;
 pub mod pipeline;
 pub mod train;
+pub mod typo;
 pub mod wordpiece;
 
 pub use deep::{Deep, DeepError};

@@ -1,6 +1,6 @@
 //! Normalisation: undo the cheap tricks before anything is scored.
 //!
-//! Three passes, in this order because each needs what the one before leaves:
+//! Four passes, in this order because each needs what the one before leaves:
 //! 1. [`clean`]: drop zero-width, bidi-control and variation-selector characters,
 //!    turn Unicode "tag" characters (U+E0020..U+E007E, used to smuggle invisible
 //!    ASCII) back into ASCII, then NFKC (full-width, mathematical alphanumerics,
@@ -14,6 +14,8 @@
 //!    also hold Latin letters (or consist only of look-alikes), fold leetspeak
 //!    inside words (`1gn0r3` -> `ignore`), join letters spaced or dotted apart
 //!    (`i g n o r e`, `i.g.n.o.r.e`), collapse whitespace to one space.
+//! 4. [`unscramble`](super::typo::unscramble): a word whose letters are a
+//!    rearrangement of an attack keyword (`ignroe`, `sytsem`) becomes that keyword.
 //!
 //! ASCII input skips NFKC and the look-alike table, and NFKC runs only on the
 //! whitespace-delimited chunks that need it, so the common case stays fast.
@@ -66,8 +68,9 @@ fn normalize_into(input: &str, depth: usize, out: &mut Normalized) {
     out.flags.invisible |= invisible;
     let mut decoded = Vec::new();
     let main = extract_encoded(&cleaned, &mut decoded);
-    let (text, obfuscated) = fold(&main);
+    let (mut text, obfuscated) = fold(&main);
     out.flags.obfuscated |= obfuscated;
+    super::typo::unscramble(&mut text);
     if depth == 0 {
         out.text = text;
     } else {

@@ -33,8 +33,9 @@ fn normalize_into(input: &str, depth: usize, out: &mut Normalized) {
     out.flags.invisible |= invisible;
     let mut decoded = Vec::new();
     let main = extract_encoded(&cleaned, &mut decoded);
-    let (text, obfuscated) = fold(&main);
+    let (mut text, obfuscated) = fold(&main);
     out.flags.obfuscated |= obfuscated;
+    super::typo::unscramble(&mut text);
     if depth == 0 {
         out.text = text;
     } else {
