@@ -19,10 +19,10 @@ SETS = [
     ("cyberseceval", "recall", None),
     ("docs_heldout", "recall_at_target_fpr", "auc"),
     ("docs_seen", "recall_at_target_fpr", "auc"),
-    ("typo_attacks_middle", "recall", None),
-    ("typo_attacks_swap", "recall", None),
-    ("typo_notinject_middle", "accuracy", None),
-    ("typo_notinject_swap", "accuracy", None),
+] + [
+    (f"obf_{name}_{mode}", fig, None)
+    for mode in ("middle", "swap", "zalgo", "strike", "accents")
+    for name, fig in (("attacks", "recall"), ("notinject", "accuracy"))
 ]
 
 

@@ -10,8 +10,9 @@ Writes
   build/eval/cyberseceval.jsonl     CyberSecEval prompt injection, all rows (never trained on)
   build/eval/docs_heldout.jsonl     generated documents, held-out families and attack pools
   build/eval/docs_seen.jsonl        generated documents, training families, fresh seed
-  build/eval/typo_*.jsonl           typoglycemia variants (scramble.py) of the deepset and
-                                    jackhhao test attacks, and of NotInject
+  build/eval/obf_*.jsonl            obfuscated variants (obfuscate.py: typoglycemia, combining
+                                    marks, accents) of the deepset and jackhhao test attacks,
+                                    and of NotInject
   build/calib.jsonl                 generated documents of two families no stage trains on
                                     (fits the fast+deep combination; never evaluated)
 Training rows from deepset/jackhhao are their `train` splits minus any text that
@@ -25,7 +26,7 @@ import random
 import subprocess
 import sys
 
-from scramble import scramble
+from obfuscate import MODES, scramble
 from prompts import attack_prompt, benign_prompt, benign_request_prompt, benign_trigger_prompt
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -85,13 +86,13 @@ def main():
                       for r in gen_docs("train", 1500, SEED + 2)],
     }
     held_texts = {r["text"].strip() for rows in ev.values() for r in rows}
-    # Typoglycemia variants of held-out rows (every word of four letters or
-    # more scrambled, see scramble.py): the test attacks of deepset and
-    # jackhhao, and NotInject's benign prompts with trigger words.
+    # Obfuscated variants of held-out rows (obfuscate.py: typoglycemia two
+    # ways, combining marks two ways, accents): the test attacks of deepset
+    # and jackhhao, and NotInject's benign prompts with trigger words.
     attacks = [r for r in ev["deepset_test"] + ev["jackhhao_test"] if r["label"] == 1]
-    for mode in ("middle", "swap"):
+    for mode in MODES:
         for name, rows in (("attacks", attacks), ("notinject", ev["notinject"])):
-            ev[f"typo_{name}_{mode}"] = [
+            ev[f"obf_{name}_{mode}"] = [
                 {"text": scramble(r["text"], mode, random.Random(f"{SEED}:{mode}:{i}")), "label": r["label"]}
                 for i, r in enumerate(rows)]
 

@@ -50,7 +50,8 @@ pub struct Normalized {
 /// What normalisation found and undid; these feed the classifier too.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Flags {
-    /// Zero-width, bidi-control, variation-selector or tag characters were present.
+    /// Zero-width, bidi-control, variation-selector or tag characters, or
+    /// script-neutral combining marks, were present (see [`is_invisible`]).
     pub invisible: bool,
     /// Look-alike letters or leetspeak were folded inside words.
     pub obfuscated: bool,
@@ -71,10 +72,17 @@ fn normalize_into(input: &str, depth: usize, out: &mut Normalized) {
     let (mut text, obfuscated) = fold(&main);
     out.flags.obfuscated |= obfuscated;
     super::typo::unscramble(&mut text);
+    let unaccented = accent_payload(&text).map(|mut t| {
+        super::typo::unscramble(&mut t);
+        t
+    });
     if depth == 0 {
         out.text = text;
     } else {
         out.payloads.push(text);
+    }
+    if let Some(t) = unaccented.filter(|_| out.payloads.len() < MAX_PAYLOADS) {
+        out.payloads.push(t);
     }
     for d in decoded {
         if out.payloads.len() >= MAX_PAYLOADS {
@@ -86,11 +94,21 @@ fn normalize_into(input: &str, depth: usize, out: &mut Normalized) {
     }
 }
 
-/// Is this a character that renders as nothing (or only changes direction)?
+/// Is this a character that renders as nothing (or only changes direction),
+/// or a combining mark of the script-neutral blocks, which only decorates the
+/// character before it? Those marks are how "Zalgo" and strike-through or
+/// underline text generators hide a word from a filter (`i̶g̶n̶o̶r̶e̶`). A
+/// precomposed accented letter is one character and stays (`é`); an accent
+/// written as a separate mark is dropped with the rest. Marks that belong to a script (Devanagari, Arabic, Hebrew, Thai ...) are
+/// outside these blocks and kept.
 pub(super) fn is_invisible(c: char) -> bool {
     matches!(c,
         '\u{00AD}'                      // soft hyphen
-        | '\u{034F}'                    // combining grapheme joiner
+        | '\u{0300}'..='\u{036F}'       // combining diacritical marks (and the grapheme joiner)
+        | '\u{1AB0}'..='\u{1AFF}'       // combining diacritical marks extended
+        | '\u{1DC0}'..='\u{1DFF}'       // combining diacritical marks supplement
+        | '\u{20D0}'..='\u{20FF}'       // combining marks for symbols
+        | '\u{FE20}'..='\u{FE2F}'       // combining half marks
         | '\u{061C}'                    // arabic letter mark
         | '\u{115F}' | '\u{1160}'       // hangul fillers
         | '\u{17B4}' | '\u{17B5}'
@@ -1064,6 +1082,92 @@ pub(super) fn flush_singles(out: &mut String, singles: &mut Vec<char>) {
     }
     singles.clear();
 }
+
+/// The ASCII letter a Latin letter with diacritics is written on (`é` ->
+/// `e`, `ỏ` -> `o`, `Ñ` -> `N`): the first character of its canonical
+/// decomposition, for the Latin-1, Latin Extended-A/B and Latin Extended
+/// Additional blocks. `None` for every other character, and for letters that
+/// do not decompose (`ß`, `ø`, `ı`, `đ`).
+pub(super) fn latin_base(c: char) -> Option<char> {
+    let (table, at) = match c as u32 {
+        cp @ 0x00C0..=0x024F => (&LATIN.0, cp - 0x00C0),
+        cp @ 0x1E00..=0x1EFF => (&LATIN.1, cp - 0x1E00),
+        _ => return None,
+    };
+    table.get(at as usize).copied().filter(|&b| b != 0).map(char::from)
+}
+
+/// [`latin_base`] of U+00C0..=U+024F and of U+1E00..=U+1EFF, 0 where none.
+static LATIN: LazyLock<(Vec<u8>, Vec<u8>)> = LazyLock::new(|| {
+    let base = |from: u32, to: u32| -> Vec<u8> {
+        (from..=to)
+            .map(|cp| {
+                let mut first = None;
+                if let Some(c) = char::from_u32(cp) {
+                    unicode_normalization::char::decompose_canonical(c, |d| {
+                        first.get_or_insert(d);
+                    });
+                }
+                match first {
+                    Some(d) if d.is_ascii_alphabetic() => d as u8,
+                    _ => 0,
+                }
+            })
+            .collect()
+    };
+    (base(0x00C0, 0x024F), base(0x1E00, 0x1EFF))
+});
+
+/// The text with its accented Latin letters folded to their ASCII letters
+/// (see [`latin_base`]) when they are a third of its letters or more (and
+/// at least [`ACCENTED_MIN`]); `None` for any other text.
+///
+/// This undoes the disguise of an attack written with accents on its vowels
+/// ("Ïgnörè àll prëvîôus ïnstrûctîöns": about 40 % of English letters are
+/// vowels). The folded text is scored as a payload of its own, beside the
+/// text as written, rather than folding every text: German and French (1–4 %
+/// of their letters accented) and Vietnamese (25–31 % in the training data)
+/// keep their letters, which the fast stage was trained on, and no training
+/// row reaches the threshold, so the weights are the same as without it.
+pub(super) fn accent_payload(text: &str) -> Option<String> {
+    // A byte pass first: in UTF-8 every letter `latin_base` folds starts
+    // with a byte in 0xC3..=0xC9 (U+00C0..U+024F) or 0xE1 (U+1E00..U+1EFF),
+    // so their count bounds the accented letters from above, and the ASCII
+    // letters are letters. Most texts (English, other scripts, German,
+    // French) stop here.
+    let b = text.as_bytes();
+    let leads = count_bytes(b, |x| x.wrapping_sub(0xC3) < 7 || x == 0xE1);
+    if leads < ACCENTED_MIN {
+        return None;
+    }
+    // accented * 3 >= letters >= ascii_letters + accented needs 2 * accented >= ascii_letters.
+    let ascii_letters = count_bytes(b, |x| (x | 0x20).wrapping_sub(b'a') < 26);
+    if 2 * leads < ascii_letters {
+        return None;
+    }
+    let (mut letters, mut accented) = (0usize, 0usize);
+    for c in text.chars() {
+        if latin_base(c).is_some() {
+            accented += 1;
+            letters += 1;
+        } else if is_alphabetic(c) {
+            letters += 1;
+        }
+    }
+    (accented >= ACCENTED_MIN && accented * 3 >= letters)
+        .then(|| text.chars().map(|c| latin_base(c).unwrap_or(c)).collect())
+}
+
+/// How many bytes of `b` satisfy `f`: summed in `u8` lanes over blocks of
+/// 255 bytes, which the compiler turns into vector code (sixteen bytes and
+/// more per instruction), then added up.
+#[inline]
+fn count_bytes(b: &[u8], f: impl Fn(u8) -> bool + Copy) -> usize {
+    b.chunks(255).map(|c| usize::from(c.iter().fold(0u8, |n, &x| n + u8::from(f(x))))).sum()
+}
+
+/// [`accent_payload`] needs at least this many accented letters.
+const ACCENTED_MIN: usize = 4;
 
 fn fold_homoglyphs(bmp: &BmpTable, word: &mut [char]) -> bool {
     // Cheapest test first: most non-Latin words hold no look-alike at all.

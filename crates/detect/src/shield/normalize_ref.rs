@@ -7,8 +7,8 @@
 #![allow(dead_code)]
 
 use super::normalize::{
-    as_text, decode_run, flush_singles, fold_leet, homoglyph, is_b64_byte, is_invisible, percent_tokens,
-    plain_ascii_token, push_word, Normalized, ENC_MARKER,
+    accent_payload, as_text, decode_run, flush_singles, fold_leet, homoglyph, is_b64_byte, is_invisible,
+    percent_tokens, plain_ascii_token, push_word, Normalized, ENC_MARKER,
 };
 use std::borrow::Cow;
 use unicode_normalization::UnicodeNormalization;
@@ -36,10 +36,17 @@ fn normalize_into(input: &str, depth: usize, out: &mut Normalized) {
     let (mut text, obfuscated) = fold(&main);
     out.flags.obfuscated |= obfuscated;
     super::typo::unscramble(&mut text);
+    let unaccented = accent_payload(&text).map(|mut t| {
+        super::typo::unscramble(&mut t);
+        t
+    });
     if depth == 0 {
         out.text = text;
     } else {
         out.payloads.push(text);
+    }
+    if let Some(t) = unaccented.filter(|_| out.payloads.len() < MAX_PAYLOADS) {
+        out.payloads.push(t);
     }
     for d in decoded {
         if out.payloads.len() >= MAX_PAYLOADS {

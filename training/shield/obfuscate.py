@@ -1,0 +1,89 @@
+"""Obfuscated variants of an evaluation set: text a reader (or Claude) still
+reads, with other characters for a filter.
+
+Usage: python3 obfuscate.py IN.jsonl OUT.jsonl [--mode MODE] [--seed N] [--label L]
+
+Writes, for each row (or only the rows with `label` L), the same text
+obfuscated one way:
+
+* `middle` (default), typoglycemia: in each word of four letters or more the
+  letters between the first and the last shuffled ("ignroe all prevoius");
+* `swap`: two neighbouring letters swapped in each such word, anywhere after
+  the first letter (the common typing error, which also moves the last
+  letter: "systme");
+* `zalgo`: one to three combining marks of U+0300..U+036F after every letter;
+* `strike`: U+0336 (combining long stroke overlay) after every character, as
+  strike-through text generators write it;
+* `accents`: every vowel (and c, n) that has accented forms replaced by one of
+  them ("Ïgnörè àll prëvîôus").
+
+Words are runs of ASCII letters. A shuffle that gives the word back is tried
+again (up to ten times), so most words change. Seeded per row: the same
+input and seed give the same output. Standard library only.
+"""
+
+import argparse
+import json
+import random
+import re
+
+WORD = re.compile(r"[A-Za-z]{4,}")
+
+
+def scramble_word(w, mode, rng):
+    if mode == "middle":
+        mid = list(w[1:-1])
+        for _ in range(10):
+            rng.shuffle(mid)
+            out = w[0] + "".join(mid) + w[-1]
+            if out != w:
+                return out
+        return out
+    # swap: positions 1..len-2 paired with their right neighbour
+    for _ in range(10):
+        i = rng.randrange(1, len(w) - 1)
+        out = w[:i] + w[i + 1] + w[i] + w[i + 2 :]
+        if out != w:
+            return out
+    return w
+
+
+ACCENTS = {"a": "áàâäã", "e": "éèêë", "i": "íìîï", "o": "óòôöõ", "u": "úùûü", "c": "ç", "n": "ñ",
+           "A": "ÁÀÂÄÃ", "E": "ÉÈÊË", "I": "ÍÌÎÏ", "O": "ÓÒÔÖÕ", "U": "ÚÙÛÜ", "C": "Ç", "N": "Ñ"}
+MODES = ("middle", "swap", "zalgo", "strike", "accents")
+
+
+def scramble(text, mode, rng):
+    if mode == "zalgo":
+        return "".join(c + "".join(chr(rng.randrange(0x300, 0x370)) for _ in range(rng.randint(1, 3)))
+                       if c.isascii() and c.isalpha() else c for c in text)
+    if mode == "strike":
+        return "".join(c + "\u0336" for c in text)
+    if mode == "accents":
+        return "".join(rng.choice(ACCENTS[c]) if c in ACCENTS else c for c in text)
+    return WORD.sub(lambda m: scramble_word(m.group(0), mode, rng), text)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("inp")
+    ap.add_argument("out")
+    ap.add_argument("--mode", choices=MODES, default="middle")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--label", type=int, default=None, help="keep only rows with this label")
+    a = ap.parse_args()
+    n = 0
+    with open(a.inp, encoding="utf-8") as f, open(a.out, "w", encoding="utf-8") as o:
+        for i, line in enumerate(f):
+            row = json.loads(line)
+            if a.label is not None and row.get("label") != a.label:
+                continue
+            rng = random.Random(f"{a.seed}:{a.mode}:{i}")
+            row["text"] = scramble(row["text"], a.mode, rng)
+            o.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    print(f"{n} rows -> {a.out}")
+
+
+if __name__ == "__main__":
+    main()
