@@ -15,7 +15,12 @@ obfuscated one way:
 * `strike`: U+0336 (combining long stroke overlay) after every character, as
   strike-through text generators write it;
 * `accents`: every vowel (and c, n) that has accented forms replaced by one of
-  them ("Ïgnörè àll prëvîôus").
+  them ("Ïgnörè àll prëvîôus");
+* `rot13`: ROT13 ("Vtaber nyy cerivbhf");
+* `reverse`: the whole text backwards (".tpmorp metsys eht");
+* `reverse_words`: each word backwards, in its place ("erongI lla suoiverp");
+* `upside_down`: upside-down letters, backwards, as text generators write it
+  ("ʇdɯoɹd ɯǝʇsʎs ǝɥʇ").
 
 Words are runs of ASCII letters. A shuffle that gives the word back is tried
 again (up to ten times), so most words change. Seeded per row: the same
@@ -23,6 +28,7 @@ input and seed give the same output. Standard library only.
 """
 
 import argparse
+import codecs
 import json
 import random
 import re
@@ -50,7 +56,8 @@ def scramble_word(w, mode, rng):
 
 ACCENTS = {"a": "áàâäã", "e": "éèêë", "i": "íìîï", "o": "óòôöõ", "u": "úùûü", "c": "ç", "n": "ñ",
            "A": "ÁÀÂÄÃ", "E": "ÉÈÊË", "I": "ÍÌÎÏ", "O": "ÓÒÔÖÕ", "U": "ÚÙÛÜ", "C": "Ç", "N": "Ñ"}
-MODES = ("middle", "swap", "zalgo", "strike", "accents")
+FLIP = dict(zip("abcdefghijklmnopqrstuvwxyz", "ɐqɔpǝɟƃɥᴉɾʞꞁɯuodbɹsʇnʌʍxʎz"))
+MODES = ("middle", "swap", "zalgo", "strike", "accents", "rot13", "reverse", "reverse_words", "upside_down")
 
 
 def scramble(text, mode, rng):
@@ -59,6 +66,14 @@ def scramble(text, mode, rng):
                        if c.isascii() and c.isalpha() else c for c in text)
     if mode == "strike":
         return "".join(c + "\u0336" for c in text)
+    if mode == "rot13":
+        return codecs.encode(text, "rot13")
+    if mode == "reverse":
+        return text[::-1]
+    if mode == "reverse_words":
+        return re.sub(r"\S+", lambda m: m.group(0)[::-1], text)
+    if mode == "upside_down":
+        return "".join(FLIP.get(c.lower(), c) for c in text)[::-1]
     if mode == "accents":
         return "".join(rng.choice(ACCENTS[c]) if c in ACCENTS else c for c in text)
     return WORD.sub(lambda m: scramble_word(m.group(0), mode, rng), text)

@@ -25,6 +25,7 @@
 //! Everything here is pure and synchronous: no I/O, no global state besides
 //! lazily built keyword and per-character tables.
 
+pub mod cipher;
 pub mod deep;
 pub mod encoder;
 pub mod features;

@@ -71,17 +71,21 @@ fn normalize_into(input: &str, depth: usize, out: &mut Normalized) {
     let main = extract_encoded(&cleaned, &mut decoded);
     let (mut text, obfuscated) = fold(&main);
     out.flags.obfuscated |= obfuscated;
-    super::typo::unscramble(&mut text);
-    let unaccented = accent_payload(&text).map(|mut t| {
-        super::typo::unscramble(&mut t);
-        t
-    });
+    let words = super::typo::unscramble(&mut text);
+    let unaccented = accent_payload(&text);
     if depth == 0 {
         out.text = text;
     } else {
         out.payloads.push(text);
     }
-    if let Some(t) = unaccented.filter(|_| out.payloads.len() < MAX_PAYLOADS) {
+    let main = if depth == 0 { &out.text } else { out.payloads.last().unwrap_or(&out.text) };
+    let mut decoded_here = super::cipher::decodings(main, words);
+    decoded_here.extend(unaccented);
+    for mut t in decoded_here {
+        if out.payloads.len() >= MAX_PAYLOADS {
+            break;
+        }
+        super::typo::unscramble(&mut t);
         out.payloads.push(t);
     }
     for d in decoded {
@@ -1162,7 +1166,7 @@ pub(super) fn accent_payload(text: &str) -> Option<String> {
 /// 255 bytes, which the compiler turns into vector code (sixteen bytes and
 /// more per instruction), then added up.
 #[inline]
-fn count_bytes(b: &[u8], f: impl Fn(u8) -> bool + Copy) -> usize {
+pub(super) fn count_bytes(b: &[u8], f: impl Fn(u8) -> bool + Copy) -> usize {
     b.chunks(255).map(|c| usize::from(c.iter().fold(0u8, |n, &x| n + u8::from(f(x))))).sum()
 }
 

@@ -16,6 +16,7 @@
 //! 170,000 words: "pervious" and "froward" fold to "previous" and
 //! "forward"); "directions" is left out because "discretion" is one.
 
+use super::cipher::WordCounts;
 use std::sync::LazyLock;
 
 /// Words whose scrambled spellings are folded back (lowercase ASCII).
@@ -163,8 +164,9 @@ fn keyword_for(t: &Table, w: &[u8], sum: u64) -> Option<&'static str> {
 
 /// Note `b[s..e]` (a word) in `found` if it is a scrambled keyword.
 #[inline(always)]
-fn check(t: &Table, b: &[u8], s: usize, e: usize, found: &mut Vec<(usize, &'static str)>) {
+fn check(t: &Table, b: &[u8], s: usize, e: usize, found: &mut Vec<(usize, &'static str)>, words: &mut WordCounts) {
     let Some(w) = b.get(s..e) else { return };
+    words.add(w);
     // Most words are too short or too long, or start with a letter no
     // keyword of their length starts with: no sum for them.
     let Some(&mask) = t.first.get(w.len()) else { return };
@@ -197,11 +199,13 @@ fn letter_bits(chunk: &[u8]) -> u64 {
 }
 
 /// Rewrite every scrambled keyword in `text` (normalised: lowercase) in place.
-/// Words are maximal runs of ASCII lowercase letters. Returns whether any word changed.
-pub fn unscramble(text: &mut String) -> bool {
+/// Words are maximal runs of ASCII lowercase letters. Returns the counts of
+/// the function words among them, for [`cipher::decodings`](super::cipher::decodings).
+pub fn unscramble(text: &mut String) -> WordCounts {
     let t = &*TABLE;
     let b = text.as_bytes();
     let mut found: Vec<(usize, &'static str)> = Vec::new();
+    let mut words = WordCounts::default();
     // 64 bytes at a time: a mask of the letters, then its edges (where a
     // byte is a letter and the one before is not, or the other way round)
     // are the words' starts and ends.
@@ -224,18 +228,18 @@ pub fn unscramble(text: &mut String) -> bool {
             edges &= edges - 1;
             match start.take() {
                 None => start = Some(at),
-                Some(s) => check(t, b, s, at, &mut found),
+                Some(s) => check(t, b, s, at, &mut found, &mut words),
             }
         }
     }
     if let Some(s) = start {
-        check(t, b, s, b.len(), &mut found);
+        check(t, b, s, b.len(), &mut found, &mut words);
     }
     for &(at, k) in &found {
         // ASCII letters over as many ASCII letters.
         text.replace_range(at..at + k.len(), k);
     }
-    !found.is_empty()
+    words
 }
 
 #[cfg(test)]
