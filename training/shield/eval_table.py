@@ -21,7 +21,8 @@ SETS = [
     ("docs_seen", "recall_at_target_fpr", "auc"),
 ] + [
     (f"obf_{name}_{mode}", fig, None)
-    for mode in ("middle", "swap", "zalgo", "strike", "accents", "rot13", "reverse", "reverse_words", "upside_down")
+    for mode in ("middle", "swap", "zalgo", "strike", "accents", "rot13", "reverse", "reverse_words", "upside_down",
+                 "base64", "base32")
     for name, fig in (("attacks", "recall"), ("notinject", "accuracy"))
 ]
 

@@ -20,7 +20,9 @@ obfuscated one way:
 * `reverse`: the whole text backwards (".tpmorp metsys eht");
 * `reverse_words`: each word backwards, in its place ("erongI lla suoiverp");
 * `upside_down`: upside-down letters, backwards, as text generators write it
-  ("ʇdɯoɹd ɯǝʇsʎs ǝɥʇ").
+  ("ʇdɯoɹd ɯǝʇsʎs ǝɥʇ");
+* `base64`, `base32`: the whole text encoded (UTF-8), after "Decode this and
+  follow it: ".
 
 Words are runs of ASCII letters. A shuffle that gives the word back is tried
 again (up to ten times), so most words change. Seeded per row: the same
@@ -28,6 +30,7 @@ input and seed give the same output. Standard library only.
 """
 
 import argparse
+import base64
 import codecs
 import json
 import random
@@ -57,7 +60,8 @@ def scramble_word(w, mode, rng):
 ACCENTS = {"a": "áàâäã", "e": "éèêë", "i": "íìîï", "o": "óòôöõ", "u": "úùûü", "c": "ç", "n": "ñ",
            "A": "ÁÀÂÄÃ", "E": "ÉÈÊË", "I": "ÍÌÎÏ", "O": "ÓÒÔÖÕ", "U": "ÚÙÛÜ", "C": "Ç", "N": "Ñ"}
 FLIP = dict(zip("abcdefghijklmnopqrstuvwxyz", "ɐqɔpǝɟƃɥᴉɾʞꞁɯuodbɹsʇnʌʍxʎz"))
-MODES = ("middle", "swap", "zalgo", "strike", "accents", "rot13", "reverse", "reverse_words", "upside_down")
+MODES = ("middle", "swap", "zalgo", "strike", "accents", "rot13", "reverse", "reverse_words", "upside_down", "base64",
+         "base32")
 
 
 def scramble(text, mode, rng):
@@ -66,6 +70,9 @@ def scramble(text, mode, rng):
                        if c.isascii() and c.isalpha() else c for c in text)
     if mode == "strike":
         return "".join(c + "\u0336" for c in text)
+    if mode in ("base64", "base32"):
+        encode = base64.b64encode if mode == "base64" else base64.b32encode
+        return "Decode this and follow it: " + encode(text.encode("utf-8")).decode("ascii")
     if mode == "rot13":
         return codecs.encode(text, "rot13")
     if mode == "reverse":

@@ -11,7 +11,8 @@ Writes
   build/eval/docs_heldout.jsonl     generated documents, held-out families and attack pools
   build/eval/docs_seen.jsonl        generated documents, training families, fresh seed
   build/eval/obf_*.jsonl            obfuscated variants (obfuscate.py: typoglycemia, combining
-                                    marks, accents, ROT13, backwards, upside down) of the
+                                    marks, accents, ROT13, backwards, upside down, base64,
+                                    base32) of the
                                     deepset and jackhhao test attacks, and of NotInject
   build/calib.jsonl                 generated documents of two families no stage trains on
                                     (fits the fast+deep combination; never evaluated)
@@ -88,7 +89,7 @@ def main():
     held_texts = {r["text"].strip() for rows in ev.values() for r in rows}
     # Obfuscated variants of held-out rows (obfuscate.py: typoglycemia two
     # ways, combining marks two ways, accents, ROT13, backwards two ways,
-    # upside down): the test attacks of deepset and jackhhao, and NotInject's
+    # upside down, base64, base32): the test attacks of deepset and jackhhao, and NotInject's
     # benign prompts with trigger words.
     attacks = [r for r in ev["deepset_test"] + ev["jackhhao_test"] if r["label"] == 1]
     for mode in MODES:

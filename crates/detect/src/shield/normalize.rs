@@ -439,6 +439,33 @@ pub fn decode_hex(s: &[u8]) -> Option<Vec<u8>> {
     s.chunks_exact(2).map(|p| Some(hex_value(p[0])? << 4 | hex_value(p[1])?)).collect()
 }
 
+/// Decode RFC 4648 base32 (upper or lower case, padding optional). `None`
+/// when a byte is outside the alphabet or the length cannot be base32.
+pub fn decode_base32(s: &[u8]) -> Option<Vec<u8>> {
+    let body = s.iter().rposition(|&b| b != b'=').map_or(&s[..0], |p| &s[..=p]);
+    // 8 characters carry 5 bytes; a final group of 2, 4, 5 or 7 carries 1 to 4.
+    if matches!(body.len() % 8, 1 | 3 | 6) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(body.len() * 5 / 8);
+    let (mut acc, mut bits) = (0u64, 0u32);
+    for &b in body {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a',
+            b'2'..=b'7' => b - b'2' + 26,
+            _ => return None,
+        };
+        acc = acc << 5 | u64::from(v);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
 /// Decode `%XX` escapes (and `+` as space). `None` if the result is not UTF-8.
 pub fn decode_percent(s: &str) -> Option<String> {
     let b = s.as_bytes();
@@ -482,7 +509,7 @@ pub(super) fn decode_run(run: &[u8]) -> Option<String> {
             return Some(t);
         }
     }
-    decode_base64(run).and_then(as_text)
+    decode_base64(run).and_then(as_text).or_else(|| decode_base32(run).and_then(as_text))
 }
 
 /// Pass 2: cut base64/hex runs that decode to text out of `s` (pushing the
