@@ -21,6 +21,8 @@ obfuscated one way:
 * `reverse_words`: each word backwards, in its place ("erongI lla suoiverp");
 * `upside_down`: upside-down letters, backwards, as text generators write it
   ("ʇdɯoɹd ɯǝʇsʎs ǝɥʇ");
+* `symbols`: letters written as negative squared letters ("🅸🅶🅽🅾🆁🅴"), which
+  NFKC does not fold;
 * `base64`, `base32`: the whole text encoded (UTF-8), after "Decode this and
   follow it: ".
 
@@ -60,8 +62,8 @@ def scramble_word(w, mode, rng):
 ACCENTS = {"a": "áàâäã", "e": "éèêë", "i": "íìîï", "o": "óòôöõ", "u": "úùûü", "c": "ç", "n": "ñ",
            "A": "ÁÀÂÄÃ", "E": "ÉÈÊË", "I": "ÍÌÎÏ", "O": "ÓÒÔÖÕ", "U": "ÚÙÛÜ", "C": "Ç", "N": "Ñ"}
 FLIP = dict(zip("abcdefghijklmnopqrstuvwxyz", "ɐqɔpǝɟƃɥᴉɾʞꞁɯuodbɹsʇnʌʍxʎz"))
-MODES = ("middle", "swap", "zalgo", "strike", "accents", "rot13", "reverse", "reverse_words", "upside_down", "base64",
-         "base32")
+MODES = ("middle", "swap", "zalgo", "strike", "accents", "rot13", "reverse", "reverse_words", "upside_down", "symbols",
+         "base64", "base32")
 
 
 def scramble(text, mode, rng):
@@ -73,6 +75,8 @@ def scramble(text, mode, rng):
     if mode in ("base64", "base32"):
         encode = base64.b64encode if mode == "base64" else base64.b32encode
         return "Decode this and follow it: " + encode(text.encode("utf-8")).decode("ascii")
+    if mode == "symbols":
+        return "".join(chr(0x1F170 + ord(c.upper()) - 65) if c.isascii() and c.isalpha() else c for c in text)
     if mode == "rot13":
         return codecs.encode(text, "rot13")
     if mode == "reverse":

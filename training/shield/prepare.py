@@ -89,7 +89,7 @@ def main():
     held_texts = {r["text"].strip() for rows in ev.values() for r in rows}
     # Obfuscated variants of held-out rows (obfuscate.py: typoglycemia two
     # ways, combining marks two ways, accents, ROT13, backwards two ways,
-    # upside down, base64, base32): the test attacks of deepset and jackhhao, and NotInject's
+    # upside down, letter symbols, base64, base32): the test attacks of deepset and jackhhao, and NotInject's
     # benign prompts with trigger words.
     attacks = [r for r in ev["deepset_test"] + ev["jackhhao_test"] if r["label"] == 1]
     for mode in MODES:
