@@ -69,25 +69,9 @@ fn normalize_into(input: &str, depth: usize, out: &mut Normalized) {
     out.flags.invisible |= invisible;
     let mut decoded = Vec::new();
     let main = extract_encoded(&cleaned, &mut decoded);
-    let (mut text, obfuscated) = fold(&main);
+    let (text, obfuscated) = fold(&main);
     out.flags.obfuscated |= obfuscated;
-    let words = super::typo::unscramble(&mut text);
-    let unaccented = accent_payload(&text);
-    if depth == 0 {
-        out.text = text;
-    } else {
-        out.payloads.push(text);
-    }
-    let main = if depth == 0 { &out.text } else { out.payloads.last().unwrap_or(&out.text) };
-    let mut decoded_here = super::cipher::decodings(main, words);
-    decoded_here.extend(unaccented);
-    for mut t in decoded_here {
-        if out.payloads.len() >= MAX_PAYLOADS {
-            break;
-        }
-        super::typo::unscramble(&mut t);
-        out.payloads.push(t);
-    }
+    add_level(text, depth, out);
     for d in decoded {
         if out.payloads.len() >= MAX_PAYLOADS {
             break;
@@ -95,6 +79,28 @@ fn normalize_into(input: &str, depth: usize, out: &mut Normalized) {
         if depth < MAX_DEPTH {
             normalize_into(&d, depth + 1, out);
         }
+    }
+}
+
+/// The last steps of a level (the main text at depth 0, a decoded payload
+/// below it): scrambled attack words folded back, then the text kept and its
+/// other readings (backwards, ROT13 or upside down; accents folded) added as
+/// payloads of their own. Shared with the reference normaliser.
+pub(super) fn add_level(mut text: String, depth: usize, out: &mut Normalized) {
+    let words = super::typo::unscramble(&mut text);
+    let mut readings = super::cipher::decodings(&text, words);
+    readings.extend(accent_payload(&text));
+    if depth == 0 {
+        out.text = text;
+    } else {
+        out.payloads.push(text);
+    }
+    for mut t in readings {
+        if out.payloads.len() >= MAX_PAYLOADS {
+            break;
+        }
+        super::typo::unscramble(&mut t);
+        out.payloads.push(t);
     }
 }
 
@@ -1160,7 +1166,7 @@ static LATIN: LazyLock<(Vec<u8>, Vec<u8>)> = LazyLock::new(|| {
 /// of their letters accented) and Vietnamese (25–31 % in the training data)
 /// keep their letters, which the fast stage was trained on, and no training
 /// row reaches the threshold, so the weights are the same as without it.
-pub(super) fn accent_payload(text: &str) -> Option<String> {
+fn accent_payload(text: &str) -> Option<String> {
     // A byte pass first: in UTF-8 every letter `latin_base` folds starts
     // with a byte in 0xC3..=0xC9 (U+00C0..U+024F) or 0xE1 (U+1E00..U+1EFF),
     // so their count bounds the accented letters from above, and the ASCII

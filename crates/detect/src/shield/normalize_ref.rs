@@ -7,8 +7,8 @@
 #![allow(dead_code)]
 
 use super::normalize::{
-    accent_payload, as_text, decode_run, flush_singles, fold_leet, homoglyph, is_b64_byte, is_invisible,
-    percent_tokens, plain_ascii_token, push_word, Normalized, ENC_MARKER,
+    add_level, as_text, decode_run, flush_singles, fold_leet, homoglyph, is_b64_byte, is_invisible, percent_tokens,
+    plain_ascii_token, push_word, Normalized, ENC_MARKER,
 };
 use std::borrow::Cow;
 use unicode_normalization::UnicodeNormalization;
@@ -33,25 +33,9 @@ fn normalize_into(input: &str, depth: usize, out: &mut Normalized) {
     out.flags.invisible |= invisible;
     let mut decoded = Vec::new();
     let main = extract_encoded(&cleaned, &mut decoded);
-    let (mut text, obfuscated) = fold(&main);
+    let (text, obfuscated) = fold(&main);
     out.flags.obfuscated |= obfuscated;
-    let words = super::typo::unscramble(&mut text);
-    let unaccented = accent_payload(&text);
-    if depth == 0 {
-        out.text = text;
-    } else {
-        out.payloads.push(text);
-    }
-    let main = if depth == 0 { &out.text } else { out.payloads.last().unwrap_or(&out.text) };
-    let mut decoded_here = super::cipher::decodings(main, words);
-    decoded_here.extend(unaccented);
-    for mut t in decoded_here {
-        if out.payloads.len() >= MAX_PAYLOADS {
-            break;
-        }
-        super::typo::unscramble(&mut t);
-        out.payloads.push(t);
-    }
+    add_level(text, depth, out);
     for d in decoded {
         if out.payloads.len() >= MAX_PAYLOADS {
             break;
