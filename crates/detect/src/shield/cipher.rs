@@ -5,8 +5,9 @@
 //! upside-down text generators use (`ɐ ǝ ɹ ʇ ɯ ʎ`), and decoded into a
 //! payload that is scored beside the text as written.
 //!
-//! Runs on normalised text (lowercase, single spaces): one pass over its
-//! words, and a decoding only where the test says so.
+//! Runs on normalised text (lowercase, single spaces). The function words are
+//! counted by the typoglycemia pass as it goes over the words
+//! ([`WordCounts::add`]); a text is decoded only where the test says so.
 
 /// Function words: plain, written backwards, and in ROT13 (the same order).
 /// Left out: pairs that are both words ("on" and "no", "be" and its ROT13
@@ -91,7 +92,8 @@ const MIN_HITS: usize = 2;
 /// Upside-down letters and what they stand for. `q b d p n u` stand for
 /// their mirror letters too; they are swapped only in text found to be upside
 /// down. Letters that a living alphabet uses as such (the schwa `ə` of
-/// Azerbaijani, the dotless `ı` of Turkish) are not in the list.
+/// Azerbaijani, the dotless `ı` of Turkish) are not in the list, and the open
+/// `ɔ` of Akan and Ewe is decoded but not counted as evidence ([`is_flipped`]).
 fn unflip(c: char) -> Option<char> {
     Some(match c {
         'ɐ' => 'a',
@@ -120,9 +122,9 @@ fn unflip(c: char) -> Option<char> {
     })
 }
 
-/// Is `c` one of the letters only upside-down text uses (not `q b d p n u`)?
+/// Is `c` one of the letters only upside-down text uses (not `q b d p n u`, not `ɔ`)?
 fn is_flipped(c: char) -> bool {
-    !c.is_ascii() && unflip(c).is_some()
+    !c.is_ascii() && c != 'ɔ' && unflip(c).is_some()
 }
 
 fn rot13(c: char) -> char {
