@@ -1042,6 +1042,9 @@ impl Folder {
                 word.push(c.to_ascii_lowercase());
             } else if bmp_bit(lower_same, c) {
                 word.push(c);
+            } else if let Some(l) = letter_symbol(c) {
+                word.push(l);
+                self.obfuscated = true;
             } else {
                 word.extend(c.to_lowercase());
             }
@@ -1118,6 +1121,22 @@ pub(super) fn flush_singles(out: &mut String, singles: &mut Vec<char>) {
         }
     }
     singles.clear();
+}
+
+/// The letter that a negative circled or negative squared letter (`🅘🅖🅝`,
+/// `🅸🅶🅽🅾🆁🅴`: U+1F150..U+1F169, U+1F170..U+1F189) stands for, lowercase; NFKC
+/// leaves those alone (circled, squared, parenthesised, full-width and
+/// mathematical letters are NFKC's). Regional indicators (`🇮🇬🇳`) are not
+/// folded: they spell flags in ordinary text, and folding them changed
+/// training rows and moved the held-out figures (`training/shield/README.md`).
+pub(super) fn letter_symbol(c: char) -> Option<char> {
+    let cp = c as u32;
+    let at = match cp {
+        0x1F150..=0x1F169 => cp - 0x1F150,
+        0x1F170..=0x1F189 => cp - 0x1F170,
+        _ => return None,
+    };
+    char::from_u32(u32::from(b'a') + at)
 }
 
 /// The ASCII letter a Latin letter with diacritics is written on (`é` ->

@@ -7,8 +7,8 @@
 #![allow(dead_code)]
 
 use super::normalize::{
-    add_level, as_text, decode_run, flush_singles, fold_leet, homoglyph, is_b64_byte, is_invisible, percent_tokens,
-    plain_ascii_token, push_word, Normalized, ENC_MARKER,
+    add_level, as_text, decode_run, flush_singles, fold_leet, homoglyph, is_b64_byte, is_invisible, letter_symbol,
+    percent_tokens, plain_ascii_token, push_word, Normalized, ENC_MARKER,
 };
 use std::borrow::Cow;
 use unicode_normalization::UnicodeNormalization;
@@ -277,6 +277,9 @@ impl Folder {
         for c in tok.chars() {
             if c.is_ascii() {
                 word.push(c.to_ascii_lowercase());
+            } else if let Some(l) = letter_symbol(c) {
+                word.push(l);
+                self.obfuscated = true;
             } else {
                 word.extend(c.to_lowercase());
             }
