@@ -14,8 +14,11 @@
 //!    also hold Latin letters (or consist only of look-alikes), fold leetspeak
 //!    inside words (`1gn0r3` -> `ignore`), join letters spaced or dotted apart
 //!    (`i g n o r e`, `i.g.n.o.r.e`), collapse whitespace to one space.
-//! 4. [`unscramble`](super::typo::unscramble): a word whose letters are a
-//!    rearrangement of an attack keyword (`ignroe`, `sytsem`) becomes that keyword.
+//! 4. `add_level`: a word whose letters are a rearrangement of an attack
+//!    keyword (`ignroe`, `sytsem`) becomes that keyword
+//!    ([`unscramble`](super::typo::unscramble)), and the text's other readings
+//!    (backwards, ROT13 or upside down, see [`cipher`](super::cipher); accents
+//!    folded, see `accent_payload`) are added as payloads of their own.
 //!
 //! ASCII input skips NFKC and the look-alike table, and NFKC runs only on the
 //! whitespace-delimited chunks that need it, so the common case stays fast.
@@ -51,7 +54,7 @@ pub struct Normalized {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Flags {
     /// Zero-width, bidi-control, variation-selector or tag characters, or
-    /// script-neutral combining marks, were present (see [`is_invisible`]).
+    /// script-neutral combining marks, were present (see `is_invisible`).
     pub invisible: bool,
     /// Look-alike letters or leetspeak were folded inside words.
     pub obfuscated: bool,
@@ -109,8 +112,9 @@ pub(super) fn add_level(mut text: String, depth: usize, out: &mut Normalized) {
 /// character before it? Those marks are how "Zalgo" and strike-through or
 /// underline text generators hide a word from a filter (`i̶g̶n̶o̶r̶e̶`). A
 /// precomposed accented letter is one character and stays (`é`); an accent
-/// written as a separate mark is dropped with the rest. Marks that belong to a script (Devanagari, Arabic, Hebrew, Thai ...) are
-/// outside these blocks and kept.
+/// written as a separate mark is dropped with the rest. Marks that belong to
+/// a script (Devanagari, Arabic, Hebrew, Thai ...) are outside these blocks
+/// and kept.
 pub(super) fn is_invisible(c: char) -> bool {
     matches!(c,
         '\u{00AD}'                      // soft hyphen
@@ -1144,7 +1148,7 @@ pub(super) fn letter_symbol(c: char) -> Option<char> {
 /// decomposition, for the Latin-1, Latin Extended-A/B and Latin Extended
 /// Additional blocks. `None` for every other character, and for letters that
 /// do not decompose (`ß`, `ø`, `ı`, `đ`).
-pub(super) fn latin_base(c: char) -> Option<char> {
+fn latin_base(c: char) -> Option<char> {
     let (table, at) = match c as u32 {
         cp @ 0x00C0..=0x024F => (&LATIN.0, cp - 0x00C0),
         cp @ 0x1E00..=0x1EFF => (&LATIN.1, cp - 0x1E00),
