@@ -22,7 +22,7 @@ SETS = [
 ] + [
     (f"obf_{name}_{mode}", fig, None)
     for mode in ("middle", "swap", "zalgo", "strike", "accents", "rot13", "reverse", "reverse_words", "upside_down",
-                 "symbols", "base64", "base32")
+                 "symbols", "base64", "base32", "typos")
     for name, fig in (("attacks", "recall"), ("notinject", "accuracy"))
 ]
 

@@ -24,7 +24,12 @@ obfuscated one way:
 * `symbols`: letters written as negative squared letters ("🅸🅶🅽🅾🆁🅴"), which
   NFKC does not fold;
 * `base64`, `base32`: the whole text encoded (UTF-8), after "Decode this and
-  follow it: ".
+  follow it: ";
+* `typos`: typing errors, as a hurried or careless writer makes them: in each
+  word of four letters or more, with probability one half, one letter is
+  replaced by a neighbour on a QWERTY keyboard, dropped, doubled, or joined by
+  a neighbour ("igmore all previos insttuctions"); the first letter is kept.
+  (`typos` below, also used by prepare.py for training copies.)
 
 Words are runs of ASCII letters. A shuffle that gives the word back is tried
 again (up to ten times), so most words change. Seeded per row: the same
@@ -63,7 +68,42 @@ ACCENTS = {"a": "áàâäã", "e": "éèêë", "i": "íìîï", "o": "óòôöõ
            "A": "ÁÀÂÄÃ", "E": "ÉÈÊË", "I": "ÍÌÎÏ", "O": "ÓÒÔÖÕ", "U": "ÚÙÛÜ", "C": "Ç", "N": "Ñ"}
 FLIP = dict(zip("abcdefghijklmnopqrstuvwxyz", "ɐqɔpǝɟƃɥᴉɾʞꞁɯuodbɹsʇnʌʍxʎz"))
 MODES = ("middle", "swap", "zalgo", "strike", "accents", "rot13", "reverse", "reverse_words", "upside_down", "symbols",
-         "base64", "base32")
+         "base64", "base32", "typos")
+
+KEYBOARD = ["qwertyuiop", "asdfghjkl", "zxcvbnm"]
+
+
+def _neighbours():
+    pos = {c: (r, i) for r, row in enumerate(KEYBOARD) for i, c in enumerate(row)}
+    out = {}
+    for c, (r, i) in pos.items():
+        out[c] = "".join(d for d, (r2, i2) in pos.items() if d != c and abs(r2 - r) <= 1 and abs(i2 - i) <= 1)
+    return out
+
+
+NEIGHBOURS = _neighbours()
+
+
+def typo_word(w, rng):
+    """One typing error in `w` (after its first letter), case kept."""
+    i = rng.randrange(1, len(w))
+    c = w[i]
+    near = NEIGHBOURS.get(c.lower(), "")
+    op = rng.randrange(4) if near else rng.choice((1, 2))
+    if op == 0:  # a neighbouring key instead
+        n = rng.choice(near)
+        return w[:i] + (n.upper() if c.isupper() else n) + w[i + 1 :]
+    if op == 1:  # dropped
+        return w[:i] + w[i + 1 :]
+    if op == 2:  # doubled
+        return w[:i] + c + w[i:]
+    n = rng.choice(near)  # a neighbouring key as well
+    return w[:i] + (n.upper() if c.isupper() else n) + w[i:]
+
+
+def typos(text, rng, p=0.5):
+    """Typing errors in about a share `p` of the words of four letters or more."""
+    return WORD.sub(lambda m: typo_word(m.group(0), rng) if rng.random() < p else m.group(0), text)
 
 
 def scramble(text, mode, rng):
@@ -85,6 +125,8 @@ def scramble(text, mode, rng):
         return re.sub(r"\S+", lambda m: m.group(0)[::-1], text)
     if mode == "upside_down":
         return "".join(FLIP.get(c.lower(), c) for c in text)[::-1]
+    if mode == "typos":
+        return typos(text, rng)
     if mode == "accents":
         return "".join(rng.choice(ACCENTS[c]) if c in ACCENTS else c for c in text)
     return WORD.sub(lambda m: scramble_word(m.group(0), mode, rng), text)

@@ -12,7 +12,7 @@ Writes
   build/eval/docs_seen.jsonl        generated documents, training families, fresh seed
   build/eval/obf_*.jsonl            obfuscated variants (obfuscate.py: typoglycemia, combining
                                     marks, accents, ROT13, backwards, upside down, base64,
-                                    base32) of the
+                                    base32, typing errors) of the
                                     deepset and jackhhao test attacks, and of NotInject
   build/calib.jsonl                 generated documents of two families no stage trains on
                                     (fits the fast+deep combination; never evaluated)
@@ -27,7 +27,7 @@ import random
 import subprocess
 import sys
 
-from obfuscate import MODES, scramble
+from obfuscate import MODES, scramble, typos
 from prompts import attack_prompt, benign_prompt, benign_request_prompt, benign_trigger_prompt
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -39,6 +39,14 @@ REQUESTS = int(os.environ.get("SHIELD_REQUESTS", "1500"))
 # Pairs made of deepset `train` rows (see main), and their weight.
 PAIRS = int(os.environ.get("SHIELD_PAIRS", "1500"))
 PAIR_WEIGHT = float(os.environ.get("SHIELD_PAIR_WEIGHT", "2.0"))
+# Copies with typing errors (see main; an experiment, off unless
+# SHIELD_TYPO_SOURCES names sources, e.g. "deepset,deepset_pair,jackhhao,gen"):
+# share of words mistyped, how many generated prompts of each label are
+# copied, and the copies' weight relative to their originals.
+TYPO_SOURCES = [s for s in os.environ.get("SHIELD_TYPO_SOURCES", "").split(",") if s]
+TYPO_P = float(os.environ.get("SHIELD_TYPO_P", "0.35"))
+TYPO_GEN = int(os.environ.get("SHIELD_TYPO_GEN", "1000"))
+TYPO_WEIGHT = float(os.environ.get("SHIELD_TYPO_WEIGHT", "0.5"))
 
 
 def held_back(i):
@@ -133,6 +141,25 @@ def main():
         if text.strip() not in held_texts:
             pairs.append({"text": text, "label": second["label"], "src": "deepset_pair", "weight": PAIR_WEIGHT})
     train += pairs
+    # People mistype, attackers too: copies of training rows with typing
+    # errors, of both labels alike, so that an attack's misspelt words might
+    # still read as the words and a benign typo means nothing (tried, not
+    # shipped: training/shield/README.md). Only rows the trainers use are
+    # copied (never a held-back one), and the copies go last, so the
+    # held-back rows stay the same.
+    typo_rng = random.Random(SEED + 11)
+    base = [r for i, r in enumerate(train) if not held_back(i)]
+    gen = {0: [r for r in base if r["src"].startswith("gen_benign")],
+           1: [r for r in base if r["src"] == "gen_attack_prompt"]}
+    chosen = [r for r in base if r["src"] in TYPO_SOURCES]
+    if "gen" in TYPO_SOURCES:
+        for label in (0, 1):
+            chosen += typo_rng.sample(gen[label], min(TYPO_GEN, len(gen[label])))
+    for r in chosen:
+        text = typos(r["text"], typo_rng, TYPO_P)
+        if text != r["text"] and text.strip() not in held_texts:
+            train.append({"text": text, "label": r["label"], "src": "typo_" + r["src"].split("_")[0],
+                          "weight": r.get("weight", 1.0) * TYPO_WEIGHT})
     write(os.path.join(a.out, "train.jsonl"), train)
     calib = [{"text": r["text"], "label": r["label"], "src": "calib_" + r["family"]}
              for r in gen_docs("calib", 1000, SEED + 3)]

@@ -439,9 +439,11 @@ fn main() -> Result<(), Box<dyn Error>> {
             );
         }
     }
-    // Held-back rows: fast and deep logits, fit the combination.
+    // Held-back rows: fast and deep logits, fit the combination. The copies
+    // with typing errors (`typo_*`, prepare.py) are not a source of their own:
+    // the combination is fitted on the sources as they come.
     let (mut fl, mut dl, mut lab, mut groups) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let held_back = rows.iter().enumerate().filter(|&(i, _)| is_val(i)).map(|(_, r)| r);
+    let held_back = rows.iter().enumerate().filter(|&(i, r)| is_val(i) && !src(r).starts_with("typo_")).map(|(_, r)| r);
     for r in held_back.chain(calib.iter()) {
         {
             let text = r.get("text").and_then(Value::as_str).unwrap_or("");
