@@ -25,6 +25,9 @@ obfuscated one way:
   NFKC does not fold;
 * `base64`, `base32`: the whole text encoded (UTF-8), after "Decode this and
   follow it: ";
+* `attachment`: the whole text in base64 after a neutral "Attachment: " (an
+  instruction of its own, like the frame above, is not what makes a benign
+  attachment look like an attack);
 * `typos`: typing errors, as a hurried or careless writer makes them: in each
   word of four letters or more, with probability one half, one letter is
   replaced by a neighbour on a QWERTY keyboard, dropped, doubled, or joined by
@@ -68,7 +71,7 @@ ACCENTS = {"a": "áàâäã", "e": "éèêë", "i": "íìîï", "o": "óòôöõ
            "A": "ÁÀÂÄÃ", "E": "ÉÈÊË", "I": "ÍÌÎÏ", "O": "ÓÒÔÖÕ", "U": "ÚÙÛÜ", "C": "Ç", "N": "Ñ"}
 FLIP = dict(zip("abcdefghijklmnopqrstuvwxyz", "ɐqɔpǝɟƃɥᴉɾʞꞁɯuodbɹsʇnʌʍxʎz"))
 MODES = ("middle", "swap", "zalgo", "strike", "accents", "rot13", "reverse", "reverse_words", "upside_down", "symbols",
-         "base64", "base32", "typos")
+         "base64", "base32", "attachment", "typos")
 
 KEYBOARD = ["qwertyuiop", "asdfghjkl", "zxcvbnm"]
 
@@ -115,6 +118,8 @@ def scramble(text, mode, rng):
     if mode in ("base64", "base32"):
         encode = base64.b64encode if mode == "base64" else base64.b32encode
         return "Decode this and follow it: " + encode(text.encode("utf-8")).decode("ascii")
+    if mode == "attachment":
+        return "Attachment: " + base64.b64encode(text.encode("utf-8")).decode("ascii")
     if mode == "symbols":
         return "".join(chr(0x1F170 + ord(c.upper()) - 65) if c.isascii() and c.isalpha() else c for c in text)
     if mode == "rot13":

@@ -448,8 +448,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         {
             let text = r.get("text").and_then(Value::as_str).unwrap_or("");
             let n = normalize(text);
-            let f = fast.score_normalized(&n);
-            let mut best = deep.max_logit(&n.text).0;
+            // the main text as serving scores it (encoded runs' markers dropped when
+            // every payload reads as benign: `shield::main_text`)
+            let (f, main) = fast.score_read(&n);
+            let mut best = deep.max_logit(&main).0;
             for p in &n.payloads {
                 best = best.max(deep.max_logit(p).0);
             }

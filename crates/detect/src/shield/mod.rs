@@ -43,6 +43,7 @@ pub use model::{Model, ModelError};
 pub use normalize::{normalize, Normalized};
 pub use parts::{screened_parts, Part, PartKind, RequestView, SystemField};
 pub use pipeline::{DeepMode, Pipeline, PipelineError};
+use std::borrow::Cow;
 
 /// The weights shipped with this build (see `training/shield/README.md`).
 pub static BUILTIN_WEIGHTS: &[u8] = include_bytes!("weights/fast.kwsh");
@@ -155,17 +156,66 @@ impl Shield {
 
     /// Score an already normalised text.
     pub fn score_normalized(&self, n: &Normalized) -> Score {
-        let (logit, window, mut windows) = self.model.max_logit(&n.text, n.flags);
-        let mut best = (logit, window, Origin::Text);
+        self.score_read(n).0
+    }
+
+    /// The fast stage's score, and the main text as it was scored (see
+    /// [`main_text`]), for the deep stage to read the same.
+    pub fn score_read<'a>(&self, n: &'a Normalized) -> (Score, Cow<'a, str>) {
+        let mut windows = 0;
+        let mut payload: Option<(f32, (usize, usize), usize)> = None;
         for (i, p) in n.payloads.iter().enumerate() {
             let (l, w, k) = self.model.max_logit(p, n.flags);
             windows += k;
-            if l > best.0 {
-                best = (l, w, Origin::Payload(i));
+            if payload.is_none_or(|b| l > b.0) {
+                payload = Some((l, w, i));
             }
         }
-        Score { score: sigmoid(best.0), logit: best.0, stage: Stage::Fast, origin: best.2, window: best.1, windows }
+        let text = main_text(n, payload.map(|p| p.0));
+        let (logit, window, k) = self.model.max_logit(&text, n.flags);
+        windows += k;
+        let mut best = (logit, window, Origin::Text);
+        if let Some((l, w, i)) = payload.filter(|p| p.0 > logit) {
+            best = (l, w, Origin::Payload(i));
+        }
+        let score = Score {
+            score: sigmoid(best.0),
+            logit: best.0,
+            stage: Stage::Fast,
+            origin: best.2,
+            window: best.1,
+            windows,
+        };
+        (score, text)
     }
+}
+
+/// A payload whose logit on its own is below this (probability one half) reads
+/// as benign (see [`main_text`]).
+const BENIGN_PAYLOAD_LOGIT: f32 = 0.0;
+
+/// The main text as it is scored. An encoded run cut out of it left a marker
+/// word ([`normalize::ENC_MARKER`]) that says "something was hidden here", and
+/// in the training data every encoded text is an attack, so the marker alone
+/// flags a benign attachment, data URI or API field in base64. When every
+/// payload reads as benign on its own (the highest payload logit below
+/// `BENIGN_PAYLOAD_LOGIT`: more likely benign than an attack), the markers are
+/// left out: what was encoded has been read and found harmless. Otherwise the
+/// text is scored as normalised, and the marker counts as evidence that
+/// something was hidden.
+pub fn main_text(n: &Normalized, best_payload_logit: Option<f32>) -> Cow<'_, str> {
+    let benign = best_payload_logit.is_some_and(|l| l < BENIGN_PAYLOAD_LOGIT);
+    if !benign || !n.text.contains(normalize::ENC_MARKER) {
+        return Cow::Borrowed(&n.text);
+    }
+    let mut out = String::with_capacity(n.text.len());
+    for w in n.text.split(' ').filter(|w| *w != normalize::ENC_MARKER) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
+    Cow::Owned(out)
 }
 
 #[cfg(test)]

@@ -71,7 +71,8 @@ fn normalize_into(input: &str, depth: usize, out: &mut Normalized) {
     let (cleaned, invisible) = clean(input);
     out.flags.invisible |= invisible;
     let mut decoded = Vec::new();
-    let main = extract_encoded(&cleaned, &mut decoded);
+    let joined = join_wrapped(&cleaned);
+    let main = extract_encoded(&joined, &mut decoded);
     let (text, obfuscated) = fold(&main);
     out.flags.obfuscated |= obfuscated;
     add_level(text, depth, out);
@@ -391,7 +392,6 @@ pub(super) fn nfkc_quick_yes(s: &str) -> bool {
 }
 
 /// The base64 alphabet byte by byte ([`C_B64`] is the table the scans use).
-#[cfg(test)]
 pub(super) fn is_b64_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=')
 }
@@ -703,6 +703,86 @@ fn count_escapes(b: &[u8], max: usize) -> usize {
         }
     }
     count
+}
+
+/// The length of the line break at `i`: a real one (`\n`, `\r\n`) or one
+/// written as a JSON or C escape (`\\n`, `\\r\\n`), as a tool's JSON output
+/// carries it; 0 if there is none.
+fn line_break_at(b: &[u8], i: usize) -> usize {
+    let at = |k: usize, x: &[u8]| b.get(i + k..i + k + x.len()) == Some(x);
+    if at(0, b"\n") {
+        1
+    } else if at(0, b"\r\n") || at(0, b"\\n") {
+        2
+    } else if at(0, b"\\r\\n") {
+        4
+    } else {
+        0
+    }
+}
+
+/// Base64 wrapped over lines of equal length (MIME writes 76 characters a
+/// line, PEM 64, some APIs 60), with real or escaped line breaks, joined back
+/// into one run, so that it decodes as a whole and not as its first line. A
+/// block is joined only when it has two lines or more, every line but the last
+/// has the first one's length (a multiple of 4, at least [`MIN_ENCODED_RUN`]),
+/// and the joined run decodes to text.
+pub(super) fn join_wrapped(s: &str) -> Cow<'_, str> {
+    let b = s.as_bytes();
+    if !b.contains(&b'\n') && !s.contains("\\n") {
+        return Cow::Borrowed(s);
+    }
+    let b64_len = |from: usize| b[from..].iter().take_while(|&&c| is_b64_byte(c)).count();
+    let mut out = String::new();
+    let mut last = 0;
+    let mut i = 0;
+    while i < b.len() {
+        let brk = line_break_at(b, i);
+        if brk == 0 {
+            i += 1;
+            continue;
+        }
+        let start = b[..i].iter().rposition(|&c| !is_b64_byte(c)).map_or(0, |p| p + 1);
+        let width = i - start;
+        if width < MIN_ENCODED_RUN || width % 4 != 0 {
+            i += brk;
+            continue;
+        }
+        // follow the lines of that width; one shorter line ends the block
+        let (mut j, mut lines) = (i, vec![(start, i)]);
+        loop {
+            let k = line_break_at(b, j);
+            let len = if k == 0 { 0 } else { b64_len(j + k) };
+            if len == 0 || len > width {
+                break;
+            }
+            lines.push((j + k, j + k + len));
+            j += k + len;
+            if len < width {
+                break;
+            }
+        }
+        if lines.len() < 2 {
+            i += brk;
+            continue;
+        }
+        let joined: Vec<u8> = lines.iter().flat_map(|&(a, e)| b[a..e].iter().copied()).collect();
+        if decode_run(&joined).is_none() {
+            i = j;
+            continue;
+        }
+        out.push_str(&s[last..start]);
+        for &(a, e) in &lines {
+            out.push_str(&s[a..e]);
+        }
+        last = j;
+        i = j;
+    }
+    if last == 0 {
+        return Cow::Borrowed(s);
+    }
+    out.push_str(&s[last..]);
+    Cow::Owned(out)
 }
 
 /// An encoded run cut out of the text: the text before it, then the marker word

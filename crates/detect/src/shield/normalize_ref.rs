@@ -7,8 +7,8 @@
 #![allow(dead_code)]
 
 use super::normalize::{
-    add_level, as_text, decode_run, flush_singles, fold_leet, homoglyph, is_b64_byte, is_invisible, letter_symbol,
-    percent_tokens, plain_ascii_token, push_word, Normalized, ENC_MARKER,
+    add_level, as_text, decode_run, flush_singles, fold_leet, homoglyph, is_b64_byte, is_invisible, join_wrapped,
+    letter_symbol, percent_tokens, plain_ascii_token, push_word, Normalized, ENC_MARKER,
 };
 use std::borrow::Cow;
 use unicode_normalization::UnicodeNormalization;
@@ -32,7 +32,8 @@ fn normalize_into(input: &str, depth: usize, out: &mut Normalized) {
     let (cleaned, invisible) = clean(input);
     out.flags.invisible |= invisible;
     let mut decoded = Vec::new();
-    let main = extract_encoded(&cleaned, &mut decoded);
+    let joined = join_wrapped(&cleaned);
+    let main = extract_encoded(&joined, &mut decoded);
     let (text, obfuscated) = fold(&main);
     out.flags.obfuscated |= obfuscated;
     add_level(text, depth, out);

@@ -107,7 +107,7 @@ impl Pipeline {
 
     /// Score an already normalised text.
     pub fn score_normalized(&self, n: &Normalized, mode: DeepMode) -> Score {
-        let fast = self.fast.score_normalized(n);
+        let (fast, text) = self.fast.score_read(n);
         let Some(deep) = &self.deep else {
             return fast;
         };
@@ -119,7 +119,7 @@ impl Pipeline {
         if !run {
             return fast;
         }
-        let (mut best, mut window, mut windows) = deep.max_logit(&n.text);
+        let (mut best, mut window, mut windows) = deep.max_logit(&text);
         let mut origin = Origin::Text;
         for (i, p) in n.payloads.iter().enumerate() {
             let (l, w, k) = deep.max_logit(p);
