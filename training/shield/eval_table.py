@@ -19,10 +19,12 @@ SETS = [
     ("cyberseceval", "recall", None),
     ("docs_heldout", "recall_at_target_fpr", "auc"),
     ("docs_seen", "recall_at_target_fpr", "auc"),
+    ("real_crates", "accuracy", None),
+    ("real_crates_injected", "recall_at_target_fpr", "auc"),
 ] + [
     (f"obf_{name}_{mode}", fig, None)
     for mode in ("middle", "swap", "zalgo", "strike", "accents", "rot13", "reverse", "reverse_words", "upside_down",
-                 "symbols", "base64", "base32", "typos")
+                 "symbols", "base64", "base32", "attachment", "typos")
     for name, fig in (("attacks", "recall"), ("notinject", "accuracy"))
 ]
 
@@ -31,6 +33,9 @@ def main():
     cli = sys.argv[1]
     extra = ["--deep-weights", sys.argv[2]] if len(sys.argv) > 2 else []
     for name, fig, aux in SETS:
+        if not os.path.exists(f"{here}/build/eval/{name}.jsonl"):
+            print(f"{name:14} (not built: prepare.py found no Cargo registry cache)", flush=True)
+            continue
         cells = []
         for stage in ("fast", "full", "uncertain"):
             out = subprocess.run(

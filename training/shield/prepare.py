@@ -29,6 +29,8 @@ import sys
 
 from obfuscate import MODES, scramble, typos
 from prompts import attack_prompt, benign_prompt, benign_request_prompt, benign_trigger_prompt
+import fetch_docs
+import real_docs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SEED = 20241127
@@ -39,6 +41,10 @@ REQUESTS = int(os.environ.get("SHIELD_REQUESTS", "1500"))
 # Pairs made of deepset `train` rows (see main), and their weight.
 PAIRS = int(os.environ.get("SHIELD_PAIRS", "1500"))
 PAIR_WEIGHT = float(os.environ.get("SHIELD_PAIR_WEIGHT", "2.0"))
+# Real documents (real_docs.py): the pinned source distributions' docs, one
+# inserted passage each (half of them attacks), and their weight; 0 leaves
+# them out.
+REAL_DOCS_WEIGHT = float(os.environ.get("SHIELD_REAL_DOCS_WEIGHT", "1.0"))
 # Copies with typing errors (see main; an experiment, off unless
 # SHIELD_TYPO_SOURCES names sources, e.g. "deepset,deepset_pair,jackhhao,gen"):
 # share of words mistyped, how many generated prompts of each label are
@@ -72,10 +78,42 @@ def gen_docs(families, n, seed):
     return [json.loads(line) for line in out.splitlines()]
 
 
+def real_doc_rows(directory):
+    """Training documents from the pinned source distributions (all of them,
+    checked against their hashes: the training set must be the same everywhere)."""
+    missing = [f for _, f, sha in fetch_docs.pinned()
+               if not os.path.exists(os.path.join(directory, f)) or fetch_docs.sha256_of(os.path.join(directory, f)) != sha]
+    if missing:
+        sys.exit(f"{len(missing)} pinned docs sources missing or changed in {directory} (e.g. {missing[0]}): "
+                 "run training/shield/fetch_docs.py")
+    docs = real_docs.documents(real_docs.sdist_files(directory), SEED + 5,
+                               url_paragraphs=os.environ.get("SHIELD_REAL_DOCS_URLS") == "1")
+    return real_docs.injected_rows(docs, SEED + 6, held_out=False)
+
+
+def crate_docs(lock):
+    """Evaluation sets from the Markdown of the crates Cargo.lock pins, when
+    Cargo's registry cache holds them (any build of keyward fills it)."""
+    files = real_docs.crate_files(lock)
+    if not files:
+        print("no crate sources in the Cargo registry cache: real_crates* not written (build keyward first)",
+              file=sys.stderr)
+        return {}
+    docs = real_docs.documents(files, SEED + 7)
+    keep = ("text", "label", "source", "position", "attack_kind")
+    return {"real_crates": [{k: r[k] for k in ("text", "label", "source")} for r in real_docs.benign_rows(docs)],
+            "real_crates_injected": [{k: r[k] for k in keep}
+                                     for r in real_docs.injected_rows(docs, SEED + 8, held_out=True)]}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
     ap.add_argument("--out", default=os.path.join(HERE, "build"))
+    ap.add_argument("--docs-src", default=os.path.join(HERE, "build", "docs_src"),
+                    help="the source distributions of docs-sources.txt (fetch_docs.py downloads them)")
+    ap.add_argument("--lock", default=os.path.join(HERE, "..", "..", "Cargo.lock"),
+                    help="Cargo.lock naming the crates whose docs are evaluated on")
     a = ap.parse_args()
     d = a.data
     deepset = read(os.path.join(d, "deepset_prompt_injections.jsonl"))
@@ -93,6 +131,7 @@ def main():
                          for r in gen_docs("heldout", 3000, SEED + 1)],
         "docs_seen": [{k: r[k] for k in ("text", "label", "family", "position", "attack_kind")}
                       for r in gen_docs("train", 1500, SEED + 2)],
+        **crate_docs(a.lock),
     }
     held_texts = {r["text"].strip() for rows in ev.values() for r in rows}
     # Obfuscated variants of held-out rows (obfuscate.py: typoglycemia two
@@ -124,6 +163,10 @@ def main():
     for r in gen_docs("train", 5000, SEED):
         train.append({"text": r["text"], "label": r["label"], "src": "gen_doc_" + r["family"],
                       "prefix": r["prefix"], "insert": r["insert"], "suffix": r["suffix"]})
+    if REAL_DOCS_WEIGHT > 0:
+        for r in real_doc_rows(a.docs_src):
+            train.append({"text": r["text"], "label": r["label"], "src": "real_doc", "weight": REAL_DOCS_WEIGHT,
+                          "prefix": r["prefix"], "insert": r["insert"], "suffix": r["suffix"]})
     train = [r for r in train if r["text"].strip() not in held_texts or r["src"].startswith("gen_")]
     rng.shuffle(train)
     # deepset's rows often put an injection after an unrelated benign question or

@@ -1,0 +1,173 @@
+"""Real documents, not written by this project's generator: the Markdown
+files of software packages (READMEs, changelogs, guides), as tool results and
+retrieved documents carry them, with their badges, links, code blocks and
+install instructions addressed to the reader.
+
+Two sources, kept apart:
+
+* evaluation: the crates that keyward itself depends on, at the versions
+  `Cargo.lock` pins, read from Cargo's registry cache
+  (`$CARGO_HOME/registry/src/*/NAME-VERSION/`), which any build of keyward
+  fills; no stage ever trains on them;
+* training: Python packages' source distributions at the versions pinned in
+  `docs-requirements.txt`, downloaded by `pip download` into `build/` by
+  `prepare.py` (nothing from them is committed).
+
+Each file is cut at blank lines into documents of 300-4,000 characters (at
+most `PER_FILE` per file). `inject` puts one passage into a document at its
+start, middle or end, in a wrapper Markdown writers use (a paragraph, a block
+quote, an HTML comment, a note, a list item): an attack (label 1) or a benign
+passage of the same kind (label 0), as `gen_docs.py` does, so that neither the
+insertion nor the wrapper gives the label away.
+
+Standard library only (tomllib: Python 3.11+).
+"""
+
+import glob
+import os
+import random
+import re
+import tarfile
+import tomllib
+import zipfile
+
+from attacks import make_attack
+import gen_docs
+
+PER_FILE = 3
+MIN_CHARS, MAX_CHARS = 300, 4000
+SKIP = re.compile(r"(^|/)(LICENSE|LICENCE|COPYING|NOTICE|AUTHORS|CODE_OF_CONDUCT)[^/]*$", re.I)
+
+
+def cargo_home():
+    return os.environ.get("CARGO_HOME") or os.path.expanduser("~/.cargo")
+
+
+def crate_files(lock_path):
+    """(crate, text) of every Markdown file at the top of, or in docs/ of, each
+    registry crate that Cargo.lock pins and the registry cache holds."""
+    with open(lock_path, "rb") as f:
+        lock = tomllib.load(f)
+    roots = sorted(glob.glob(os.path.join(cargo_home(), "registry", "src", "*")))
+    out = []
+    for p in lock.get("package", []):
+        if not p.get("source", "").startswith("registry+"):
+            continue
+        for root in roots:
+            d = os.path.join(root, f"{p['name']}-{p['version']}")
+            if not os.path.isdir(d):
+                continue
+            files = sorted(glob.glob(os.path.join(d, "*.md")) + glob.glob(os.path.join(d, "docs", "*.md")))
+            for f in files:
+                if not SKIP.search(f):
+                    with open(f, encoding="utf-8", errors="replace") as fh:
+                        out.append((p["name"], fh.read()))
+            break
+    return out
+
+
+def sdist_files(directory):
+    """(package, text) of the Markdown and reStructuredText files in each
+    source distribution (.tar.gz or .zip) in `directory`."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(directory, "*"))):
+        name = os.path.basename(path)
+        members = []
+        if name.endswith(".tar.gz"):
+            with tarfile.open(path) as t:
+                for m in sorted(t.getmembers(), key=lambda m: m.name):
+                    if m.isfile() and m.name.endswith((".md", ".rst", ".txt")) and not SKIP.search(m.name):
+                        f = t.extractfile(m)
+                        if f is not None:
+                            members.append(f.read())
+        elif name.endswith(".zip"):
+            with zipfile.ZipFile(path) as z:
+                for m in sorted(z.namelist()):
+                    if m.endswith((".md", ".rst", ".txt")) and not SKIP.search(m):
+                        members.append(z.read(m))
+        for raw in members:
+            text = raw.decode("utf-8", errors="replace")
+            # requirement lists, file manifests and the like are not prose
+            if len(text) >= MIN_CHARS and text.count(" ") * 12 > len(text):
+                out.append((name, text))
+    return out
+
+
+def chunks(rng, text):
+    """Documents of MIN_CHARS..MAX_CHARS cut from `text` at blank lines."""
+    paras = [p for p in re.split(r"\n\s*\n", text.replace("\r\n", "\n")) if p.strip()]
+    docs, cur, target = [], [], rng.randint(MIN_CHARS, MAX_CHARS)
+    for p in paras:
+        if cur and sum(len(x) + 2 for x in cur) + len(p) > target:
+            docs.append(cur)
+            cur, target = [], rng.randint(MIN_CHARS, MAX_CHARS)
+        cur.append(p[:MAX_CHARS])
+    if cur:
+        docs.append(cur)
+    docs = [d for d in docs if sum(len(x) for x in d) >= MIN_CHARS]
+    rng.shuffle(docs)
+    return docs[:PER_FILE]
+
+
+WRAPPERS = [
+    lambda s: s,
+    lambda s: "> " + s,
+    lambda s: "<!-- " + s + " -->",
+    lambda s: "**Note:** " + s,
+    lambda s: "- " + s,
+    lambda s: "_" + s + "_",
+]
+
+
+def inject(rng, paras, attack, held_out):
+    """One document with one inserted passage; the row `gen_docs.make_doc` writes."""
+    if attack:
+        insert, kind = make_attack(rng, held_out)
+    else:
+        insert, kind = gen_docs.benign_insert(rng), "none"
+    position = rng.choice(["start", "middle", "end"])
+    idx = {"start": 1 if len(paras) > 1 else 0, "middle": len(paras) // 2, "end": len(paras)}[position]
+    ins = rng.choice(WRAPPERS)(insert)
+    prefix = "\n\n".join(paras[:idx]) + ("\n\n" if idx > 0 else "")
+    suffix = ("\n\n" if idx < len(paras) else "") + "\n\n".join(paras[idx:])
+    return {"text": prefix + ins + suffix, "label": int(attack), "position": position, "attack_kind": kind,
+            "prefix": prefix, "insert": ins, "suffix": suffix}
+
+
+URL = re.compile(r"https?://")
+
+
+def documents(files, seed, url_paragraphs=False):
+    """(source, paragraphs) documents from `files`, seeded. `url_paragraphs`:
+    only the paragraphs with two links or more (badges, link references,
+    licence and changelog links), each file's joined into one text."""
+    rng = random.Random(seed)
+    out = []
+    for src, text in files:
+        if url_paragraphs:
+            paras = [p for p in re.split(r"\n\s*\n", text) if len(URL.findall(p)) >= 2]
+            text = "\n\n".join(paras)
+            if len(text) < MIN_CHARS:
+                continue
+        for d in chunks(rng, text):
+            out.append((src, d))
+    return out
+
+
+def benign_rows(docs):
+    return [{"text": "\n\n".join(d), "label": 0, "source": src} for src, d in docs]
+
+
+def injected_rows(docs, seed, held_out, attack_rate=0.5):
+    """Each document once, with an attack (share `attack_rate`) or a benign passage."""
+    rng = random.Random(seed)
+    gen_docs.HELD = held_out
+    try:
+        rows = []
+        for src, d in docs:
+            r = inject(rng, d, rng.random() < attack_rate, held_out)
+            r["source"] = src
+            rows.append(r)
+        return rows
+    finally:
+        gen_docs.HELD = False
