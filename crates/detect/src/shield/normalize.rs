@@ -726,63 +726,96 @@ fn line_break_at(b: &[u8], i: usize) -> usize {
 /// into one run, so that it decodes as a whole and not as its first line. A
 /// block is joined only when it has two lines or more, every line but the last
 /// has the first one's length (a multiple of 4, at least [`MIN_ENCODED_RUN`]),
-/// and the joined run decodes to text.
+/// and the joined run decodes to text. A run that decodes right after an
+/// escaped line break is set apart from the escape's letter by a space.
 pub(super) fn join_wrapped(s: &str) -> Cow<'_, str> {
     let b = s.as_bytes();
-    if !b.contains(&b'\n') && !s.contains("\\n") {
-        return Cow::Borrowed(s);
-    }
     let b64_len = |from: usize| b[from..].iter().take_while(|&&c| is_b64_byte(c)).count();
     let mut out = String::new();
-    let mut last = 0;
-    let mut i = 0;
-    while i < b.len() {
+    // `last`: the end of the text copied to `out`; `seen`: the end of the last
+    // block followed, joined or not (each line is looked at once)
+    let (mut last, mut seen) = (0, 0);
+    // only where a line break can start: a newline (or the `\r` before one) or a backslash
+    for c in memchr::memchr2_iter(b'\n', b'\\', b) {
+        let i = if c > 0 && b[c] == b'\n' && b[c - 1] == b'\r' { c - 1 } else { c };
         let brk = line_break_at(b, i);
         if brk == 0 {
-            i += 1;
             continue;
         }
-        let start = b[..i].iter().rposition(|&c| !is_b64_byte(c)).map_or(0, |p| p + 1);
-        let width = i - start;
-        if width < MIN_ENCODED_RUN || width % 4 != 0 {
-            i += brk;
+        if i < seen {
             continue;
         }
-        // follow the lines of that width; one shorter line ends the block
-        let (mut j, mut lines) = (i, vec![(start, i)]);
-        loop {
-            let k = line_break_at(b, j);
-            let len = if k == 0 { 0 } else { b64_len(j + k) };
-            if len == 0 || len > width {
-                break;
+        let mut start = b[seen..i].iter().rposition(|&x| !is_b64_byte(x)).map_or(seen, |p| seen + p + 1);
+        if start > 0 && b[start - 1] == b'\\' && b[start] == b'n' {
+            start += 1; // the `n` of an escaped line break before the run
+        }
+        let width = i.saturating_sub(start);
+        if width >= MIN_ENCODED_RUN && width % 4 == 0 {
+            let (end, joined) = join_block(b, start, i, width);
+            seen = end; // its lines are not looked at again, joined or not
+            if let Some(lines) = joined {
+                out.push_str(&s[last..start]);
+                for &(a, e) in &lines {
+                    out.push_str(&s[a..e]);
+                }
+                last = lines.last().map_or(end, |l| l.1);
+                continue;
             }
-            lines.push((j + k, j + k + len));
-            j += k + len;
-            if len < width {
-                break;
+        }
+        // an escaped break's letter would join the run after it ("…\\nSGVsbG8…"):
+        // a space keeps them apart when that run decodes
+        if b[i] == b'\\' && i + brk > last {
+            let run = b64_len(i + brk);
+            if run >= MIN_ENCODED_RUN && decode_run(&b[i + brk..i + brk + run]).is_some() {
+                out.push_str(&s[last..i + brk]);
+                out.push(' ');
+                last = i + brk;
+                seen = seen.max(last);
             }
         }
-        if lines.len() < 2 {
-            i += brk;
-            continue;
-        }
-        let joined: Vec<u8> = lines.iter().flat_map(|&(a, e)| b[a..e].iter().copied()).collect();
-        if decode_run(&joined).is_none() {
-            i = j;
-            continue;
-        }
-        out.push_str(&s[last..start]);
-        for &(a, e) in &lines {
-            out.push_str(&s[a..e]);
-        }
-        last = j;
-        i = j;
     }
     if last == 0 {
         return Cow::Borrowed(s);
     }
     out.push_str(&s[last..]);
     Cow::Owned(out)
+}
+
+/// Follow a wrapped block whose first line is `b[start..i]` (`width` bytes, a
+/// line break at `i`): the end of the lines followed, and the lines when they
+/// are two or more and decode to text joined.
+fn join_block(b: &[u8], start: usize, i: usize, width: usize) -> (usize, Option<Vec<(usize, usize)>>) {
+    let b64_len = |from: usize| b[from..].iter().take_while(|&&c| is_b64_byte(c)).count();
+    // follow the lines of that width; one shorter line ends the block
+    let (mut j, mut lines) = (i, vec![(start, i)]);
+    loop {
+        let k = line_break_at(b, j);
+        let len = if k == 0 { 0 } else { b64_len(j + k) };
+        if len == 0 || len > width {
+            break;
+        }
+        lines.push((j + k, j + k + len));
+        j += k + len;
+        if len < width {
+            break;
+        }
+    }
+    let join = |lines: &[(usize, usize)]| -> Vec<u8> { lines.iter().flat_map(|&(a, e)| b[a..e].to_vec()).collect() };
+    // a short last "line" may be the text after the block ("…\\nThanks"): without it, then
+    let end = j;
+    if lines.len() < 2 {
+        return (end, None);
+    }
+    if decode_run(&join(&lines)).is_some() {
+        return (end, Some(lines));
+    }
+    if lines.len() > 2 && lines.last().is_some_and(|l| l.1 - l.0 < width) {
+        lines.pop();
+        if decode_run(&join(&lines)).is_some() {
+            return (end, Some(lines));
+        }
+    }
+    (end, None)
 }
 
 /// An encoded run cut out of the text: the text before it, then the marker word

@@ -204,6 +204,10 @@ fn base64_wrapped_over_lines_is_read_whole() {
             assert_eq!(n.text, format!("{{\"encoding\": \"base64\", \"content\": \" {ENC_MARKER} \"}}"));
         }
     }
+    // After a line of text that ends in an escaped line break, too.
+    let lines: Vec<&str> = enc.as_bytes().chunks(76).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    let n = normalize(&format!("Here is the file:\\n{}\\nThat was all.", lines.join("\\n")));
+    assert_eq!(n.payloads, std::slice::from_ref(&expect));
     // Lines of different widths, or runs that do not decode joined, stay apart.
     let two = format!("{}\n{}", &enc[..40], &enc[..44]);
     assert_eq!(super::normalize::join_wrapped(&two), two);
@@ -725,6 +729,25 @@ proptest! {
     fn encoded_noise_never_panics(s in "[A-Za-z0-9+/=%_ -]{0,300}") {
         let shield = Shield::builtin().unwrap_or_else(|e| panic!("{e}"));
         prop_assert!(shield.score(&s).score.is_finite());
+    }
+
+    #[test]
+    fn wrapped_runs_never_panic_and_joining_only_removes_line_breaks(
+        parts in proptest::collection::vec(
+            proptest::prop_oneof![
+                "[A-Za-z0-9+/=]{1,24}".prop_map(|s| s),
+                proptest::sample::select(vec!["\n", "\r\n", "\\n", "\\r\\n", "\\", " ", "n", "SGVsbG8gd29ybGQsIGhv", "d2FyZSB5b3U/"])
+                    .prop_map(str::to_owned),
+            ],
+            0..40,
+        )
+    ) {
+        let s: String = parts.concat();
+        let j = super::normalize::join_wrapped(&s);
+        // what joining takes out is line breaks (and it may set a run apart with a space)
+        let strip = |t: &str| t.replace("\\r\\n", "").replace("\\n", "").replace(['\r', '\n', ' '], "");
+        prop_assert_eq!(strip(&j), strip(&s));
+        prop_assert!(normalize(&s).payloads.len() <= 8);
     }
 
     #[test]
