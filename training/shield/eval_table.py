@@ -21,6 +21,10 @@ SETS = [
     ("docs_seen", "recall_at_target_fpr", "auc"),
     ("real_crates", "accuracy", None),
     ("real_crates_injected", "recall_at_target_fpr", "auc"),
+    ("local_rust_html", "accuracy", None),
+    ("local_rust_html_text", "accuracy", None),
+    ("local_python_stdlib", "accuracy", None),
+    ("local_debian_docs", "accuracy", None),
 ] + [
     (f"obf_{name}_{mode}", fig, None)
     for mode in ("middle", "swap", "zalgo", "strike", "accents", "rot13", "reverse", "reverse_words", "upside_down",

@@ -132,6 +132,7 @@ def main():
         "docs_seen": [{k: r[k] for k in ("text", "label", "family", "position", "attack_kind")}
                       for r in gen_docs("train", 1500, SEED + 2)],
         **crate_docs(a.lock),
+        **real_docs.local_sets(SEED + 9),
     }
     held_texts = {r["text"].strip() for rows in ev.values() for r in rows}
     # Obfuscated variants of held-out rows (obfuscate.py: typoglycemia two

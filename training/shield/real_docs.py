@@ -171,3 +171,55 @@ def injected_rows(docs, seed, held_out, attack_rate=0.5):
         return rows
     finally:
         gen_docs.HELD = False
+
+
+def local_sets(seed, n=200):
+    """Benign evaluation sets from documents on any machine with the Rust
+    toolchain and Python: the standard library's HTML documentation that
+    rustup installs (a slice of the raw HTML, and the page's text), Python's
+    standard-library modules (docstrings, comments and code), and Debian's
+    /usr/share/doc READMEs and NEWS files. The first 3,000 characters of each
+    (or a 3,000-character slice of the HTML), `n` files per set, seeded. What
+    they hold depends on the versions installed (here: Rust 1.95.0, CPython
+    3.11.7, Debian 12); sets whose files are missing are left out."""
+    import html
+    import subprocess
+    import sysconfig
+
+    rng = random.Random(seed)
+    out = {}
+    try:
+        sysroot = subprocess.run(["rustc", "--print", "sysroot"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        sysroot = ""
+    pages = sorted(glob.glob(os.path.join(sysroot, "share/doc/rust/html/std/**/*.html"), recursive=True)) if sysroot else []
+    rng.shuffle(pages)
+    raw, text = [], []
+    for p in pages[:n]:
+        with open(p, encoding="utf-8", errors="replace") as f:
+            h = f.read()
+        body = h[h.find("<main"):] if "<main" in h else h
+        start = rng.randint(0, max(0, len(body) - 3000))
+        raw.append(body[start:start + 3000])
+        t = re.sub(r"<script.*?</script>|<style.*?</style>", " ", body, flags=re.S)
+        t = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", t))).strip()
+        if len(t) >= MIN_CHARS:
+            text.append(t[:3000])
+    modules = sorted(glob.glob(os.path.join(sysconfig.get_paths()["stdlib"], "*.py")))
+    rng.shuffle(modules)
+    docs = [p for p in sorted(glob.glob("/usr/share/doc/*/README*") + glob.glob("/usr/share/doc/*/NEWS*"))
+            if os.path.isfile(p) and not p.endswith(".gz") and os.path.getsize(p) >= MIN_CHARS]
+    rng.shuffle(docs)
+
+    def heads(paths):
+        rows = []
+        for p in paths[:n]:
+            with open(p, encoding="utf-8", errors="replace") as f:
+                rows.append(f.read(3000))
+        return rows
+
+    for name, texts in (("local_rust_html", raw), ("local_rust_html_text", text),
+                        ("local_python_stdlib", heads(modules)), ("local_debian_docs", heads(docs))):
+        if texts:
+            out[name] = [{"text": t, "label": 0} for t in texts]
+    return out
