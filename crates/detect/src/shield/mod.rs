@@ -84,7 +84,9 @@ pub struct Score {
     pub logit: f32,
     pub stage: Stage,
     pub origin: Origin,
-    /// Byte range of the deciding window in the normalised text or payload.
+    /// Byte range of the deciding window in the payload, or in the main text
+    /// as it was scored ([`main_text`]: the normalised text, without the
+    /// markers of encoded runs whose text read as benign).
     pub window: (usize, usize),
     /// Windows scored, over the text and its payloads.
     pub windows: usize,

@@ -6,10 +6,12 @@
 //!    ASCII) back into ASCII, then NFKC (full-width, mathematical alphanumerics,
 //!    ligatures and other compatibility forms become plain letters). Case is kept,
 //!    because base64 is case-sensitive.
-//! 2. encoded runs: a run of base64, hex or space-separated 8-bit binary that
-//!    decodes to text is cut out of the main text (a marker word, [`ENC_MARKER`],
-//!    stands in its place) and returned as a payload of its own, scored like the
-//!    original; a token with three or more `%XX` escapes is URL-decoded in place.
+//! 2. encoded runs: base64 wrapped over lines is joined first (`join_wrapped`);
+//!    a run of base64, hex or space-separated 8-bit binary that decodes to text
+//!    is cut out of the main text (a marker word, [`ENC_MARKER`], stands in its
+//!    place; see [`main_text`](super::main_text) for when it counts) and
+//!    returned as a payload of its own, scored like the original; a token with
+//!    three or more `%XX` escapes is URL-decoded in place.
 //! 3. [`fold`]: lowercase, fold Cyrillic/Greek look-alikes inside words that
 //!    also hold Latin letters (or consist only of look-alikes), fold leetspeak
 //!    inside words (`1gn0r3` -> `ignore`), join letters spaced or dotted apart
