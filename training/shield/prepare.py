@@ -14,6 +14,9 @@ Writes
                                     marks, accents, ROT13, backwards, upside down, base64,
                                     base32, typing errors) of the
                                     deepset and jackhhao test attacks, and of NotInject
+  build/eval/real_crates*.jsonl     the Markdown of the crates Cargo.lock pins (real_docs.py), plain and
+                                    with an inserted passage (from Cargo's registry cache, if filled)
+  build/eval/local_*.jsonl          benign documents found on the machine (real_docs.local_sets)
   build/calib.jsonl                 generated documents of two families no stage trains on
                                     (fits the fast+deep combination; never evaluated)
 Training rows from deepset/jackhhao are their `train` splits minus any text that
