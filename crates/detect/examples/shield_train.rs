@@ -91,6 +91,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         return Err("usage: shield_train TRAIN.jsonl OUT.kwsh".into());
     };
     let mut cfg = TrainConfig::default();
+    if let Ok(f) = std::env::var("SHIELD_NGRAM_FLOOR") {
+        cfg.ngram_floor = f.parse()?;
+    }
     // Optional overrides for experiments: EPOCHS L2 LEARNING_RATE BITS WINDOW STRIDE.
     if let Some(e) = args.get(3) {
         cfg.epochs = e.parse()?;

@@ -1,5 +1,8 @@
 //! Training the fast stage: L2-regularised logistic regression with AdaGrad,
 //! seeded, single-threaded, so the same samples and seed give the same bytes.
+//! The n-gram weights are kept at or above a floor (0 by default): an n-gram
+//! can only be evidence of an attack, so benign words around an attack in a
+//! window cannot cancel it (training/shield/README.md, "Real documents").
 //! Pure computation; reading data and writing the weights file is the job of
 //! `training/shield/` (see `examples/shield_train.rs`).
 
@@ -21,11 +24,21 @@ pub struct TrainConfig {
     pub learning_rate: f32,
     pub l2: f32,
     pub seed: u64,
+    /// No n-gram weight goes below this (0: evidence of attacks only;
+    /// `f32::NEG_INFINITY`: unbounded).
+    pub ngram_floor: f32,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig { params: Params::default(), epochs: 12, learning_rate: 0.2, l2: 1e-5, seed: 0x6b65_7977_6172_6421 }
+        TrainConfig {
+            params: Params::default(),
+            epochs: 12,
+            learning_rate: 0.2,
+            l2: 1e-5,
+            seed: 0x6b65_7977_6172_6421,
+            ngram_floor: 0.0,
+        }
     }
 }
 
@@ -89,7 +102,7 @@ pub fn train(samples: &[Sample], cfg: &TrainConfig) -> Trained {
                 let b = b as usize;
                 let grad = g * v + cfg.l2 * t.ngram[b];
                 g_ngram[b] += grad * grad;
-                t.ngram[b] -= lr * grad / g_ngram[b].sqrt();
+                t.ngram[b] = (t.ngram[b] - lr * grad / g_ngram[b].sqrt()).max(cfg.ngram_floor);
             }
             for ((w, gsum), x) in t.dense.iter_mut().zip(g_dense.iter_mut()).zip(s.features.dense) {
                 let grad = g * x + cfg.l2 * *w;
