@@ -802,7 +802,8 @@ fn join_block(b: &[u8], start: usize, i: usize, width: usize) -> (usize, Option<
             break;
         }
     }
-    let join = |lines: &[(usize, usize)]| -> Vec<u8> { lines.iter().flat_map(|&(a, e)| b[a..e].to_vec()).collect() };
+    let join =
+        |lines: &[(usize, usize)]| -> Vec<u8> { lines.iter().flat_map(|&(a, e)| b[a..e].iter().copied()).collect() };
     // a short last "line" may be the text after the block ("…\\nThanks"): without it, then
     let end = j;
     if lines.len() < 2 {
