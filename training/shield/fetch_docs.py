@@ -60,10 +60,9 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "build", "docs_src"))
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
-    got = 0
-    for project, filename, sha in pinned():
-        got += fetch(project, filename, sha, a.out)
-    print(f"docs sources: {got} downloaded, all {len(list(pinned()))} checked in {a.out}", file=sys.stderr)
+    files = list(pinned())
+    got = sum(fetch(project, filename, sha, a.out) for project, filename, sha in files)
+    print(f"docs sources: {got} downloaded, all {len(files)} checked in {a.out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

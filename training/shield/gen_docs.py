@@ -334,20 +334,28 @@ FAMILIES = {f.__name__: f for f in [email, html_page, code_comments, json_tool_r
                                      meeting_notes, csv_table, support_ticket, release_notes, forum_post]}
 
 
-def make_doc(rng, family, held_out, attack, calib=False):
-    blocks, wrap = FAMILIES[family](rng)
+def place(rng, blocks, wrap, attack, held_out, calib=False, sep="\n", after_last=False):
+    """`blocks` joined by `sep` with one passage inserted at the start (after
+    the first block), the middle or the end (before the last block, or after
+    it with `after_last`), wrapped by `wrap`: an attack or a benign passage.
+    Also used for real documents (real_docs.py)."""
     if attack:
         insert, kind = make_attack(rng, held_out, calib)
     else:
         insert, kind = benign_insert(rng), "none"
     position = rng.choice(["start", "middle", "end"])
-    idx = {"start": 1 if len(blocks) > 1 else 0, "middle": len(blocks) // 2, "end": len(blocks) - 1}[position]
-    sep = "\n"
+    end = len(blocks) if after_last else len(blocks) - 1
+    idx = {"start": 1 if len(blocks) > 1 else 0, "middle": len(blocks) // 2, "end": end}[position]
     prefix = sep.join(blocks[:idx]) + (sep if idx > 0 else "")
-    suffix = sep + sep.join(blocks[idx:])
+    suffix = (sep if idx < len(blocks) else "") + sep.join(blocks[idx:])
     ins = wrap(insert)
-    return {"text": prefix + ins + suffix, "label": int(attack), "family": family, "position": position,
+    return {"text": prefix + ins + suffix, "label": int(attack), "position": position,
             "attack_kind": kind, "prefix": prefix, "insert": ins, "suffix": suffix}
+
+
+def make_doc(rng, family, held_out, attack, calib=False):
+    blocks, wrap = FAMILIES[family](rng)
+    return {**place(rng, blocks, wrap, attack, held_out, calib), "family": family}
 
 
 def main():

@@ -31,7 +31,6 @@ import tarfile
 import tomllib
 import zipfile
 
-from attacks import make_attack
 import gen_docs
 
 PER_FILE = 3
@@ -120,18 +119,10 @@ WRAPPERS = [
 
 
 def inject(rng, paras, attack, held_out):
-    """One document with one inserted passage; the row `gen_docs.make_doc` writes."""
-    if attack:
-        insert, kind = make_attack(rng, held_out)
-    else:
-        insert, kind = gen_docs.benign_insert(rng), "none"
-    position = rng.choice(["start", "middle", "end"])
-    idx = {"start": 1 if len(paras) > 1 else 0, "middle": len(paras) // 2, "end": len(paras)}[position]
-    ins = rng.choice(WRAPPERS)(insert)
-    prefix = "\n\n".join(paras[:idx]) + ("\n\n" if idx > 0 else "")
-    suffix = ("\n\n" if idx < len(paras) else "") + "\n\n".join(paras[idx:])
-    return {"text": prefix + ins + suffix, "label": int(attack), "position": position, "attack_kind": kind,
-            "prefix": prefix, "insert": ins, "suffix": suffix}
+    """One document with one inserted passage (`gen_docs.place`), in one of
+    `WRAPPERS`, between paragraphs or after the last."""
+    return gen_docs.place(rng, paras, lambda s: rng.choice(WRAPPERS)(s), attack, held_out, sep="\n\n",
+                          after_last=True)
 
 
 URL = re.compile(r"https?://")

@@ -732,7 +732,6 @@ fn line_break_at(b: &[u8], i: usize) -> usize {
 /// escaped line break is set apart from the escape's letter by a space.
 pub(super) fn join_wrapped(s: &str) -> Cow<'_, str> {
     let b = s.as_bytes();
-    let b64_len = |from: usize| b[from..].iter().take_while(|&&c| is_b64_byte(c)).count();
     let mut out = String::new();
     // `last`: the end of the text copied to `out`; `seen`: the end of the last
     // block followed, joined or not (each line is looked at once)
@@ -767,7 +766,7 @@ pub(super) fn join_wrapped(s: &str) -> Cow<'_, str> {
         // an escaped break's letter would join the run after it ("…\\nSGVsbG8…"):
         // a space keeps them apart when that run decodes
         if b[i] == b'\\' && i + brk > last {
-            let run = b64_len(i + brk);
+            let run = b64_run_len(b, i + brk);
             if run >= MIN_ENCODED_RUN && decode_run(&b[i + brk..i + brk + run]).is_some() {
                 out.push_str(&s[last..i + brk]);
                 out.push(' ');
@@ -783,16 +782,20 @@ pub(super) fn join_wrapped(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The length of the base64 run at `from`.
+fn b64_run_len(b: &[u8], from: usize) -> usize {
+    b[from..].iter().take_while(|&&c| is_b64_byte(c)).count()
+}
+
 /// Follow a wrapped block whose first line is `b[start..i]` (`width` bytes, a
 /// line break at `i`): the end of the lines followed, and the lines when they
 /// are two or more and decode to text joined.
 fn join_block(b: &[u8], start: usize, i: usize, width: usize) -> (usize, Option<Vec<(usize, usize)>>) {
-    let b64_len = |from: usize| b[from..].iter().take_while(|&&c| is_b64_byte(c)).count();
     // follow the lines of that width; one shorter line ends the block
     let (mut j, mut lines) = (i, vec![(start, i)]);
     loop {
         let k = line_break_at(b, j);
-        let len = if k == 0 { 0 } else { b64_len(j + k) };
+        let len = if k == 0 { 0 } else { b64_run_len(b, j + k) };
         if len == 0 || len > width {
             break;
         }
